@@ -1,0 +1,63 @@
+# ovkit: `make reproduce` runs the default profile end to end; `make test` checks everything.
+# Each target installs what is missing first (virtualenv, packages, Jupyter kernel, data).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+PROFILE ?= default
+STAMP  := $(VENV)/.ovkit-installed
+
+# Tests and CI: no progress bars, no display, stable hashing.
+TEST_ENV := TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0 OVKIT_PROFILE=test
+
+.PHONY: setup data reproduce smoke test unit nbval lab bench notebooks lint clean distclean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "ovkit needs Python 3.11, found " + sys.version.split()[0]'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ovkit)"
+	touch $(STAMP)
+
+data: setup
+	$(BIN)/ovkit fetch
+
+reproduce: data
+	$(BIN)/ovkit run --profile $(PROFILE)
+
+smoke: data
+	$(BIN)/ovkit run --profile smoke
+
+test: data
+	$(MAKE) unit nbval
+
+unit: setup
+	$(TEST_ENV) $(PY) -m pytest -q tests
+
+nbval: setup
+	$(TEST_ENV) $(PY) -m pytest -q --nbval-lax --nbval-current-env \
+		--sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
+
+lab: setup
+	$(BIN)/jupyter lab notebooks
+
+bench: data
+	$(PY) benchmarks/catalogue.py
+
+# Re-execute the notebooks in place with their (smoke) defaults, to refresh committed outputs.
+notebooks: data
+	for nb in notebooks/[0-9][0-9]_*.ipynb; do \
+		TQDM_DISABLE=1 $(BIN)/papermill -k python3 --cwd notebooks "$$nb" "$$nb" || exit 1; done
+
+lint: setup
+	$(BIN)/ruff check ovkit tests benchmarks
+
+clean:
+	rm -rf runs artifacts .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) data/raw data/cache

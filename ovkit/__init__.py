@@ -1,0 +1,52 @@
+"""ovkit: the helper package behind the OneVision reproducibility notebooks.
+
+One module per pipeline stage (``data`` for notebook 00, ...); ``record`` stores metrics, ``store``
+caches stage artifacts, ``runner`` executes notebooks for a profile.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+
+from .results import load_metrics, record
+
+__version__ = "0.1.0"
+__all__ = ["record", "load_metrics", "seed", "setup", "__version__"]
+
+
+def seed(value: int) -> None:
+    """Seed ``random``, NumPy's global generator and torch (if imported) in one call."""
+    import sys
+
+    import numpy as np
+
+    random.seed(value)
+    np.random.seed(value)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(value)
+
+
+def setup(threads: int | None = None, seed_value: int | None = None) -> dict:
+    """Fix the thread count (so timings compare) and print versions; returns what it printed.
+
+    Called in every notebook's versions cell.
+    """
+    threads = threads or int(os.environ.get("OVKIT_THREADS", min(2, os.cpu_count() or 1)))
+    info = {"ovkit": __version__, "python": platform.python_version(), "threads": threads}
+    for name in ("numpy", "pandas", "torch", "timm", "faiss", "pybullet"):
+        try:
+            module = __import__(name)
+            info[name] = getattr(module, "__version__", "?")
+        except ImportError:
+            continue
+    if "torch" in info:
+        import torch
+
+        torch.set_num_threads(threads)
+        info["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    if seed_value is not None:
+        seed(seed_value)
+    print("  ".join(f"{k}={v}" for k, v in info.items()))
+    return info

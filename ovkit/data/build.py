@@ -1,0 +1,201 @@
+"""Build the Sweet Home 3D multi-view catalogue: models → SKUs → rendered views → splits."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import render, sh3d, skus
+from .sh3d import DataError, FurnitureModel
+
+
+def select_models(models: list[FurnitureModel], seed: int) -> list[FurnitureModel]:
+    """Products only, in a seeded order that cycles through categories.
+
+    Taking the first N of this order gives a category-balanced subset for small profiles.
+    """
+    products = [m for m in models if m.category not in sh3d.NON_PRODUCTS]
+    rng = np.random.default_rng(seed)
+    by_category: dict[str, list] = {}
+    for m in sorted(products, key=lambda m: m.model_key):
+        by_category.setdefault(m.category, []).append(m)
+    queues = [list(rng.permutation(np.array(ms, dtype=object))) for _, ms in sorted(by_category.items())]
+    order = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                order.append(queue.pop(0))
+    return order
+
+
+def _render_model(job):
+    """Worker: load one model and render all views of all its colourways.
+
+    Returns ``(model, result)`` where result is a dict of images and facts, or an error string
+    when the mesh cannot be read or renders empty (the build skips such models and reports them).
+    """
+    model, model_index, colourways, query_views, cfg, seed = job
+    try:
+        mesh = sh3d.load_mesh(model)
+    except DataError as err:
+        return model, str(err)
+    renderer = _worker_renderer()
+    try:
+        renderer.load(mesh)
+    except Exception as err:  # pybullet refusing a mesh is a per-model problem
+        return model, f"pybullet could not load the mesh: {err}"
+    rng = np.random.default_rng([seed, model_index])
+    ways = skus.colourways(mesh, colourways, rng)
+    images, facts = [], []
+    for way, (colour, colours) in enumerate(ways):
+        renderer.set_colours(colours)
+        catalog = render.catalog_view(renderer, cfg)
+        if catalog is None:
+            return model, "renders empty (flat or invisible model)"
+        images.append(catalog)
+        facts.append({"colourway": way, "kind": "catalog", "source": "render"})
+        for q in range(query_views):
+            view_rng = np.random.default_rng([seed, model_index, way, q])
+            out = render.query_view(renderer, cfg, view_rng)
+            if out is None:
+                return model, "renders empty from some viewpoints"
+            images.append(out[0])
+            facts.append({"colourway": way, "kind": "query", "source": "render", **out[1]})
+    icon = sh3d.load_icon(model)
+    icon_image = render.icon_view(icon, cfg) if icon is not None else None
+    if icon_image is not None:  # the real shop icon shows the original colourway
+        images.append(icon_image)
+        facts.append({"colourway": 0, "kind": "catalog", "source": "icon"})
+    return model, {"colours": [c for c, _ in ways], "images": np.stack(images), "facts": facts,
+                   "faces": int(len(mesh["faces"]))}
+
+
+_RENDERER: tuple[int, render.Renderer] | None = None
+
+
+def _worker_renderer() -> render.Renderer:
+    """One renderer per process (a forked worker must not reuse its parent's connection)."""
+    global _RENDERER
+    if _RENDERER is None or _RENDERER[0] != os.getpid():
+        _RENDERER = (os.getpid(), render.Renderer())
+    return _RENDERER[1]
+
+
+def render_models(order, n_models, colourways, query_views, cfg, seed, workers):
+    """Render models in ``order`` until ``n_models`` succeed (0 = all); returns (done, skipped)."""
+    target = n_models or len(order)
+    jobs = ((m, i, colourways, query_views, cfg, seed) for i, m in enumerate(order))
+    done, skipped = [], []
+    bar = tqdm(total=target, desc="rendering models", unit="model")
+    # fork where the OS has it: spawn would re-run a user's script that lacks a __main__ guard.
+    method = "fork" if "fork" in get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(workers, mp_context=get_context(method)) if workers > 1 else None
+    try:
+        results = pool.map(_render_model, jobs, chunksize=1) if pool else map(_render_model, jobs)
+        for model, result in results:
+            if isinstance(result, str):
+                skipped.append({"model": model.model_key, "name": model.name, "reason": result})
+                continue
+            done.append((model, result))
+            bar.update()
+            if len(done) == target:
+                break
+    finally:
+        bar.close()
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    return done, skipped
+
+
+def build(folder: Path, files: list[Path], n_models: int, colourways: int, query_views: int,
+          cold_fraction: float, val_fraction: float, test_fraction: float, seed: int,
+          cfg: render.RenderConfig, workers: int) -> dict:
+    """Write ``items.parquet``, ``views.parquet`` and ``pixels.npy`` into ``folder``."""
+    models, licences = [], {}
+    for f in files:
+        models += sh3d.read_catalogue(f)
+        licences[f.stem] = catalogue_licence(f)
+    order = select_models(models, seed)
+    if n_models and n_models > len(order):
+        raise ValueError(f"N_MODELS={n_models} but the source has only {len(order)} product models")
+    done, skipped = render_models(order, n_models, colourways, query_views, cfg, seed, workers)
+    if n_models and len(done) < n_models:
+        raise DataError(f"only {len(done)} of {n_models} models could be rendered; see skipped: {skipped[:5]}")
+
+    rng = np.random.default_rng([seed, 1])
+    creators = sorted({m.creator for m, _ in done})
+    premium = dict(zip(creators, rng.lognormal(0.0, 0.25, size=len(creators)), strict=True))
+    items, views, pixels = [], [], []
+    for model_id, (model, result) in enumerate(done):
+        kind = skus.fine_type(model.name, model.tags)
+        first_item = len(items)
+        for way, colour in enumerate(result["colours"]):
+            items.append({
+                "item_id": len(items), "sku": f"{model.model_key}/{way}", "model_id": model_id,
+                "model_key": model.model_key, "name": model.name, "category": model.category,
+                "fine_type": kind, "colour": colour, "colourway": way, "creator": model.creator,
+                "width_cm": model.width, "depth_cm": model.depth, "height_cm": model.height,
+                "price": skus.synthetic_price(kind, (model.width, model.depth, model.height),
+                                              premium[model.creator], rng),
+                "source": model.sh3f.stem, "licence": licences[model.sh3f.stem],
+            })
+        for fact in result["facts"]:
+            views.append({"view_id": len(views), "item_id": first_item + fact.pop("colourway"), **fact})
+        pixels.append(result["images"])
+
+    items = pd.DataFrame(items)
+    views = pd.DataFrame(views)
+    items["cold"], views["split"] = assign_splits(items, views, cold_fraction, val_fraction,
+                                                  test_fraction, seed)
+    items.to_parquet(folder / "items.parquet", index=False)
+    views.to_parquet(folder / "views.parquet", index=False)
+    np.save(folder / "pixels.npy", np.concatenate(pixels))
+    return {"skipped": skipped, "source_files": [f.name for f in files]}
+
+
+def assign_splits(items: pd.DataFrame, views: pd.DataFrame, cold_fraction: float,
+                  val_fraction: float, test_fraction: float, seed: int):
+    """Cold SKUs and the split of every view.
+
+    Catalogue views get split ``catalog``. A *cold* SKU (a seeded ``cold_fraction`` of SKUs) has
+    all its query views in ``test``, so no training query ever shows it. Each warm SKU's query
+    views are shuffled and divided: ``test_fraction`` to test, ``val_fraction`` to val (at least
+    one each when the SKU has three or more), the rest to train. A view is in exactly one split.
+    """
+    rng = np.random.default_rng([seed, 2])
+    n_cold = int(round(cold_fraction * len(items)))
+    cold = np.zeros(len(items), bool)
+    cold[rng.choice(len(items), n_cold, replace=False)] = True
+    split = np.array(["catalog"] * len(views), dtype=object)
+    queries = views[views["kind"] == "query"]
+    for item_id, group in queries.groupby("item_id", sort=True):
+        ids = rng.permutation(group.index.to_numpy())
+        if cold[item_id]:
+            split[ids] = "test"
+            continue
+        n = len(ids)
+        n_test = max(1, int(round(n * test_fraction))) if n >= 3 else 0
+        n_val = max(1, int(round(n * val_fraction))) if n >= 3 else 0
+        split[ids[:n_test]] = "test"
+        split[ids[n_test : n_test + n_val]] = "val"
+        split[ids[n_test + n_val :]] = "train"
+    return cold, split
+
+
+def catalogue_licence(sh3f: Path) -> str:
+    """The licence line of a ``.sh3f`` catalogue, or the Sweet Home 3D default (CC-BY 3.0)."""
+    import zipfile
+
+    with zipfile.ZipFile(sh3f) as zf:
+        props = sh3d.parse_properties(zf.read(sh3d.PROPERTIES).decode("latin-1"))
+    return props.get("license", "Creative Commons Attribution 3.0 (see data/README.md)")
+
+
+def default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))

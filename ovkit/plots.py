@@ -1,0 +1,51 @@
+"""One plotting style for every notebook: fixed size and DPI, PNG output, image grids."""
+
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+STYLE = {
+    "figure.dpi": 80,
+    "savefig.dpi": 80,
+    "figure.figsize": (8, 4),
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "font.size": 9,
+}
+
+
+def use_style() -> None:
+    """Apply the kit's style; notebooks call it once after imports."""
+    matplotlib.rcParams.update(STYLE)
+    try:  # inline figures as PNG: nbval byte-compares SVG/PDF
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png")
+    except ImportError:
+        pass
+
+
+def image_grid(images, titles=None, rows=None, cols=8, size=1.1, row_labels=None, suptitle=None):
+    """Show images (N,H,W,3 uint8) in a grid; returns the figure."""
+    images = list(images)
+    cols = min(cols, len(images)) if rows is None else cols
+    rows = rows or int(np.ceil(len(images) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 1.12), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i])
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=7)
+    if row_labels is not None:
+        for r, label in enumerate(row_labels):
+            axes[r, 0].text(-0.08, 0.5, label, transform=axes[r, 0].transAxes, ha="right",
+                            va="center", fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig

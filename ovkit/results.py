@@ -1,0 +1,54 @@
+"""Metrics recorded from inside notebooks: ``record("00.n_skus", 2238)``.
+
+Each notebook's metrics land in ``runs/<profile>/metrics/<nb>.json`` (the prefix before the first
+dot names the notebook); the runner merges them into ``runs/<profile>/metrics.json``. Keys are
+stable: tests, benchmarks and the report read them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from .paths import current_profile, runs_dir
+
+
+def _metrics_dir(profile: str | None = None) -> Path:
+    return runs_dir() / (profile or current_profile()) / "metrics"
+
+
+def _plain(value):
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if not isinstance(value, (int, float, str, bool)) and value is not None:
+        raise TypeError(f"record() takes numbers or strings, got {type(value).__name__}")
+    return value
+
+
+def record(key: str, value) -> None:
+    """Store one metric, e.g. ``record("01.recall@1.aligned", 0.41)``.
+
+    The part of ``key`` before the first dot (``"01"``) names the notebook file it goes to.
+    """
+    if "." not in key:
+        raise ValueError(f"metric key {key!r} must look like '<notebook>.<name>', e.g. '00.n_skus'")
+    notebook = key.split(".", 1)[0]
+    path = _metrics_dir() / f"{notebook}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    metrics[key] = _plain(value)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def load_metrics(profile: str | None = None) -> dict:
+    """All metrics recorded under a profile, merged across notebooks."""
+    merged = {}
+    for path in sorted(_metrics_dir(profile).glob("*.json")):
+        merged.update(json.loads(path.read_text()))
+    return merged

@@ -1,0 +1,197 @@
+"""``ovkit run``: execute the notebooks of a profile with papermill, in order.
+
+Parameters come from ``params/<profile>.yaml`` plus ``-p key=value`` overrides; each notebook
+receives the ones its ``parameters`` cell declares. Executed copies go to
+``runs/<profile>/notebooks/``, metrics are merged into ``runs/<profile>/metrics.json`` and a
+``runs/<profile>/report.md`` summarises the run. Stages are cached, so a re-run after a failure
+resumes where the work stopped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from .paths import project_root, runs_dir
+from .results import load_metrics
+
+KERNEL = "python3"
+
+
+class RunError(RuntimeError):
+    """A run could not start or a notebook failed; the message says which and why."""
+
+
+@dataclass
+class Notebook:
+    number: str  # "00"
+    path: Path
+    parameters: dict  # name -> {"default": ..., "help": ...}
+
+
+def notebooks_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def params_dir() -> Path:
+    return project_root() / "params"
+
+
+def discover(folder: Path | None = None) -> list[Notebook]:
+    """The ``NN_*.ipynb`` notebooks in order, with the names their parameters cell declares."""
+    import papermill
+
+    folder = folder or notebooks_dir()
+    found = []
+    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+        declared = papermill.inspect_notebook(str(path))
+        found.append(Notebook(path.name[:2], path, declared))
+    if not found:
+        raise RunError(f"no notebooks (NN_name.ipynb) in {folder}")
+    return found
+
+
+def load_profile(profile: str) -> dict:
+    """The parameter set of a profile, ``params/<profile>.yaml`` (a flat name → value mapping)."""
+    path = params_dir() / f"{profile}.yaml"
+    if not path.exists():
+        names = sorted(p.stem for p in params_dir().glob("*.yaml"))
+        raise RunError(f"unknown profile {profile!r}: no {path}. Profiles: {', '.join(names)}")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise RunError(f"{path} must be a mapping of parameter names to values")
+    return values
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["N_MODELS=40", "RENDER={occlusion_prob: 0}"]`` → dict, values read as YAML."""
+    values = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise RunError(f"-p expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        values[key.strip()] = yaml.safe_load(raw)
+    return values
+
+
+def validate_parameters(values: dict, notebooks: list[Notebook], origin: str) -> None:
+    """Every name must be declared by at least one notebook; otherwise list the valid names."""
+    valid = sorted({name for nb in notebooks for name in nb.parameters})
+    unknown = [k for k in values if k not in valid]
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise RunError(
+            f"unknown parameter(s) in {origin}: {', '.join(hints)}.\nValid parameters: {', '.join(valid)}"
+        )
+
+
+def select(notebooks: list[Notebook], only: list[str] | None, start: str | None) -> list[Notebook]:
+    numbers = [nb.number for nb in notebooks]
+    for n in (only or []) + ([start] if start else []):
+        if n not in numbers:
+            raise RunError(f"no notebook {n!r}; notebooks: {', '.join(numbers)}")
+    if only:
+        return [nb for nb in notebooks if nb.number in only]
+    if start:
+        return [nb for nb in notebooks if nb.number >= start]
+    return notebooks
+
+
+def check_kernel() -> None:
+    """Make sure kernel ``python3`` runs this environment's Python (not some other install)."""
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL)
+    except NoSuchKernel as err:
+        raise RunError(f"no Jupyter kernel {KERNEL!r}: run 'make setup'") from err
+    exe = spec.argv[0]
+    if exe not in ("python", "python3", "{python}") and Path(exe).resolve() != Path(sys.executable).resolve():
+        raise RunError(
+            f"Jupyter kernel {KERNEL!r} runs {exe}, not this environment's {sys.executable}.\n"
+            f"Fix: {sys.executable} -m ipykernel install --sys-prefix --name {KERNEL} "
+            f"(and remove the user-level kernel that shadows it: jupyter kernelspec list)"
+        )
+
+
+def run(profile: str, only: list[str] | None = None, start: str | None = None,
+        overrides: list[str] | None = None) -> Path:
+    """Run the profile's notebooks; returns the path of the report."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    notebooks = discover()
+    values = load_profile(profile)
+    validate_parameters(values, notebooks, f"params/{profile}.yaml")
+    extra = parse_overrides(overrides or [])
+    validate_parameters(extra, notebooks, "-p")
+    values.update(extra)
+    chosen = select(notebooks, only, start)
+    check_kernel()
+
+    out_dir = runs_dir() / profile
+    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    timings_file = out_dir / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    os.environ["OVKIT_PROFILE"] = profile  # the kernels inherit it: record() writes to this run
+    failure = None
+    for nb in tqdm(chosen, desc=f"ovkit run {profile}", unit="notebook"):
+        params = {k: v for k, v in values.items() if k in nb.parameters}
+        output = out_dir / "notebooks" / nb.path.name
+        started = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(nb.path), str(output), parameters=params, kernel_name=KERNEL,
+                cwd=str(nb.path.parent), progress_bar=False, log_output=False,
+            )
+        except PapermillExecutionError as err:
+            failure = (
+                f"notebook {nb.path.name} failed in cell {err.cell_index} "
+                f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
+                f"The executed copy with the traceback is {output}. Fix the cause and run again: "
+                f"finished stages are cached, so the run resumes."
+            )
+        timings[nb.path.name] = {"seconds": round(time.perf_counter() - started, 1),
+                                 "status": "failed" if failure else "ok"}
+        timings_file.write_text(json.dumps(timings, indent=1, sort_keys=True))
+        if failure:
+            break
+    metrics = load_metrics(profile)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    report = write_report(profile, values, timings, metrics, failure)
+    if failure:
+        raise RunError(failure)
+    return report
+
+
+def write_report(profile: str, values: dict, timings: dict, metrics: dict, failure: str | None) -> Path:
+    """``runs/<profile>/report.md``: what ran, how long it took, every recorded metric."""
+    lines = [f"# ovkit run: profile `{profile}`", "", f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}.", ""]
+    if failure:
+        lines += ["**The run failed:**", "", "```", failure, "```", ""]
+    lines += ["## Notebooks", "", "| notebook | status | seconds |", "|---|---|---:|"]
+    lines += [f"| {name} | {t['status']} | {t['seconds']} |" for name, t in sorted(timings.items())]
+    lines += ["", "## Metrics", "", "| key | value |", "|---|---:|"]
+    lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(metrics.items())]
+    lines += ["", "## Parameters", "", "```yaml", yaml.safe_dump(values, sort_keys=True).strip(), "```", ""]
+    path = runs_dir() / profile / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

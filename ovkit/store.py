@@ -1,0 +1,145 @@
+"""Stage cache: artifacts keyed by stage name, parameters and upstream artifacts.
+
+An artifact is a folder ``artifacts/<stage>/<key>/`` holding the stage's files and a
+``meta.json``. The key hashes the stage name, its code version, its parameters and the keys of
+the artifacts it was built from, so changing any of them builds a new artifact and a downstream
+stage is rebuilt whenever an upstream one changes. A stage is built in a temporary folder and
+renamed into place only when complete: an interrupted build leaves no folder a reader would take.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .paths import artifacts_dir
+
+META = "meta.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A finished stage output: its folder, key and metadata."""
+
+    stage: str
+    key: str
+    path: Path
+    meta: dict
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+
+def _canonical(value):
+    """JSON-able form of a parameter value (paths and tuples included), for stable hashing."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    return value
+
+
+def stage_key(stage: str, params: dict, upstream: Iterable[Artifact] = (), version: int = 1) -> str:
+    """Hash of everything a stage's output depends on (16 hex characters)."""
+    blob = json.dumps(
+        {
+            "stage": stage,
+            "version": version,
+            "params": _canonical(params),
+            "upstream": sorted(f"{a.stage}:{a.key}" for a in upstream),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _read(path: Path) -> Artifact | None:
+    meta_file = path / META
+    if not meta_file.exists():
+        return None
+    meta = json.loads(meta_file.read_text())
+    return Artifact(stage=meta["stage"], key=meta["key"], path=path, meta=meta)
+
+
+def lookup(stage: str, params: dict, upstream: Iterable[Artifact] = (), version: int = 1):
+    """The cached artifact for these inputs, or None."""
+    key = stage_key(stage, params, upstream, version)
+    return _read(artifacts_dir() / stage / key)
+
+
+def cached(
+    stage: str,
+    params: dict,
+    build: Callable[[Path], dict | None],
+    upstream: Iterable[Artifact] = (),
+    version: int = 1,
+    rebuild: bool = False,
+) -> Artifact:
+    """Return the artifact for ``stage`` with these inputs, building it on a miss.
+
+    Args:
+        stage: stage name, e.g. ``"catalogue"``.
+        params: everything (JSON-able) the output depends on.
+        build: ``build(folder)`` writes the stage's files into ``folder`` and may return a dict
+            of extra metadata (counts, timings) stored in ``meta.json``.
+        upstream: artifacts this stage reads; their keys enter this stage's key.
+        version: bump when the stage's code changes what it writes.
+        rebuild: build again even if cached (the old artifact is replaced only on success).
+    Returns:
+        The finished :class:`Artifact`.
+    """
+    upstream = list(upstream)
+    key = stage_key(stage, params, upstream, version)
+    final = artifacts_dir() / stage / key
+    if not rebuild and (found := _read(final)) is not None:
+        return found
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    tmp.mkdir()
+    try:
+        started = time.perf_counter()
+        extra = build(tmp) or {}
+        meta = {
+            "stage": stage,
+            "key": key,
+            "version": version,
+            "params": _canonical(params),
+            "upstream": {a.stage: a.key for a in upstream},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "build_seconds": round(time.perf_counter() - started, 3),
+            **_canonical(extra),
+        }
+        (tmp / META).write_text(json.dumps(meta, indent=1))
+        if final.exists():  # rebuild=True, or another process finished first
+            old = final.parent / f".old-{key}-{uuid.uuid4().hex[:6]}"
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _read(final)
+
+
+def clean_partial() -> int:
+    """Remove leftovers of interrupted builds; returns how many folders were removed."""
+    root = artifacts_dir()
+    removed = 0
+    for leftover in list(root.glob("*/.tmp-*")) + list(root.glob("*/.old-*")):
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed += 1
+    return removed

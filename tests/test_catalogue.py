@@ -1,0 +1,94 @@
+"""Building catalogues from the tiny fixture library: determinism, skips, splits, bad input."""
+
+import numpy as np
+import pytest
+
+from ovkit import data, store
+from ovkit.data import RenderConfig
+
+SMALL = dict(n_models=3, colourways=2, query_views=4, cold_fraction=0.34, seed=1,
+             render={"render_size": 64, "image_size": 32})
+
+
+@pytest.fixture
+def built(kit_home, tiny_sh3f):
+    return data.catalogue(source=tiny_sh3f, workers=1, **SMALL)
+
+
+def test_counts_and_tables(built):
+    s = built.summary()
+    assert s["n_models"] == 3 and s["n_skus"] == 6
+    assert s["n_query_views"] == 6 * 4
+    # one rendered catalogue view per SKU, plus the real icon of each model's first colourway
+    assert s["n_catalog_views"] == 6 + 3
+    assert built.pixels.shape[1:] == (32, 32, 3) and built.pixels.dtype == np.uint8
+    assert set(built.items["category"]) <= {"Living room", "Lights", "Bedroom", "Kitchen"}
+    assert (built.items.groupby("model_id")["colour"].nunique() == 2).all()
+    assert (built.items["price"] > 0).all()
+
+
+def test_broken_model_is_skipped_and_reported(kit_home, tiny_sh3f):
+    cat = data.catalogue(source=tiny_sh3f, workers=1, **{**SMALL, "n_models": 0})
+    assert cat.summary()["n_models"] == 4  # five products, one with a garbage mesh
+    assert [s["name"] for s in cat.meta["skipped"]] == ["Broken stool"]
+    assert "Front door" not in set(cat.items["name"])
+
+
+def test_same_parameters_give_identical_bytes_whatever_the_workers(built, tiny_sh3f):
+    again = data.catalogue(source=tiny_sh3f, workers=2, rebuild=True, **SMALL)
+    assert again.key == built.key
+    assert np.array_equal(np.asarray(again.pixels), np.asarray(built.pixels))
+    assert again.views.equals(built.views) and again.items.equals(built.items)
+
+
+def test_other_seed_changes_views(built, tiny_sh3f):
+    other = data.catalogue(source=tiny_sh3f, workers=1, **{**SMALL, "seed": 2})
+    assert other.key != built.key
+    assert not np.array_equal(np.asarray(other.pixels), np.asarray(built.pixels))
+
+
+def test_splits_are_disjoint_and_cold_skus_never_train(built):
+    q = built.query_views()
+    assert set(q["split"]) <= {"train", "val", "test"}
+    assert q["view_id"].is_unique
+    assert set(built.catalog_views()["split"]) == {"catalog"}
+    cold = built.items.loc[built.items["cold"], "item_id"]
+    assert len(cold) == 2
+    assert set(q[q["item_id"].isin(cold)]["split"]) == {"test"}
+    warm = q[~q["item_id"].isin(cold)]
+    for _, group in warm.groupby("item_id"):
+        assert sorted(group["split"]) == ["test", "train", "train", "val"]
+
+
+def test_query_views_differ_from_catalog_views(built):
+    catalog = built.images(built.catalog_views()["view_id"]).astype(float)
+    query = built.images(built.query_views()["view_id"]).astype(float)
+    assert (catalog > 250).mean() > 0.3  # white shop background
+    assert (query > 250).mean() < 0.2  # textured backgrounds
+
+
+def test_unknown_render_setting_names_the_valid_ones(kit_home, tiny_sh3f):
+    with pytest.raises(ValueError, match="valid names: image_size"):
+        data.catalogue(source=tiny_sh3f, render={"occlusion": 0.5})
+    assert RenderConfig.from_overrides({"occlusion_prob": 0.0}).occlusion_prob == 0.0
+
+
+def test_too_many_models_is_a_clear_error(kit_home, tiny_sh3f):
+    with pytest.raises(ValueError, match="only 5 product models"):
+        data.catalogue(source=tiny_sh3f, workers=1, **{**SMALL, "n_models": 50})
+
+
+def test_interrupted_build_leaves_nothing_readable(kit_home, tiny_sh3f, monkeypatch):
+    from ovkit.data import build as build_module
+
+    def explode(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_module, "assign_splits", explode)
+    with pytest.raises(KeyboardInterrupt):
+        data.catalogue(source=tiny_sh3f, workers=1, **SMALL)
+    root = kit_home / "artifacts" / "catalogue"
+    assert list(root.iterdir()) == []  # neither a partial artifact nor a temp folder
+    monkeypatch.undo()
+    assert data.catalogue(source=tiny_sh3f, workers=1, **SMALL).summary()["n_skus"] == 6
+    assert store.clean_partial() == 0

@@ -1,0 +1,23 @@
+import json
+
+import numpy as np
+import pytest
+
+import ovkit
+
+
+def test_record_writes_one_file_per_notebook(kit_home):
+    ovkit.record("00.n_skus", np.int64(12))
+    ovkit.record("00.build_seconds", 1.5)
+    ovkit.record("01.recall@1.frozen", float("nan"))
+    folder = kit_home / "runs" / "pytest" / "metrics"
+    assert json.loads((folder / "00.json").read_text()) == {"00.build_seconds": 1.5, "00.n_skus": 12}
+    assert ovkit.load_metrics("pytest") == {"00.build_seconds": 1.5, "00.n_skus": 12,
+                                            "01.recall@1.frozen": None}
+
+
+def test_record_rejects_bad_keys_and_values(kit_home):
+    with pytest.raises(ValueError, match="<notebook>.<name>"):
+        ovkit.record("n_skus", 1)
+    with pytest.raises(TypeError):
+        ovkit.record("00.x", [1, 2])
