@@ -33,14 +33,14 @@ smoke: data
 	$(BIN)/ovkit run --profile smoke
 
 test: data
-	$(MAKE) unit nbval
+	$(MAKE) lint unit nbval
 
 unit: setup
 	$(TEST_ENV) $(PY) -m pytest -q tests
 
 nbval: setup
 	$(TEST_ENV) $(PY) -m pytest -q --nbval-lax --nbval-current-env \
-		--sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+from importlib import metadata
 
 from .results import load_metrics, record
 
@@ -28,18 +29,17 @@ def seed(value: int) -> None:
         sys.modules["torch"].manual_seed(value)
 
 
-def setup(threads: int | None = None, seed_value: int | None = None) -> dict:
-    """Fix the thread count (so timings compare) and print versions; returns what it printed.
+def setup(threads: int | None = None, seed_value: int | None = None) -> None:
+    """Fix the thread count (so timings compare) and print versions and the device.
 
     Called in every notebook's versions cell.
     """
     threads = threads or int(os.environ.get("OVKIT_THREADS", min(2, os.cpu_count() or 1)))
     info = {"ovkit": __version__, "python": platform.python_version(), "threads": threads}
-    for name in ("numpy", "pandas", "torch", "timm", "faiss", "pybullet"):
+    for name in ("numpy", "pandas", "torch", "timm", "faiss-cpu", "pybullet"):
         try:
-            module = __import__(name)
-            info[name] = getattr(module, "__version__", "?")
-        except ImportError:
+            info[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             continue
     if "torch" in info:
         import torch
@@ -49,4 +49,3 @@ def setup(threads: int | None = None, seed_value: int | None = None) -> dict:
     if seed_value is not None:
         seed(seed_value)
     print("  ".join(f"{k}={v}" for k, v in info.items()))
-    return info

@@ -9,15 +9,16 @@ renamed into place only when complete: an interrupted build leaves no folder a r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .paths import artifacts_dir
 
@@ -32,6 +33,7 @@ class Artifact:
     key: str
     path: Path
     meta: dict
+    fresh: bool = False  # built by this call (False: read from the cache)
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -132,7 +134,7 @@ def cached(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return _read(final)
+    return dataclasses.replace(_read(final), fresh=True)
 
 
 def clean_partial() -> int:

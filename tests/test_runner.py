@@ -39,7 +39,8 @@ def test_discover_reads_parameter_cells(project):
 
 def test_unknown_parameter_lists_valid_names(project):
     notebooks = runner.discover()
-    with pytest.raises(RunError, match=r"(?s)'SIZ' \(did you mean 'SIZE'\?\).*Valid parameters: FAIL, SEED, SIZE"):
+    expected = r"(?s)'SIZ' \(did you mean 'SIZE'\?\).*Valid parameters: FAIL, SEED, SIZE"
+    with pytest.raises(RunError, match=expected):
         runner.validate_parameters({"SIZ": 1}, notebooks, "-p")
     (project / "params" / "typo.yaml").write_text("SEEED: 1\n")
     with pytest.raises(RunError, match="params/typo.yaml"):

@@ -25,7 +25,8 @@ def test_colour_name_of_palette_colours_is_themselves():
 
 def _mesh():
     # two triangles of part 0 (large) and one of part 1 (small)
-    v = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [10, 10, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1]], np.float32)
+    v = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [10, 10, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1]],
+                 np.float32)
     f = np.array([[0, 1, 2], [1, 3, 2], [4, 5, 6]])
     return {"vertices": v, "faces": f, "part": np.array([0, 0, 1]),
             "colours": np.array([[0.8, 0.1, 0.1, 1], [0.1, 0.1, 0.8, 1]], np.float32)}

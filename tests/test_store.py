@@ -15,7 +15,7 @@ def test_miss_builds_then_hit_loads(kit_home):
     calls = []
     a = store.cached("demo", {"k": 1}, _writer(calls))
     b = store.cached("demo", {"k": 1}, _writer(calls))
-    assert len(calls) == 1 and a.key == b.key
+    assert len(calls) == 1 and a.key == b.key and a.fresh and not b.fresh
     assert (a / "out.txt").read_text() == "x" and a.meta["n"] == 1 and a.meta["params"] == {"k": 1}
 
 

@@ -53,7 +53,7 @@ def _render_model(job):
     rng = np.random.default_rng([seed, model_index])
     ways = skus.colourways(mesh, colourways, rng)
     images, facts = [], []
-    for way, (colour, colours) in enumerate(ways):
+    for way, (_, colours) in enumerate(ways):
         renderer.set_colours(colours)
         catalog = render.catalog_view(renderer, cfg)
         if catalog is None:
@@ -126,7 +126,8 @@ def build(folder: Path, files: list[Path], n_models: int, colourways: int, query
         raise ValueError(f"N_MODELS={n_models} but the source has only {len(order)} product models")
     done, skipped = render_models(order, n_models, colourways, query_views, cfg, seed, workers)
     if n_models and len(done) < n_models:
-        raise DataError(f"only {len(done)} of {n_models} models could be rendered; see skipped: {skipped[:5]}")
+        raise DataError(f"only {len(done)} of {n_models} models could be rendered; "
+                        f"skipped: {skipped[:5]}")
 
     rng = np.random.default_rng([seed, 1])
     creators = sorted({m.creator for m, _ in done})
@@ -188,13 +189,25 @@ def assign_splits(items: pd.DataFrame, views: pd.DataFrame, cold_fraction: float
     return cold, split
 
 
+# Licences per library, from the Debian package's copyright file (debian/copyright).
+DEBIAN_LICENCES = {
+    "BlendSwap-CC-0": "CC0 (Blend Swap contributors, eTeks)",
+    "BlendSwap-CC-BY": "CC-BY-3.0 (Blend Swap contributors)",
+    "KatorLegaz": "CC-BY-3.0-US (Andrew Kator & Jennifer Legaz)",
+    "Reallusion": "CC-BY-3.0-US (Reallusion)",
+    "Scopia": "CC-BY-3.0 (Scopia Visual Interfaces Systems)",
+}
+
+
 def catalogue_licence(sh3f: Path) -> str:
-    """The licence line of a ``.sh3f`` catalogue, or the Sweet Home 3D default (CC-BY 3.0)."""
+    """Licence of a ``.sh3f`` library: Debian's record, else the file's own ``license`` line."""
+    if sh3f.stem in DEBIAN_LICENCES:
+        return DEBIAN_LICENCES[sh3f.stem]
     import zipfile
 
     with zipfile.ZipFile(sh3f) as zf:
         props = sh3d.parse_properties(zf.read(sh3d.PROPERTIES).decode("latin-1"))
-    return props.get("license", "Creative Commons Attribution 3.0 (see data/README.md)")
+    return props.get("license", "unknown: check the library's own terms")
 
 
 def default_workers() -> int:

@@ -47,7 +47,8 @@ def validate(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     items["item_id"] = items["item_id"].astype(str)
     images["item_id"] = images["item_id"].astype(str)
     if items["item_id"].duplicated().any():
-        problems.append(f"items.csv repeats item_id(s) {items['item_id'][items['item_id'].duplicated()].tolist()[:5]}")
+        repeated = items["item_id"][items["item_id"].duplicated()].tolist()
+        problems.append(f"items.csv repeats item_id(s) {repeated[:5]}")
     unknown = sorted(set(images["item_id"]) - set(items["item_id"]))
     if unknown:
         problems.append(f"images.csv names unknown item_id(s) {unknown[:5]} (add them to items.csv)")

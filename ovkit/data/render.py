@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -37,7 +37,7 @@ class RenderConfig:
     crop_shift: float = 0.15  # max crop-centre offset, fraction of the crop side
     backgrounds: tuple = (
         "grass", "brick", "gravel", "camera", "motorcycle", "rocket", "coffee",
-        "wood", "jenga", "turf", "tray",
+        "wood", "turf", "tray",
     )
     light_ambient: tuple = (0.35, 0.75)  # TinyRenderer ambient coefficient range
     light_diffuse: tuple = (0.35, 0.75)
@@ -49,7 +49,7 @@ class RenderConfig:
     colour_jitter: float = 0.15  # brightness / contrast / white-balance jitter
 
     @classmethod
-    def from_overrides(cls, overrides: dict | None) -> "RenderConfig":
+    def from_overrides(cls, overrides: dict | None) -> RenderConfig:
         """A config with some fields replaced; an unknown field name is an error naming the valid ones."""
         overrides = dict(overrides or {})
         names = [f.name for f in dataclasses.fields(cls)]
@@ -91,13 +91,12 @@ BACKGROUNDS = {
     "rocket": _skimage("rocket"),
     "coffee": _skimage("coffee"),
     "wood": _pybullet("table/table.png"),
-    "jenga": _pybullet("jenga/jenga.png"),
     "turf": _pybullet("roboschool/models_outdoor/stadium/stadium_grass.jpg"),
     "tray": _pybullet("tray/tray.jpg"),
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def background_texture(name: str) -> np.ndarray:
     """A background texture as float RGB (H,W,3) in 0..1."""
     if name not in BACKGROUNDS:

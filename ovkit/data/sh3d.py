@@ -217,7 +217,7 @@ def read_catalogue(sh3f: Path) -> list[FurnitureModel]:
     indices = sorted({int(k.split("#")[1]) for k in props if k.startswith("id#")})
     models = []
     for i in indices:
-        get = lambda field, default="": props.get(f"{field}#{i}", default)  # noqa: E731
+        get = lambda field, default="", i=i: props.get(f"{field}#{i}", default)  # noqa: E731
         rotation = get("modelRotation")
         models.append(
             FurnitureModel(
