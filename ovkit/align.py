@@ -1,0 +1,335 @@
+"""Multi-view alignment (notebook 01): a head on backbone feature maps, trained so that a shopper's
+photo and the catalogue images of the same product land close together.
+
+OneVision trains its image encoder on curated query–item and item–item pairs with
+``L_align = λ1·L_contrastive + λ2·L_circle``. Here the backbone trunk is frozen (its maps are
+cached, see ``ovkit.backbone``) and an attention-pooling head learns (a) an L2-normalised global
+embedding and (b) K visual tokens for the generative model of notebook 04.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import store
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Head and training settings (kit choices where the paper is silent)."""
+
+    dim: int = 256  # embedding and token width
+    n_tokens: int = 4  # visual tokens handed to the generative model
+    heads: int = 4  # attention-pooling heads
+    lambda_contrastive: float = 1.0  # λ1: NT-Xent / InfoNCE weight
+    lambda_circle: float = 0.1  # λ2: CircleLoss weight
+    temperature: float = 0.07  # NT-Xent temperature
+    circle_m: float = 0.25  # CircleLoss relaxation margin
+    circle_gamma: float = 64.0  # CircleLoss scale
+    steps: int = 400  # optimiser steps
+    batch_models: int = 32  # 3D models per batch; all their warm colourways come along
+    query_item_share: float = 0.75  # share of query–item pairs (the rest are item–item)
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    eval_every: int = 50  # validation Recall@1 every so many steps (keeps the best head)
+    tune_blocks: int = 0  # backbone blocks trained with the head (needs uncached maps upstream)
+    seed: int = 0
+
+    @classmethod
+    def from_overrides(cls, overrides: dict | None) -> AlignConfig:
+        overrides = dict(overrides or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ValueError(f"unknown alignment setting(s) {unknown}; valid names: {', '.join(names)}")
+        return dataclasses.replace(cls(), **overrides)
+
+
+# --------------------------------------------------------------------------- model
+
+
+class AlignHead(nn.Module):
+    """Attention pooling over spatial tokens → global embedding (dim) + K visual tokens (K, dim).
+
+    Learned queries attend over the projected feature-map positions; query 0 gives the global
+    embedding (plus a mean-pooled shortcut that makes early training stable), queries 1..K the
+    visual tokens.
+    """
+
+    def __init__(self, in_channels: int, n_positions: int, dim: int = 256, n_tokens: int = 4,
+                 heads: int = 4, tuned: nn.Module | None = None):
+        super().__init__()
+        self.tuned = tuned or nn.Identity()
+        self.proj = nn.Sequential(nn.LayerNorm(in_channels), nn.Linear(in_channels, dim))
+        self.pos = nn.Parameter(torch.zeros(n_positions, dim))
+        self.queries = nn.Parameter(torch.randn(1 + n_tokens, dim) * 0.02)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.out = nn.Linear(dim, dim)
+        self.token_norm = nn.LayerNorm(dim)
+
+    def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """maps (B,C,h,w) → embedding (B,dim) L2-normalised, tokens (B,K,dim)."""
+        x = self.tuned(maps.float())
+        x = self.proj(x.flatten(2).transpose(1, 2)) + self.pos  # (B, h*w, dim)
+        pooled, _ = self.attn(self.queries.expand(len(x), -1, -1), x, x)  # (B, 1+K, dim)
+        embedding = F.normalize(self.out(pooled[:, 0] + x.mean(1)), dim=-1)
+        return embedding, self.token_norm(pooled[:, 1:])
+
+
+# --------------------------------------------------------------------------- losses
+
+
+class AlignLoss(nn.Module):
+    """L_align = λ1·NT-Xent + λ2·CircleLoss (pytorch-metric-learning), over labelled embeddings.
+
+    Every embedding is an anchor; same-label embeddings are its positives, all others negatives.
+    """
+
+    def __init__(self, cfg: AlignConfig):
+        super().__init__()
+        from pytorch_metric_learning import losses
+
+        self.l1, self.l2 = cfg.lambda_contrastive, cfg.lambda_circle
+        self.contrastive = losses.NTXentLoss(temperature=cfg.temperature)
+        self.circle = losses.CircleLoss(m=cfg.circle_m, gamma=cfg.circle_gamma)
+
+    def forward(self, embeddings, labels):
+        total = embeddings.new_zeros(())
+        parts = {}
+        if self.l1:
+            parts["contrastive"] = self.contrastive(embeddings, labels)
+            total = total + self.l1 * parts["contrastive"]
+        if self.l2:
+            parts["circle"] = self.circle(embeddings, labels)
+            total = total + self.l2 * parts["circle"]
+        return total, {k: float(v) for k, v in parts.items()}
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+class PairSampler:
+    """Batches of (anchor, positive) view pairs with hard negatives built in.
+
+    A batch takes ``batch_models`` 3D models and every warm colourway of each, so siblings that
+    differ only in colour (the hardest negatives) meet in the same batch; models are drawn
+    category-mixed at random, so same-category negatives come too. For each SKU: a query–item pair
+    (a training query view ↔ one of its catalogue views) with probability ``query_item_share``,
+    otherwise an item–item pair (two different views of the SKU).
+    """
+
+    def __init__(self, catalogue, cfg: AlignConfig):
+        self.cfg = cfg
+        self.rng = np.random.default_rng(cfg.seed)
+        views = catalogue.views
+        train = views[(views["kind"] == "query") & (views["split"] == "train")]
+        catalog = views[views["kind"] == "catalog"]
+        self.queries = train.groupby("item_id")["view_id"].apply(np.asarray).to_dict()
+        self.catalog = catalog.groupby("item_id")["view_id"].apply(np.asarray).to_dict()
+        warm = catalogue.items[~catalogue.items["cold"] & catalogue.items["item_id"].isin(self.queries)]
+        if warm.empty:
+            raise ValueError("no SKU has training query views: the train split is empty")
+        self.by_model = warm.groupby("model_id")["item_id"].apply(np.asarray).to_dict()
+        self.models = np.array(sorted(self.by_model))
+
+    def batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Returns view ids (2B,) and SKU labels (2B,): anchors then positives."""
+        n = min(self.cfg.batch_models, len(self.models))
+        models = self.rng.choice(self.models, n, replace=False)
+        items = np.concatenate([self.by_model[m] for m in models])
+        anchors, positives = [], []
+        for item in items:
+            queries, catalog = self.queries[item], self.catalog[item]
+            if self.rng.random() < self.cfg.query_item_share:
+                anchors.append(self.rng.choice(queries))
+                positives.append(self.rng.choice(catalog))
+            else:
+                pool = np.concatenate([queries, catalog])
+                a, b = self.rng.choice(len(pool), 2, replace=len(pool) < 2)
+                anchors.append(pool[a])
+                positives.append(pool[b])
+        return np.array(anchors + positives), np.concatenate([items, items])
+
+
+# --------------------------------------------------------------------------- training
+
+
+@torch.no_grad()
+def embed(head: AlignHead, maps, view_ids=None, batch_size: int = 512):
+    """Embeddings (N,dim) float32 and tokens (N,K,dim) float16 of the given views (default: all)."""
+    head.eval()
+    ids = np.arange(len(maps)) if view_ids is None else np.asarray(view_ids)
+    embs, toks = [], []
+    for start in range(0, len(ids), batch_size):
+        chunk = torch.from_numpy(np.asarray(maps[np.sort(ids[start : start + batch_size])]))
+        order = np.argsort(np.argsort(ids[start : start + batch_size]))
+        e, t = head(chunk)
+        embs.append(e.numpy()[order])
+        toks.append(t.half().numpy()[order])
+    return np.concatenate(embs), np.concatenate(toks)
+
+
+def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress: bool = True):
+    """Train an :class:`AlignHead` on cached maps; returns (head, history DataFrame).
+
+    The head with the best validation Recall@1 (checked every ``eval_every`` steps) is kept.
+    """
+    torch.manual_seed(cfg.seed)
+    c, h, w = maps.shape[1:]
+    head = AlignHead(c, h * w, cfg.dim, cfg.n_tokens, cfg.heads).to(device)
+    loss_fn = AlignLoss(cfg)
+    sampler = PairSampler(catalogue, cfg)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    val = catalogue.query_views("val", cold=False)["view_id"].to_numpy()
+    history, best = [], (-1.0, None)
+    bar = tqdm(range(1, cfg.steps + 1), desc="alignment", unit="step", disable=not progress)
+    for step in bar:
+        head.train()
+        ids, labels = sampler.batch()
+        embeddings, _ = head(torch.from_numpy(np.asarray(maps[ids])).to(device))
+        loss, parts = loss_fn(embeddings, torch.from_numpy(labels))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        row = {"step": step, "loss": float(loss), **parts}
+        if len(val) and (step % cfg.eval_every == 0 or step == cfg.steps):
+            emb, _ = embed(head, maps)
+            row["val_recall@1"] = evaluate(catalogue, emb, val)["recall@1"]
+            if row["val_recall@1"] > best[0]:
+                best = (row["val_recall@1"], {k: v.clone() for k, v in head.state_dict().items()})
+            bar.set_postfix(loss=f"{row['loss']:.3f}", val_r1=f"{row['val_recall@1']:.3f}")
+        history.append(row)
+    if best[1] is not None:
+        head.load_state_dict(best[1])
+    return head.eval(), pd.DataFrame(history)
+
+
+def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, device: str = "cpu"):
+    """Stage ``align``: a trained head and the embeddings/tokens of every view.
+
+    Returns a dict with ``head``, ``embeddings`` (N,dim), ``tokens`` (N,K,dim), ``history``,
+    ``train_seconds`` and ``artifact``.
+    """
+    cfg = AlignConfig.from_overrides(overrides)
+
+    def build(folder):
+        started = time.perf_counter()
+        head, history = train_head(catalogue, maps, cfg, device)
+        seconds = time.perf_counter() - started
+        emb, tok = embed(head, maps)
+        torch.save(head.state_dict(), folder / "head.pt")
+        np.save(folder / "embeddings.npy", emb)
+        np.save(folder / "tokens.npy", tok)
+        history.to_csv(folder / "history.csv", index=False)
+        return {"train_seconds": round(seconds, 2), "config": dataclasses.asdict(cfg)}
+
+    artifact = store.cached("align", dataclasses.asdict(cfg), build, upstream=[maps_artifact])
+    c, h, w = maps.shape[1:]
+    head = AlignHead(c, h * w, cfg.dim, cfg.n_tokens, cfg.heads)
+    head.load_state_dict(torch.load(artifact / "head.pt", weights_only=True))
+    return {
+        "head": head.eval(),
+        "embeddings": np.load(artifact / "embeddings.npy"),
+        "tokens": np.load(artifact / "tokens.npy", mmap_mode="r"),
+        "history": pd.read_csv(artifact / "history.csv"),
+        "train_seconds": artifact.meta["train_seconds"],
+        "artifact": artifact,
+        "config": cfg,
+    }
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def pixel_embeddings(pixels, size: int = 32) -> np.ndarray:
+    """Raw-pixel baseline: images shrunk to ``size``², centred per image, L2-normalised."""
+    from PIL import Image
+
+    out = np.stack([np.asarray(Image.fromarray(np.asarray(p)).resize((size, size), Image.BILINEAR),
+                               np.float32).ravel() for p in pixels])
+    out -= out.mean(1, keepdims=True)
+    return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-8)
+
+
+def pooled_embeddings(maps, batch_size: int = 1024) -> np.ndarray:
+    """Frozen-backbone baseline: global average pooling of the feature maps, L2-normalised."""
+    out = np.concatenate([np.asarray(maps[i : i + batch_size], np.float32).mean((2, 3))
+                          for i in range(0, len(maps), batch_size)])
+    return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-8)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def rank_items(catalogue, view_embeddings, query_view_ids, k: int = 10):
+    """Top-``k`` SKUs for each query view by exact inner-product search (faiss) over catalogue views.
+
+    A SKU's score is its best catalogue view's score. Returns item ids (Q,k) and scores (Q,k).
+    """
+    import faiss
+
+    catalog = catalogue.catalog_views()
+    index = faiss.IndexFlatIP(view_embeddings.shape[1])
+    index.add(np.ascontiguousarray(view_embeddings[catalog["view_id"].to_numpy()], dtype=np.float32))
+    views_per_item = int(catalog.groupby("item_id").size().max())
+    depth = min(len(catalog), k * views_per_item)
+    queries = np.ascontiguousarray(view_embeddings[np.asarray(query_view_ids)], dtype=np.float32)
+    scores, hits = index.search(queries, depth)
+    item_of = catalog["item_id"].to_numpy()[hits]
+    top_items = np.full((len(queries), k), -1)
+    top_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    for q in range(len(queries)):  # keep each SKU's first (best) hit
+        _, first = np.unique(item_of[q], return_index=True)
+        first = np.sort(first)[:k]
+        top_items[q, : len(first)] = item_of[q][first]
+        top_scores[q, : len(first)] = scores[q][first]
+    return top_items, top_scores
+
+
+def evaluate(catalogue, view_embeddings, query_view_ids, ks=(1, 10)) -> dict:
+    """Recall@k of the exact SKU and of the same 3D model, and the view gap, for query views."""
+    query_view_ids = np.asarray(query_view_ids)
+    if len(query_view_ids) == 0:
+        raise ValueError("no query views to evaluate: the split is empty")
+    top, _ = rank_items(catalogue, view_embeddings, query_view_ids, max(ks))
+    truth = catalogue.views["item_id"].to_numpy()[query_view_ids]
+    model_of = catalogue.items["model_id"].to_numpy()
+    result = {f"recall@{k}": float((top[:, :k] == truth[:, None]).any(1).mean()) for k in ks}
+    same_model = model_of[np.where(top >= 0, top, 0)] == model_of[truth][:, None]
+    result.update({f"model_recall@{k}": float(same_model[:, :k].any(1).mean()) for k in ks})
+    result.update(view_gap(catalogue, view_embeddings, query_view_ids))
+    return result
+
+
+def view_gap(catalogue, view_embeddings, query_view_ids) -> dict:
+    """Mean cosine of a query to its own SKU's catalogue views vs to the nearest other SKU's.
+
+    ``view_gap`` = own − nearest other: positive means a query sits closer to its product than to
+    any other product's shop image.
+    """
+    catalog = catalogue.catalog_views()
+    cat_emb = view_embeddings[catalog["view_id"].to_numpy()]
+    cat_item = catalog["item_id"].to_numpy()
+    q_emb = view_embeddings[np.asarray(query_view_ids)]
+    truth = catalogue.views["item_id"].to_numpy()[np.asarray(query_view_ids)]
+    own, other = [], []
+    for start in range(0, len(q_emb), 1024):
+        sims = q_emb[start : start + 1024] @ cat_emb.T
+        mine = cat_item[None, :] == truth[start : start + 1024, None]
+        own.append(np.where(mine, sims, -np.inf).max(1))
+        other.append(np.where(mine, -np.inf, sims).max(1))
+    own, other = np.concatenate(own), np.concatenate(other)
+    return {"cos_own": float(own.mean()), "cos_other": float(other.mean()),
+            "view_gap": float((own - other).mean())}
+

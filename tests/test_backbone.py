@@ -1,0 +1,68 @@
+"""Backbone: the offline ImageNet weights are mapped correctly; bad requests get clear errors."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ovkit import backbone
+from ovkit.backbone import BackboneError
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return backbone.create("tf_efficientnet_lite0", "offline")
+
+
+def _imagenet_input(image: np.ndarray, model) -> torch.Tensor:
+    pil = Image.fromarray(image).resize((224, 224), Image.BICUBIC)
+    return backbone.preprocess(np.asarray(pil)[None], model)
+
+
+@pytest.mark.parametrize("name,label", [("chelsea", 285), ("coffee", 967)])  # Egyptian cat, espresso
+def test_offline_weights_classify_imagenet_photos(lite0, name, label):
+    import skimage.data
+
+    with torch.no_grad():
+        logits = lite0(_imagenet_input(getattr(skimage.data, name)(), lite0))
+    assert int(logits.argmax()) == label
+
+
+def test_mapping_checks_count_and_shapes(lite0):
+    target = lite0.state_dict()
+    source = dict(target)
+    with pytest.raises(BackboneError, match="tensors"):
+        backbone.map_state_dict(dict(list(source.items())[:-1]), target)
+    first = next(iter(source))
+    bad = {k: (torch.zeros(3) if k == first else v) for k, v in source.items()}
+    with pytest.raises(BackboneError, match="wrong weights file"):
+        backbone.map_state_dict(bad, target)
+
+
+def test_unknown_model_lists_close_names():
+    with pytest.raises(BackboneError, match="tf_efficientnet_lite0"):
+        backbone.create("tf_efficientnet_lite")
+
+
+def test_other_models_need_hub_or_none():
+    with pytest.raises(BackboneError, match="no offline weights for resnet18"):
+        backbone.create("resnet18", "offline")
+    model = backbone.create("resnet18", "none")  # random init works without internet
+    assert model.num_features == 512
+
+
+def test_image_size_must_suit_the_stride(lite0):
+    backbone.check_image_size(lite0, 128)
+    with pytest.raises(BackboneError, match="multiple of its stride 32"):
+        backbone.check_image_size(lite0, 100)
+
+
+def test_split_trunk_reproduces_forward_features(lite0):
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        full = lite0.forward_features(x)
+        trunk = backbone.split(lite0, tune_blocks=2)
+        two_part = trunk.tuned(trunk.frozen(x))
+        frozen_only = backbone.split(lite0, 0).frozen(x)
+    torch.testing.assert_close(two_part, full)
+    torch.testing.assert_close(frozen_only, full)
