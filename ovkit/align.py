@@ -30,12 +30,14 @@ class AlignConfig:
     dim: int = 256  # embedding and token width
     n_tokens: int = 4  # visual tokens handed to the generative model
     heads: int = 4  # attention-pooling heads
+    hidden: int = 0  # width of an MLP projecting each map position (0: a single linear layer)
+    feature_dropout: float = 0.5  # dropout on the cached feature maps while training (regulariser)
     lambda_contrastive: float = 1.0  # λ1: NT-Xent / InfoNCE weight
     lambda_circle: float = 0.1  # λ2: CircleLoss weight
     temperature: float = 0.07  # NT-Xent temperature
     circle_m: float = 0.25  # CircleLoss relaxation margin
     circle_gamma: float = 64.0  # CircleLoss scale
-    steps: int = 400  # optimiser steps
+    steps: int = 1000  # optimiser steps
     batch_models: int = 32  # 3D models per batch; all their warm colourways come along
     query_item_share: float = 0.75  # share of query–item pairs (the rest are item–item)
     lr: float = 2e-3
@@ -66,10 +68,13 @@ class AlignHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, n_positions: int, dim: int = 256, n_tokens: int = 4,
-                 heads: int = 4, tuned: nn.Module | None = None):
+                 heads: int = 4, hidden: int = 0, dropout: float = 0.0, tuned: nn.Module | None = None):
         super().__init__()
         self.tuned = tuned or nn.Identity()
-        self.proj = nn.Sequential(nn.LayerNorm(in_channels), nn.Linear(in_channels, dim))
+        self.dropout = nn.Dropout(dropout)
+        layers = [nn.Linear(in_channels, hidden), nn.GELU(), nn.Linear(hidden, dim)] if hidden else [
+            nn.Linear(in_channels, dim)]
+        self.proj = nn.Sequential(nn.LayerNorm(in_channels), *layers)
         self.pos = nn.Parameter(torch.zeros(n_positions, dim))
         self.queries = nn.Parameter(torch.randn(1 + n_tokens, dim) * 0.02)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
@@ -79,7 +84,7 @@ class AlignHead(nn.Module):
     def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """maps (B,C,h,w) → embedding (B,dim) L2-normalised, tokens (B,K,dim)."""
         x = self.tuned(maps.float())
-        x = self.proj(x.flatten(2).transpose(1, 2)) + self.pos  # (B, h*w, dim)
+        x = self.proj(self.dropout(x.flatten(2).transpose(1, 2))) + self.pos  # (B, h*w, dim)
         pooled, _ = self.attn(self.queries.expand(len(x), -1, -1), x, x)  # (B, 1+K, dim)
         embedding = F.normalize(self.out(pooled[:, 0] + x.mean(1)), dim=-1)
         return embedding, self.token_norm(pooled[:, 1:])
@@ -111,7 +116,7 @@ class AlignLoss(nn.Module):
         if self.l2:
             parts["circle"] = self.circle(embeddings, labels)
             total = total + self.l2 * parts["circle"]
-        return total, {k: float(v) for k, v in parts.items()}
+        return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
 # --------------------------------------------------------------------------- pairs
@@ -185,14 +190,16 @@ def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress:
     """
     torch.manual_seed(cfg.seed)
     c, h, w = maps.shape[1:]
-    head = AlignHead(c, h * w, cfg.dim, cfg.n_tokens, cfg.heads).to(device)
+    head = AlignHead(c, h * w, cfg.dim, cfg.n_tokens, cfg.heads, cfg.hidden, cfg.feature_dropout).to(device)
     loss_fn = AlignLoss(cfg)
     sampler = PairSampler(catalogue, cfg)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     val = catalogue.query_views("val", cold=False)["view_id"].to_numpy()
+    scored = np.concatenate([catalogue.catalog_views()["view_id"].to_numpy(), val])
     history, best = [], (-1.0, None)
-    bar = tqdm(range(1, cfg.steps + 1), desc="alignment", unit="step", disable=not progress)
+    quiet = {} if progress else {"disable": True}  # an explicit disable=False would beat TQDM_DISABLE
+    bar = tqdm(range(1, cfg.steps + 1), desc="alignment", unit="step", **quiet)
     for step in bar:
         head.train()
         ids, labels = sampler.batch()
@@ -202,9 +209,10 @@ def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress:
         loss.backward()
         opt.step()
         sched.step()
-        row = {"step": step, "loss": float(loss), **parts}
+        row = {"step": step, "loss": loss.item(), **parts}
         if len(val) and (step % cfg.eval_every == 0 or step == cfg.steps):
-            emb, _ = embed(head, maps)
+            emb = np.zeros((len(maps), cfg.dim), np.float32)  # only the views the metric reads
+            emb[scored] = embed(head, maps, scored)[0]
             row["val_recall@1"] = evaluate(catalogue, emb, val)["recall@1"]
             if row["val_recall@1"] > best[0]:
                 best = (row["val_recall@1"], {k: v.clone() for k, v in head.state_dict().items()})
@@ -236,7 +244,7 @@ def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, devic
 
     artifact = store.cached("align", dataclasses.asdict(cfg), build, upstream=[maps_artifact])
     c, h, w = maps.shape[1:]
-    head = AlignHead(c, h * w, cfg.dim, cfg.n_tokens, cfg.heads)
+    head = AlignHead(c, h * w, cfg.dim, cfg.n_tokens, cfg.heads, cfg.hidden, cfg.feature_dropout)
     head.load_state_dict(torch.load(artifact / "head.pt", weights_only=True))
     return {
         "head": head.eval(),

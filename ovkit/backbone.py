@@ -102,7 +102,7 @@ def create(name: str = "tf_efficientnet_lite0", weights: str = "offline") -> nn.
 def preprocess(images: np.ndarray, model: nn.Module) -> torch.Tensor:
     """uint8 images (N,H,W,3) → normalised float tensor (N,3,H,W) with the model's mean/std."""
     cfg = model.pretrained_cfg
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.from_numpy(np.array(images, copy=True)).permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
     return (x - mean) / std

@@ -1,0 +1,94 @@
+"""Alignment: retrieval metrics against brute force, loss behaviour, training determinism."""
+
+import numpy as np
+import pytest
+import torch
+
+from ovkit import align, data
+
+SMALL = dict(n_models=3, colourways=2, query_views=4, cold_fraction=0.0, seed=1,
+             render={"render_size": 64, "image_size": 32})
+
+
+@pytest.fixture
+def cat(kit_home, tiny_sh3f):
+    return data.catalogue(source=tiny_sh3f, workers=1, **SMALL)
+
+
+def _brute_force_recall(cat, emb, queries, k):
+    catalog = cat.catalog_views()
+    sims = emb[queries] @ emb[catalog["view_id"].to_numpy()].T
+    items = catalog["item_id"].to_numpy()
+    hits = []
+    for q, row in zip(queries, sims, strict=True):
+        best = {}
+        for item, s in zip(items, row, strict=True):
+            best[item] = max(best.get(item, -np.inf), s)
+        ranked = sorted(best, key=lambda i: -best[i])[:k]
+        hits.append(cat.views.loc[q, "item_id"] in ranked)
+    return float(np.mean(hits))
+
+
+def test_recall_matches_brute_force(cat):
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(len(cat.views), 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    queries = cat.query_views()["view_id"].to_numpy()
+    result = align.evaluate(cat, emb, queries, ks=(1, 3))
+    for k in (1, 3):
+        assert result[f"recall@{k}"] == pytest.approx(_brute_force_recall(cat, emb, queries, k))
+
+
+def test_perfect_embeddings_give_perfect_recall_and_positive_gap(cat):
+    emb = np.eye(len(cat.items), dtype=np.float32)[cat.views["item_id"].to_numpy()]
+    result = align.evaluate(cat, emb, cat.query_views()["view_id"].to_numpy())
+    assert result["recall@1"] == 1.0 and result["model_recall@1"] == 1.0
+    assert result["view_gap"] == pytest.approx(1.0)
+
+
+def test_empty_split_is_an_error(cat):
+    with pytest.raises(ValueError, match="split is empty"):
+        align.evaluate(cat, np.zeros((len(cat.views), 4), np.float32), [])
+
+
+@pytest.mark.parametrize("l1,l2", [(1.0, 0.0), (0.0, 1.0), (1.0, 0.5)])
+def test_loss_pulls_positive_pairs_together(l1, l2):
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    loss_fn = align.AlignLoss(align.AlignConfig(lambda_contrastive=l1, lambda_circle=l2))
+    opt = torch.optim.SGD([x], lr=0.5)
+
+    def positive_cosine():
+        e = torch.nn.functional.normalize(x.detach(), dim=1)
+        return float((e[:4] * e[4:]).sum(1).mean())
+
+    before = positive_cosine()
+    for _ in range(20):
+        loss, _ = loss_fn(torch.nn.functional.normalize(x, dim=1), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert positive_cosine() > before + 0.2
+
+
+def test_sampler_pairs_share_labels_and_bring_siblings(cat):
+    sampler = align.PairSampler(cat, align.AlignConfig(batch_models=2))
+    ids, labels = sampler.batch()
+    n = len(ids) // 2
+    assert (cat.views["item_id"].to_numpy()[ids] == labels).all()
+    assert (labels[:n] == labels[n:]).all()
+    models = cat.items["model_id"].to_numpy()[labels[:n]]
+    assert all((models == m).sum() == 2 for m in set(models))  # both colourways of each model
+
+
+def test_short_training_is_deterministic(cat):
+    maps = np.random.default_rng(0).normal(size=(len(cat.views), 8, 2, 2)).astype(np.float16)
+    cfg = align.AlignConfig(dim=16, n_tokens=2, heads=2, hidden=32, steps=6, eval_every=3, batch_models=2)
+    runs = [align.train_head(cat, maps, cfg, progress=False) for _ in range(2)]
+    for a, b in zip(runs[0][0].state_dict().values(), runs[1][0].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert runs[0][1]["loss"].tolist() == runs[1][1]["loss"].tolist()
+    emb, tok = align.embed(runs[0][0], maps)
+    assert emb.shape == (len(cat.views), 16) and tok.shape == (len(cat.views), 2, 16)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
