@@ -9,6 +9,7 @@ embedding and (b) K visual tokens for the generative model of notebook 04.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import store
+from . import backbone, store
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class AlignConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     eval_every: int = 50  # validation Recall@1 every so many steps (keeps the best head)
-    tune_blocks: int = 0  # backbone blocks trained with the head (needs uncached maps upstream)
+    tune_blocks: int = 0  # last backbone block stages trained with the head (a GPU option)
     seed: int = 0
 
     @classmethod
@@ -183,14 +184,25 @@ def embed(head: AlignHead, maps, view_ids=None, batch_size: int = 512):
     return np.concatenate(embs), np.concatenate(toks)
 
 
-def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress: bool = True):
-    """Train an :class:`AlignHead` on cached maps; returns (head, history DataFrame).
+def make_head(cfg: AlignConfig, maps, tuned: nn.Module | None = None) -> AlignHead:
+    """A fresh head for maps of this shape (after the ``tuned`` backbone blocks, if any)."""
+    if tuned is None:
+        c, h, w = maps.shape[1:]
+    else:
+        with torch.no_grad():
+            c, h, w = tuned.eval()(torch.from_numpy(np.asarray(maps[:1], np.float32))).shape[1:]
+    return AlignHead(c, h * w, cfg.dim, cfg.n_tokens, cfg.heads, cfg.hidden, cfg.feature_dropout, tuned)
+
+
+def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress: bool = True,
+               tuned: nn.Module | None = None):
+    """Train an :class:`AlignHead` (and the ``tuned`` backbone blocks) on cached maps.
 
     The head with the best validation Recall@1 (checked every ``eval_every`` steps) is kept.
+    Returns (head, history DataFrame).
     """
     torch.manual_seed(cfg.seed)
-    c, h, w = maps.shape[1:]
-    head = AlignHead(c, h * w, cfg.dim, cfg.n_tokens, cfg.heads, cfg.hidden, cfg.feature_dropout).to(device)
+    head = make_head(cfg, maps, tuned).to(device)
     loss_fn = AlignLoss(cfg)
     sampler = PairSampler(catalogue, cfg)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -230,10 +242,18 @@ def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, devic
     ``train_seconds`` and ``artifact``.
     """
     cfg = AlignConfig.from_overrides(overrides)
+    made_with = maps_artifact.meta["params"]
+    if made_with["tune_blocks"] != cfg.tune_blocks:
+        raise ValueError(f"these feature maps were cached for tune_blocks={made_with['tune_blocks']}, "
+                         f"the config asks for {cfg.tune_blocks}: pass tune_blocks to cached_maps too")
+    tuned = None
+    if cfg.tune_blocks:  # the trainable blocks start from the same pretrained backbone
+        model = backbone.create(made_with["backbone"], made_with["weights"])
+        tuned = backbone.split(model, cfg.tune_blocks).tuned
 
     def build(folder):
         started = time.perf_counter()
-        head, history = train_head(catalogue, maps, cfg, device)
+        head, history = train_head(catalogue, maps, cfg, device, tuned=copy.deepcopy(tuned))
         seconds = time.perf_counter() - started
         emb, tok = embed(head, maps)
         torch.save(head.state_dict(), folder / "head.pt")
@@ -243,8 +263,7 @@ def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, devic
         return {"train_seconds": round(seconds, 2), "config": dataclasses.asdict(cfg)}
 
     artifact = store.cached("align", dataclasses.asdict(cfg), build, upstream=[maps_artifact])
-    c, h, w = maps.shape[1:]
-    head = AlignHead(c, h * w, cfg.dim, cfg.n_tokens, cfg.heads, cfg.hidden, cfg.feature_dropout)
+    head = make_head(cfg, maps, tuned)
     head.load_state_dict(torch.load(artifact / "head.pt", weights_only=True))
     return {
         "head": head.eval(),

@@ -92,3 +92,18 @@ def test_short_training_is_deterministic(cat):
     emb, tok = align.embed(runs[0][0], maps)
     assert emb.shape == (len(cat.views), 16) and tok.shape == (len(cat.views), 2, 16)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+
+
+def test_tuned_blocks_train_with_the_head(cat):
+    from ovkit import backbone
+
+    maps, artifact = backbone.cached_maps(cat, tune_blocks=1)
+    assert maps.shape[1] == 192  # input of lite0's last block stage, not the 1280-channel output
+    overrides = dict(dim=16, n_tokens=2, heads=2, steps=3, eval_every=3, batch_models=2, tune_blocks=1)
+    run = align.aligned(cat, maps, artifact, overrides)
+    start = backbone.split(backbone.create(), 1).tuned.state_dict()
+    trained = {k[len("tuned."):]: v for k, v in run["head"].state_dict().items() if k.startswith("tuned.")}
+    assert trained.keys() == start.keys()
+    assert any(not torch.equal(trained[k], start[k]) for k in start if start[k].is_floating_point())
+    with pytest.raises(ValueError, match="cached for tune_blocks=1"):
+        align.aligned(cat, maps, artifact, {**overrides, "tune_blocks": 0})
