@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import backbone, store
+from .config import with_overrides
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,7 @@ class AlignConfig:
 
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> AlignConfig:
-        overrides = dict(overrides or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(overrides) - set(names))
-        if unknown:
-            raise ValueError(f"unknown alignment setting(s) {unknown}; valid names: {', '.join(names)}")
-        return dataclasses.replace(cls(), **overrides)
+        return with_overrides(cls, overrides, "ALIGN")
 
 
 # --------------------------------------------------------------------------- model

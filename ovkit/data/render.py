@@ -16,6 +16,8 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ..config import with_overrides
+
 # pybullet's shared-memory commands cap the vertices of one uploaded mesh; bigger parts are split.
 MAX_VERTICES = 60_000
 
@@ -51,13 +53,7 @@ class RenderConfig:
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> RenderConfig:
         """A config with some fields replaced; an unknown field name is an error naming the valid ones."""
-        overrides = dict(overrides or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(overrides) - set(names))
-        if unknown:
-            raise ValueError(f"unknown RENDER setting(s) {unknown}; valid names: {', '.join(names)}")
-        cast = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-        return dataclasses.replace(cls(), **cast)
+        return with_overrides(cls, overrides, "RENDER")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

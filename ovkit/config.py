@@ -1,0 +1,19 @@
+"""Settings dataclasses overridden from notebook parameters (``RENDER={...}``, ``ALIGN={...}``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+def with_overrides(cls, overrides: dict | None, what: str):
+    """``cls()`` with some fields replaced; an unknown name is an error listing the valid ones.
+
+    Lists become tuples, because YAML and papermill hand over lists where the defaults are tuples.
+    """
+    overrides = dict(overrides or {})
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s) {unknown}; valid names: {', '.join(names)}")
+    cast = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return dataclasses.replace(cls(), **cast)
