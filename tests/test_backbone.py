@@ -66,3 +66,9 @@ def test_split_trunk_reproduces_forward_features(lite0):
         frozen_only = backbone.split(lite0, 0).frozen(x)
     torch.testing.assert_close(two_part, full)
     torch.testing.assert_close(frozen_only, full)
+
+
+def test_missing_weights_package_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(backbone.OFFLINE, "tf_efficientnet_lite0", "no_such_weights_package")
+    with pytest.raises(BackboneError, match="no_such_weights_package is not installed: run 'make setup'"):
+        backbone.create("tf_efficientnet_lite0", "offline")
