@@ -49,3 +49,16 @@ def image_grid(images, titles=None, rows=None, cols=8, size=1.1, row_labels=None
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def retrieval_gallery(catalogue, query_view_ids, top_items, title=None):
+    """Each row: a query photo, its product's catalogue image, then the retrieved SKUs (✓ = right)."""
+    first_view = catalogue.catalog_views().groupby("item_id")["view_id"].first()
+    truth = catalogue.views["item_id"].to_numpy()[np.asarray(query_view_ids)]
+    images, titles = [], []
+    for q, row, t in zip(query_view_ids, top_items, truth, strict=True):
+        images += [catalogue.pixels[q], catalogue.pixels[first_view[t]]]
+        images += [catalogue.pixels[first_view[i]] for i in row]
+        titles += ["query", "its product"]
+        titles += ["✓" if i == t else catalogue.items.loc[i, "name"][:10] for i in row]
+    return image_grid(images, titles=titles, cols=len(top_items[0]) + 2, suptitle=title)
