@@ -169,14 +169,13 @@ class PairSampler:
 def embed(head: AlignHead, maps, view_ids=None, batch_size: int = 512):
     """Embeddings (N,dim) float32 and tokens (N,K,dim) float16 of the given views (default: all)."""
     head.eval()
+    device = next(head.parameters()).device
     ids = np.arange(len(maps)) if view_ids is None else np.asarray(view_ids)
     embs, toks = [], []
     for start in range(0, len(ids), batch_size):
-        chunk = torch.from_numpy(np.asarray(maps[np.sort(ids[start : start + batch_size])]))
-        order = np.argsort(np.argsort(ids[start : start + batch_size]))
-        e, t = head(chunk)
-        embs.append(e.numpy()[order])
-        toks.append(t.half().numpy()[order])
+        e, t = head(torch.from_numpy(np.asarray(maps[ids[start : start + batch_size]])).to(device))
+        embs.append(e.cpu().numpy())
+        toks.append(t.half().cpu().numpy())
     return np.concatenate(embs), np.concatenate(toks)
 
 
@@ -212,7 +211,7 @@ def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress:
         head.train()
         ids, labels = sampler.batch()
         embeddings, _ = head(torch.from_numpy(np.asarray(maps[ids])).to(device))
-        loss, parts = loss_fn(embeddings, torch.from_numpy(labels))
+        loss, parts = loss_fn(embeddings, torch.from_numpy(labels).to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()

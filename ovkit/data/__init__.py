@@ -134,7 +134,7 @@ def _check_counts(n_models, colourways, query_views, cold_fraction, val_fraction
     if n_models < 0:
         raise ValueError(f"N_MODELS must be >= 0 (0 = all), got {n_models}")
     if not 1 <= colourways <= len(PALETTE):
-        raise ValueError(f"COLOURWAYS must be between 1 and 13, got {colourways}")
+        raise ValueError(f"COLOURWAYS must be between 1 and {len(PALETTE)}, got {colourways}")
     if query_views < 1:
         raise ValueError(f"QUERY_VIEWS must be >= 1, got {query_views}")
     for name, value in (("COLD_FRACTION", cold_fraction), ("val_fraction", val_fraction),
