@@ -12,6 +12,8 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+
 from .paths import current_profile, runs_dir
 
 
@@ -44,6 +46,40 @@ def record(key: str, value) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(metrics, indent=1, sort_keys=True))
     os.replace(tmp, path)
+
+
+def record_table(key: str, table, digits: int = 3) -> Path:
+    """Store a results table (a DataFrame) as Markdown for the run's report.
+
+    ``record_table("02.sid_report", df)`` writes ``runs/<profile>/tables/02.sid_report.md``; the
+    runner copies every table into ``runs/<profile>/report.md``.
+    """
+    if "." not in key:
+        raise ValueError(f"table key {key!r} must look like '<notebook>.<name>', e.g. '02.sid_report'")
+    path = runs_dir() / current_profile() / "tables" / f"{key}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(markdown_table(table, digits))
+    os.replace(tmp, path)
+    return path
+
+
+def markdown_table(table, digits: int = 3) -> str:
+    """A DataFrame as a GitHub Markdown table (index as the first column, floats rounded)."""
+    def cell(v):
+        return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v)
+
+    head = [str(table.index.name or "")] + [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, *values in table.itertuples():  # itertuples keeps each column's type
+        lines.append("| " + " | ".join([str(name)] + [cell(v) for v in values]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def load_tables(profile: str | None = None) -> dict:
+    """Tables recorded under a profile: key → Markdown text, in key order."""
+    folder = runs_dir() / (profile or current_profile()) / "tables"
+    return {p.stem: p.read_text() for p in sorted(folder.glob("*.md"))}
 
 
 def load_metrics(profile: str | None = None) -> dict:

@@ -20,7 +20,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .paths import project_root, runs_dir
-from .results import load_metrics
+from .results import load_metrics, load_tables
 
 KERNEL = "python3"
 
@@ -183,6 +183,8 @@ def write_report(profile: str, values: dict, timings: dict, metrics: dict, failu
         lines += ["**The run failed:**", "", "```", failure, "```", ""]
     lines += ["## Notebooks", "", "| notebook | status | seconds |", "|---|---|---:|"]
     lines += [f"| {name} | {t['status']} | {t['seconds']} |" for name, t in sorted(timings.items())]
+    for key, table in load_tables(profile).items():
+        lines += ["", f"## Table `{key}`", "", table.strip()]
     lines += ["", "## Metrics", "", "| key | value |", "|---|---:|"]
     lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(metrics.items())]
     lines += ["", "## Parameters", "", "```yaml", yaml.safe_dump(values, sort_keys=True).strip(), "```", ""]

@@ -1,0 +1,836 @@
+"""VRQ semantic IDs (notebook 02): every SKU gets a short code path, coarse to fine.
+
+OneVision's *vision-aligned residual quantization* gives each product a semantic ID (SID) whose
+shallow codes are shared by all views of the object and whose deep codes keep near-identical
+products apart, with category features injected and an OPQ residual refinement at the end. The
+exact recipe is not public; every piece below is a parameter of :class:`VRQConfig` and a *kit
+choice*:
+
+1. a **multi-view item vector** per SKU: its catalogue views fused with its training query views;
+2. **category injection**: the shallow levels quantize ``[x, α·onehot(type)]``, so level-1 cells
+   are type-coherent; a query's type is predicted from its image (k-NN over item vectors);
+3. **residual k-means** levels (faiss k-means), optionally with **view-consensus** assignment (an
+   item's shallow code is the one most of its views fall into) or **balanced** assignment;
+4. an **OPQ tail** (faiss OPQ rotation + product quantizer) on the final residual;
+5. **disambiguation**: SKUs that still share a full SID are re-assigned to the nearest free last
+   code, or get an extra disambiguation token.
+
+The fitted quantizer is plain NumPy state (saved as ``.npz``), so ``encode``/``decode`` need no
+faiss objects. Baselines at the same code budget (RQ-KMeans, faiss ``ResidualQuantizer``, a
+small RQ-VAE, OPQ/PQ alone) and the SID quality report live here too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import store
+from .config import with_overrides
+
+STAGE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class VRQConfig:
+    """VRQ settings (kit choices where the paper is silent). Defaults suit the default profile."""
+
+    levels: tuple = (32, 32, 32)  # residual k-means codebook sizes, coarse to fine (powers of two)
+    opq_codes: int = 2  # M codes of the OPQ tail on the last residual (0: no tail)
+    opq_size: int = 32  # entries per OPQ code (a power of two)
+    query_weight: float = 0.5  # weight of training query views in the fused item vector (0: catalogue only)
+    category_column: str = "fine_type"  # item column injected into the shallow levels
+    alpha: float = 0.5  # scale of the injected one-hot category (0: no injection)
+    category_levels: int = 1  # how many shallow levels see the category
+    consensus_levels: int = 1  # levels where an item's code is the majority vote of its views
+    consensus_rounds: int = 3  # vote → recompute centroids rounds
+    balanced_level: int = 0  # 1-based level with capacity-balanced assignment (0: none)
+    type_neighbours: int = 10  # k of the k-NN type predictor for query images
+    dedup: str = "reassign"  # reassign (nearest free last code) | append (extra token)
+    kmeans_iters: int = 25
+    seed: int = 0
+
+    @classmethod
+    def from_overrides(cls, overrides: dict | None) -> VRQConfig:
+        cfg = with_overrides(cls, overrides, "VRQ")
+        cfg.validate()
+        return cfg
+
+    @property
+    def budget(self) -> tuple:
+        """Codebook sizes of every code position: the residual levels, then the OPQ tail."""
+        return tuple(self.levels) + (self.opq_size,) * self.opq_codes
+
+    def validate(self) -> None:
+        for size in self.budget:
+            if size < 2 or size & (size - 1):
+                raise ValueError(f"VRQ codebook sizes must be powers of two >= 2 (faiss needs whole bits), "
+                                 f"got {list(self.budget)}")
+        if not self.levels:
+            raise ValueError("VRQ needs at least one residual level")
+        if self.dedup not in ("reassign", "append"):
+            raise ValueError(f"VRQ dedup must be 'reassign' or 'append', got {self.dedup!r}")
+        if not 0 <= self.query_weight <= 1:
+            raise ValueError(f"VRQ query_weight must be in [0, 1], got {self.query_weight}")
+        if self.balanced_level and self.balanced_level <= self.consensus_levels:
+            raise ValueError(f"VRQ balanced_level ({self.balanced_level}) must be deeper than the "
+                             f"consensus levels ({self.consensus_levels})")
+        if self.balanced_level > len(self.levels):
+            raise ValueError(f"VRQ balanced_level={self.balanced_level} but there are "
+                             f"{len(self.levels)} levels")
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def check_embeddings(x: np.ndarray, what: str) -> np.ndarray:
+    """float32 copy of ``x``; NaN/inf or all-zero rows are an error naming how many and which."""
+    x = np.asarray(x, np.float32)
+    bad = ~np.isfinite(x).all(1) | (np.abs(x).sum(1) == 0)
+    if bad.any():
+        raise ValueError(f"{what}: {bad.sum()} of {len(x)} vectors are NaN, infinite or all zero "
+                         f"(rows {np.flatnonzero(bad)[:5].tolist()}...). Rebuild the upstream embeddings "
+                         f"(notebook 01) or drop those items.")
+    return x
+
+
+def check_budget(sizes, n_fit: int) -> None:
+    """Every codebook must be fillable by the items it is fitted on."""
+    for level, size in enumerate(sizes, start=1):
+        if size > n_fit:
+            smaller = [min(s, 2 ** int(np.log2(max(n_fit // 4, 2)))) for s in sizes]
+            raise ValueError(f"code position {level} asks for {size} codes but only {n_fit} SKUs are there "
+                             f"to fit them: use smaller codebooks (e.g. sizes {smaller})")
+        if 2 * size > n_fit:
+            warnings.warn(f"code position {level}: {size} codes for {n_fit} SKUs leaves fewer than 2 SKUs "
+                          f"per code", stacklevel=3)
+
+
+def check_space(sizes, n_items: int, dedup: str) -> None:
+    """With ``reassign`` every SKU needs its own SID within the code budget."""
+    space = float(np.prod(np.asarray(sizes, float)))
+    if dedup == "reassign" and space < n_items:
+        raise ValueError(f"the code space holds {space:.0f} SIDs for {n_items} SKUs: add levels or codes, "
+                         f"or use dedup='append'")
+
+
+def catalogue_fingerprint(catalogue) -> str:
+    """Hash of the SKU table's identity columns: SIDs are only valid for the catalogue they index."""
+    cols = [c for c in ("item_id", "sku", "model_id", "category") if c in catalogue.items]
+    blob = pd.util.hash_pandas_object(catalogue.items[cols], index=False).to_numpy().tobytes()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- item vectors
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def item_views(catalogue, train_queries: bool = True) -> list[np.ndarray]:
+    """For every SKU, the view ids that describe it: catalogue views (+ its training query views)."""
+    views = catalogue.views
+    keep = views["kind"] == "catalog"
+    if train_queries:
+        keep |= (views["kind"] == "query") & (views["split"] == "train")
+    groups = views[keep].groupby("item_id")["view_id"].apply(np.asarray)
+    return [groups.get(i, np.zeros(0, int)) for i in range(len(catalogue.items))]
+
+
+def item_vectors(catalogue, view_embeddings: np.ndarray, query_weight: float = 0.5) -> np.ndarray:
+    """Multi-view item vector per SKU (n_items, d), L2-normalised.
+
+    ``normalise((1 − w)·mean(catalogue views) + w·mean(training query views))``; SKUs without
+    training queries (cold ones) use their catalogue views alone.
+    """
+    views = catalogue.views
+    emb = check_embeddings(view_embeddings, "view embeddings")
+    item_of = views["item_id"].to_numpy()
+    n, d = len(catalogue.items), emb.shape[1]
+
+    def mean_of(mask):
+        sums, counts = np.zeros((n, d), np.float64), np.zeros(n)
+        np.add.at(sums, item_of[mask], emb[mask])
+        np.add.at(counts, item_of[mask], 1)
+        return _normalise(sums / np.maximum(counts, 1)[:, None]), counts > 0
+
+    catalog, has_catalog = mean_of((views["kind"] == "catalog").to_numpy())
+    if not has_catalog.all():
+        raise ValueError(f"{(~has_catalog).sum()} SKUs have no catalogue view (e.g. item "
+                         f"{np.flatnonzero(~has_catalog)[0]}): every product needs a shop image")
+    query, has_query = mean_of(((views["kind"] == "query") & (views["split"] == "train")).to_numpy())
+    w = np.where(has_query, query_weight, 0.0)[:, None]
+    return _normalise((1 - w) * catalog + w * query).astype(np.float32)
+
+
+def category_labels(catalogue, column: str) -> tuple[np.ndarray, list[str]]:
+    """Integer category of every SKU and the category names."""
+    if column not in catalogue.items:
+        raise ValueError(f"the items table has no column {column!r} to inject as the category; "
+                         f"columns: {', '.join(catalogue.items.columns)}. Set VRQ category_column, "
+                         f"or alpha=0 for no injection")
+    codes, names = pd.factorize(catalogue.items[column].astype(str), sort=True)
+    return codes.astype(np.int64), list(names)
+
+
+# --------------------------------------------------------------------------- faiss helpers
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """faiss training with one thread: multithreaded OPQ is not bit-reproducible."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def kmeans(x: np.ndarray, k: int, seed: int, iters: int = 25) -> np.ndarray:
+    """faiss k-means centroids (k, d), started from a k-means++ seeding.
+
+    faiss starts from k random points, which can leave two centroids in one tight cluster and none
+    in another; k-means++ (Arthur & Vassilvitskii 2007) spreads the start.
+    """
+    import faiss
+
+    x = np.ascontiguousarray(x, np.float32)
+    km = faiss.Kmeans(x.shape[1], k, niter=iters, seed=seed, min_points_per_centroid=1,
+                      max_points_per_centroid=1 << 20)
+    km.train(x, init_centroids=kmeans_plus_plus(x, k, np.random.default_rng(seed)))
+    return km.centroids.copy()
+
+
+def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding: each next centre drawn with probability ∝ squared distance to the chosen ones."""
+    centres = [x[rng.integers(len(x))]]
+    closest = ((x - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        p = closest / closest.sum() if closest.sum() > 0 else None
+        centres.append(x[rng.choice(len(x), p=p)])
+        closest = np.minimum(closest, ((x - centres[-1]) ** 2).sum(1))
+    return np.ascontiguousarray(centres, np.float32)
+
+
+def unpack_codes(packed: np.ndarray, nbits) -> np.ndarray:
+    """faiss bit-packed codes (N, code_size) uint8 → integer codes (N, len(nbits)).
+
+    faiss writes each code's bits least-significant first, one code after the other
+    (``BitstringWriter``), so codebooks that are not 256 wide share bytes.
+    """
+    bits = np.unpackbits(np.asarray(packed, np.uint8), axis=1, bitorder="little").astype(np.int64)
+    out, start = [], 0
+    for b in nbits:
+        out.append((bits[:, start : start + b] << np.arange(b)).sum(1))
+        start += b
+    return np.stack(out, 1)
+
+
+def _stack(codes: list, n: int) -> np.ndarray:
+    return np.stack(codes, 1) if codes else np.zeros((n, 0), np.int64)
+
+
+def _squared_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
+
+
+# --------------------------------------------------------------------------- the quantizer
+
+
+class SemanticQuantizer:
+    """Fitted VRQ: residual codebooks (shallow ones over ``[x, α·category]``) + an OPQ tail.
+
+    State is NumPy only: ``codebooks[l]`` (K_l, d or d+C), ``rotation`` (D, D), ``pq`` (M, ksub,
+    D/M), and the type predictor's item vectors and labels.
+    """
+
+    def __init__(self, cfg: VRQConfig, dim: int, n_categories: int):
+        self.cfg, self.dim = cfg, dim
+        self.n_categories = n_categories if cfg.alpha and cfg.category_levels else 0
+        self.codebooks: list[np.ndarray] = []
+        self.rotation = np.zeros((0, 0), np.float32)
+        self.pq = np.zeros((0, 0, 0), np.float32)
+        self.type_vectors = np.zeros((0, dim), np.float32)
+        self.type_labels = np.zeros(0, np.int64)
+
+    @property
+    def sizes(self) -> tuple:
+        return tuple(len(c) for c in self.codebooks) + (self.pq.shape[1],) * len(self.pq)
+
+    # ---- category part
+    def category_part(self, types=None, x=None) -> np.ndarray:
+        """α·onehot(types) for items (known type) or α·P(type | image) for queries (predicted)."""
+        if not self.n_categories:
+            return np.zeros((len(x if types is None else types), 0), np.float32)
+        if types is None:
+            return self.cfg.alpha * self.predict_types(x)
+        return self.cfg.alpha * np.eye(self.n_categories, dtype=np.float32)[types]
+
+    def predict_types(self, x: np.ndarray) -> np.ndarray:
+        """P(type | image) (N, C): vote shares of the k nearest item vectors (cosine)."""
+        k = min(self.cfg.type_neighbours, len(self.type_vectors))
+        sims = x @ self.type_vectors.T
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        probs = np.zeros((len(x), self.n_categories), np.float32)
+        np.add.at(probs, (np.repeat(np.arange(len(x)), k), self.type_labels[top].ravel()), 1.0 / k)
+        return probs
+
+    # ---- one level
+    def _level_distances(self, level: int, r: np.ndarray, s: np.ndarray) -> np.ndarray:
+        book = self.codebooks[level]
+        dist = _squared_distances(r, book[:, : self.dim])
+        if level < self.cfg.category_levels and self.n_categories:
+            dist += _squared_distances(s, book[:, self.dim :])
+        return dist
+
+    def _step(self, level, r, s, codes):
+        """Subtract the chosen centroids: the residual the next level quantizes."""
+        book = self.codebooks[level]
+        r = r - book[codes, : self.dim]
+        if level < self.cfg.category_levels and self.n_categories:
+            s = s - book[codes, self.dim :]
+        return r, s
+
+    def _vote(self, level, r, s, view_r, view_s, owner, n_items):
+        """Each item's code = the code most of its views (and the item itself) fall into."""
+        own = self._level_distances(level, r, s)
+        size = len(self.codebooks[level])
+        counts = np.zeros((n_items, size))
+        if len(owner):
+            np.add.at(counts, (owner, self._level_distances(level, view_r, view_s).argmin(1)), 1.0)
+        counts[np.arange(n_items), own.argmin(1)] += 1.5  # the item's own vote also breaks ties
+        return counts.argmax(1), own
+
+    # ---- tail
+    def _tail_codes(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """OPQ tail codes (N, M) and the distances of the last sub-vector to its codebook."""
+        if not len(self.pq):
+            return np.zeros((len(r), 0), np.int64), None
+        m, _, dsub = self.pq.shape
+        z = self._pad(r) @ self.rotation.T
+        codes, dist = [], None
+        for j in range(m):
+            dist = _squared_distances(z[:, j * dsub : (j + 1) * dsub], self.pq[j])
+            codes.append(dist.argmin(1))
+        return np.stack(codes, 1), dist
+
+    def _pad(self, r):
+        width = self.rotation.shape[0]
+        return np.pad(r, ((0, 0), (0, width - r.shape[1]))) if width > r.shape[1] else r
+
+    # ---- public
+    def encode(self, x: np.ndarray, types=None, return_last: bool = False):
+        """Code path (N, levels+M) of embeddings ``x``: nearest centroid at every level.
+
+        ``types`` (N,) int: known categories (items); None: predicted from ``x`` (query images).
+        With ``return_last`` also the distances (N, K) at the last code position.
+        """
+        x = check_embeddings(x, "embeddings to encode")
+        r, s = x.astype(np.float32), self.category_part(types, x)
+        codes, dist = [], None
+        for level in range(len(self.codebooks)):
+            dist = self._level_distances(level, r, s)
+            codes.append(dist.argmin(1))
+            r, s = self._step(level, r, s, codes[-1])
+        tail, tail_dist = self._tail_codes(r)
+        out = np.concatenate([_stack(codes, len(x)), tail], 1)
+        return (out, tail_dist if tail_dist is not None else dist) if return_last else out
+
+    def assign_items(self, x, types, views_x, owner):
+        """SIDs of items: view-consensus votes at the consensus levels, nearest code elsewhere.
+
+        ``views_x`` (V, d) are embeddings of the items' views and ``owner`` (V,) their item rows.
+        Returns codes (N, levels+M) and the distances at the last code position.
+        """
+        r, s = x.astype(np.float32), self.category_part(types, x)
+        vr = views_x.astype(np.float32)
+        vs = self.category_part(None, vr) if len(vr) else np.zeros((0, s.shape[1]), np.float32)
+        codes, dist = [], None
+        for level in range(len(self.codebooks)):
+            if level < self.cfg.consensus_levels:
+                chosen, dist = self._vote(level, r, s, vr, vs, owner, len(x))
+            else:
+                dist = self._level_distances(level, r, s)
+                chosen = dist.argmin(1)
+            codes.append(chosen)
+            if len(vr):  # views follow their item's path (teacher forcing)
+                vr, vs = self._step(level, vr, vs, chosen[owner])
+            r, s = self._step(level, r, s, chosen)
+        tail, tail_dist = self._tail_codes(r)
+        head = _stack(codes, len(x))
+        return np.concatenate([head, tail], 1), (tail_dist if tail_dist is not None else dist)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Reconstruction (N, d) of the visual part from code paths (extra dedup tokens ignored)."""
+        codes = np.asarray(codes)
+        out = np.zeros((len(codes), self.dim), np.float32)
+        for level, book in enumerate(self.codebooks):
+            out += book[codes[:, level], : self.dim]
+        if len(self.pq):
+            m = len(self.pq)
+            tail = codes[:, len(self.codebooks) : len(self.codebooks) + m]
+            z = np.concatenate([self.pq[j][tail[:, j]] for j in range(m)], 1)
+            out += (z @ self.rotation)[:, : self.dim]  # the rotation is orthogonal: its inverse is Aᵀ
+        return out
+
+    # ---- persistence
+    def state(self) -> dict:
+        arrays = {f"codebook{i}": c for i, c in enumerate(self.codebooks)}
+        arrays.update(rotation=self.rotation, pq=self.pq, type_vectors=self.type_vectors,
+                      type_labels=self.type_labels)
+        return arrays
+
+    def save(self, path) -> None:
+        np.savez(path, **self.state())
+
+    @classmethod
+    def load(cls, path, cfg: VRQConfig, n_categories: int) -> SemanticQuantizer:
+        with np.load(path, allow_pickle=False) as f:
+            q = cls(cfg, int(f["type_vectors"].shape[1]), n_categories)
+            q.codebooks = [f[f"codebook{i}"] for i in range(len(cfg.levels))]
+            q.rotation, q.pq = f["rotation"], f["pq"]
+            q.type_vectors, q.type_labels = f["type_vectors"], f["type_labels"]
+        return q
+
+
+def _balanced_assign(dist: np.ndarray) -> np.ndarray:
+    """Capacity-constrained assignment: greedy over (item, code) pairs by distance, ⌈n/K⌉ per code."""
+    n, k = dist.shape
+    capacity = np.full(k, -(-n // k))
+    codes = np.full(n, -1)
+    for flat in np.argsort(dist, axis=None, kind="stable"):
+        i, c = divmod(int(flat), k)
+        if codes[i] < 0 and capacity[c] > 0:
+            codes[i], capacity[c] = c, capacity[c] - 1
+    return codes
+
+
+def fit(x: np.ndarray, types: np.ndarray, views_x: np.ndarray, owner: np.ndarray, cfg: VRQConfig,
+        n_categories: int) -> SemanticQuantizer:
+    """Fit VRQ on item vectors ``x`` (N, d) with categories ``types`` (N,).
+
+    ``views_x`` (V, d) / ``owner`` (V,): embeddings of the items' views and the item row each
+    belongs to (used by view consensus).
+    """
+    x = check_embeddings(x, "item vectors")
+    check_budget(cfg.budget, len(x))
+    q = SemanticQuantizer(cfg, x.shape[1], n_categories)
+    q.type_vectors, q.type_labels = x.copy(), np.asarray(types, np.int64)
+    r, s = x.copy(), q.category_part(types, x)
+    vr = views_x.astype(np.float32)
+    vs = q.category_part(None, vr) if len(vr) else np.zeros((0, s.shape[1]), np.float32)
+    with _one_thread():
+        for level, size in enumerate(cfg.levels):
+            z = np.concatenate([r, s], 1) if level < cfg.category_levels else r
+            q.codebooks.append(kmeans(z, size, cfg.seed + level, cfg.kmeans_iters))
+            if level < cfg.consensus_levels:
+                for _ in range(cfg.consensus_rounds):  # move the centroids to their voted members
+                    codes, _ = q._vote(level, r, s, vr, vs, owner, len(x))
+                    for c in np.unique(codes):
+                        q.codebooks[level][c, : z.shape[1]] = z[codes == c].mean(0)
+                codes, _ = q._vote(level, r, s, vr, vs, owner, len(x))
+            elif level + 1 == cfg.balanced_level:
+                codes = _balanced_assign(q._level_distances(level, r, s))
+            else:
+                codes = q._level_distances(level, r, s).argmin(1)
+            if len(vr):
+                vr, vs = q._step(level, vr, vs, codes[owner])
+            r, s = q._step(level, r, s, codes)
+        if cfg.opq_codes:
+            q.rotation, q.pq = _fit_opq(r, cfg.opq_codes, cfg.opq_size, cfg.seed)
+    return q
+
+
+def _fit_opq(r: np.ndarray, m: int, size: int, seed: int):
+    """faiss OPQ rotation + PQ on residuals → (rotation (D,D), pq centroids (M, size, D/M))."""
+    import faiss
+
+    width = -(-r.shape[1] // m) * m  # pad to a multiple of M
+    z = np.ascontiguousarray(np.pad(r, ((0, 0), (0, width - r.shape[1]))), np.float32)
+    nbits = int(np.log2(size))
+    if len(z) > width:
+        opq = faiss.OPQMatrix(width, m)
+        opq.pq = train_pq = faiss.ProductQuantizer(width, m, nbits)  # OPQ's own PQ would want 256 codes
+        train_pq.cp.min_points_per_centroid, train_pq.cp.seed = 1, seed
+        opq.train(z)
+        rotation = faiss.vector_to_array(opq.A).reshape(width, width)
+    else:  # faiss OPQ fails when there are fewer vectors than dimensions: plain PQ then
+        warnings.warn(f"OPQ needs more SKUs ({len(z)}) than dimensions ({width}): the tail is plain PQ "
+                      f"(no rotation)", stacklevel=3)
+        rotation = np.eye(width, dtype=np.float32)
+    pq = faiss.ProductQuantizer(width, m, nbits)
+    pq.cp.min_points_per_centroid, pq.cp.seed = 1, seed
+    pq.train(np.ascontiguousarray(z @ rotation.T, np.float32))
+    centroids = faiss.vector_to_array(pq.centroids).reshape(m, size, width // m)
+    return rotation.astype(np.float32), centroids.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- disambiguation
+
+
+def disambiguate(codes: np.ndarray, last_dist: np.ndarray, mode: str, order=None, taken=None):
+    """Make every SID unique.
+
+    ``reassign``: within a group sharing a SID, the item closest to it keeps it; the others move to
+    their nearest free code at the last position. ``append``: add a token counting the items of
+    each group (0 for the first). Items are processed in ``order`` (default: closest first) after
+    the SIDs in ``taken`` (e.g. existing SKUs, which never move).
+
+    Returns (codes, moved) — codes (N, L) or (N, L+1) for ``append`` — and a bool mask of moved items.
+    """
+    codes = np.array(codes)
+    own = last_dist[np.arange(len(codes)), codes[:, -1]]
+    order = np.argsort(own, kind="stable") if order is None else np.asarray(order)
+    used = {} if taken is None else dict(taken)  # SID (or prefix for append) → items so far
+    moved = np.zeros(len(codes), bool)
+    extra = np.zeros(len(codes), np.int64)
+    for i in order:
+        sid = tuple(codes[i])
+        if mode == "append":
+            extra[i] = used.get(sid, 0)
+            used[sid] = extra[i] + 1
+            moved[i] = extra[i] > 0
+            continue
+        if sid in used:
+            for c in np.argsort(last_dist[i], kind="stable"):
+                if sid[:-1] + (int(c),) not in used:
+                    codes[i, -1], moved[i] = c, True
+                    break
+            else:
+                raise ValueError(f"no free last code under prefix {sid[:-1]}: all {last_dist.shape[1]} "
+                                 f"codes are taken. Use dedup='append' or larger codebooks")
+        used[tuple(codes[i])] = 1
+    if mode == "append":
+        return np.concatenate([codes, extra[:, None]], 1), moved
+    return codes, moved
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+@dataclass
+class SemanticIDs:
+    """The SIDs of a catalogue: ``codes`` (n_items, L) unique, ``raw`` before disambiguation."""
+
+    codes: np.ndarray
+    raw: np.ndarray
+    sizes: tuple  # entries per code position (the dedup token's too, for 'append')
+    quantizer: SemanticQuantizer
+    categories: list
+    item_vectors: np.ndarray
+    config: VRQConfig
+    artifact: store.Artifact
+
+    def check(self, catalogue) -> None:
+        """Raise unless these SIDs were built for ``catalogue`` (same SKUs, by hash)."""
+        built_for = self.artifact.meta["catalogue_fingerprint"]
+        if catalogue_fingerprint(catalogue) != built_for:
+            raise ValueError(f"these semantic IDs were built for another catalogue (fingerprint {built_for}, "
+                             f"{len(self.codes)} SKUs), not {catalogue} (fingerprint "
+                             f"{catalogue_fingerprint(catalogue)}): rebuild them with vrq.semantic_ids(...)")
+
+    def encode(self, embeddings: np.ndarray) -> np.ndarray:
+        """Code paths of query embeddings (their type predicted from the image)."""
+        return self.quantizer.encode(embeddings)
+
+    def table(self, catalogue) -> pd.DataFrame:
+        """One row per SKU with its SID as text (``"5-17-3-…"``)."""
+        self.check(catalogue)
+        out = catalogue.items[["item_id", "name", "colour", "category"]].copy()
+        out["sid"] = ["-".join(map(str, row)) for row in self.codes]
+        return out
+
+
+def semantic_ids(catalogue, embeddings: np.ndarray, embeddings_artifact, overrides: dict | None = None,
+                 rebuild: bool = False) -> SemanticIDs:
+    """Stage ``vrq``: fit VRQ on the warm SKUs, assign SIDs to every SKU (cold ones without refitting).
+
+    Args:
+        catalogue: the :class:`ovkit.data.Catalogue`.
+        embeddings: (n_views, d) view embeddings from notebook 01 (``align.aligned(...)["embeddings"]``).
+        embeddings_artifact: the artifact they came from (its key enters the cache key).
+        overrides: :class:`VRQConfig` fields.
+    """
+    cfg = VRQConfig.from_overrides(overrides)
+    fingerprint = catalogue_fingerprint(catalogue)
+
+    def build(folder):
+        result = build_ids(catalogue, embeddings, cfg)
+        result.pop("quantizer").save(folder / "quantizer.npz")
+        for name in ("codes", "raw", "item_vectors"):
+            np.save(folder / f"{name}.npy", result.pop(name))
+        return {**result, "catalogue_fingerprint": fingerprint}
+
+    params = {**dataclasses.asdict(cfg), "catalogue": fingerprint}
+    artifact = store.cached("vrq", params, build, upstream=[catalogue.artifact, embeddings_artifact],
+                            version=STAGE_VERSION, rebuild=rebuild)
+    return load_ids(artifact, catalogue)
+
+
+def load_ids(artifact, catalogue) -> SemanticIDs:
+    """The SIDs of a ``vrq`` artifact, checked against the catalogue they are used with."""
+    cfg = VRQConfig.from_overrides(artifact.meta["config"])
+    quantizer = SemanticQuantizer.load(artifact / "quantizer.npz", cfg, len(artifact.meta["categories"]))
+    ids = SemanticIDs(np.load(artifact / "codes.npy"), np.load(artifact / "raw.npy"),
+                      tuple(artifact.meta["sizes"]), quantizer, artifact.meta["categories"],
+                      np.load(artifact / "item_vectors.npy"), cfg, artifact)
+    ids.check(catalogue)
+    return ids
+
+
+def build_ids(catalogue, embeddings: np.ndarray, cfg: VRQConfig) -> dict:
+    """Fit on warm SKUs, assign warm then cold SKUs, disambiguate; codes and facts as a dict."""
+    emb = check_embeddings(embeddings, "view embeddings")
+    if cfg.alpha and cfg.category_levels:
+        types, names = category_labels(catalogue, cfg.category_column)
+    else:
+        types, names = np.zeros(len(catalogue.items), np.int64), []
+    vectors = item_vectors(catalogue, emb, cfg.query_weight)
+    cold = catalogue.items["cold"].to_numpy().astype(bool)
+    warm_rows, cold_rows = np.flatnonzero(~cold), np.flatnonzero(cold)
+    per_item = item_views(catalogue)
+    check_space(cfg.budget, len(cold), cfg.dedup)
+
+    def views_of(rows):
+        ids = [per_item[i] for i in rows]
+        owner = np.repeat(np.arange(len(rows)), [len(v) for v in ids])
+        return emb[np.concatenate(ids).astype(int)] if len(rows) else emb[:0], owner
+
+    warm_views, warm_owner = views_of(warm_rows)
+    q = fit(vectors[warm_rows], types[warm_rows], warm_views, warm_owner, cfg, len(names))
+    raw = np.zeros((len(cold), len(cfg.budget)), np.int64)
+    raw[warm_rows], warm_dist = q.assign_items(vectors[warm_rows], types[warm_rows], warm_views, warm_owner)
+    final_warm, moved_warm = disambiguate(raw[warm_rows], warm_dist, cfg.dedup)
+    codes = np.zeros((len(cold), final_warm.shape[1]), np.int64)
+    codes[warm_rows] = final_warm
+    cold_collisions, moved_cold = 0.0, np.zeros(0, bool)
+    if len(cold_rows):  # new items: the fitted quantizer, no refit; existing SIDs never move
+        cold_views, cold_owner = views_of(cold_rows)
+        raw[cold_rows], cold_dist = q.assign_items(vectors[cold_rows], types[cold_rows], cold_views,
+                                                   cold_owner)
+        existing = [tuple(r) for r in (final_warm if cfg.dedup == "reassign" else raw[warm_rows])]
+        taken = pd.Series(existing).value_counts().to_dict()
+        cold_raw = [tuple(r) for r in raw[cold_rows]]
+        repeats = pd.Series(cold_raw).value_counts()
+        cold_collisions = float(np.mean([s in taken or repeats[s] > 1 for s in cold_raw]))
+        codes[cold_rows], moved_cold = disambiguate(raw[cold_rows], cold_dist, cfg.dedup, taken=taken)
+    sizes = list(cfg.budget) + ([int(codes[:, -1].max()) + 1] if cfg.dedup == "append" else [])
+    return {"quantizer": q, "codes": codes, "raw": raw, "item_vectors": vectors, "sizes": sizes,
+            "categories": names, "config": dataclasses.asdict(cfg),
+            "n_moved": int(moved_warm.sum() + moved_cold.sum()),
+            "cold_collision_rate": cold_collisions,
+            "unique_after_dedup": len({tuple(r) for r in codes}) / len(codes)}
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+@dataclass
+class Codes:
+    """One method's SIDs for the report: item codes, how queries are encoded, reconstruction error."""
+
+    name: str
+    items: np.ndarray  # (n_items, L) before any disambiguation
+    sizes: tuple
+    encode: object  # callable: (N, d) query embeddings → (N, L) codes
+    mse: float  # mean ‖x − x̂‖² over warm items (inputs are unit vectors: the energy lost)
+    space: str  # which view embeddings the queries are encoded from ("aligned" or "frozen")
+
+
+def _mse(x, recon) -> float:
+    return float(((x - recon) ** 2).sum(1).mean())
+
+
+def vrq_codes(ids: SemanticIDs, catalogue) -> Codes:
+    """The VRQ SIDs as report input (raw codes: the report measures collisions before dedup)."""
+    warm = ~catalogue.items["cold"].to_numpy().astype(bool)
+    recon = ids.quantizer.decode(ids.raw[warm])
+    return Codes("vrq", ids.raw, tuple(ids.config.budget), ids.encode, _mse(ids.item_vectors[warm], recon),
+                 "aligned")
+
+
+def rq_kmeans(name: str, vectors: np.ndarray, warm: np.ndarray, budget, seed: int = 0, space="aligned"):
+    """Plain residual k-means (no fusion, no category, no consensus, no OPQ) over the whole budget."""
+    cfg = VRQConfig(levels=tuple(budget), opq_codes=0, alpha=0.0, consensus_levels=0, seed=seed)
+    q = fit(vectors[warm], np.zeros(int(warm.sum()), np.int64), vectors[:0], np.zeros(0, int), cfg, 0)
+    items = q.encode(vectors, np.zeros(len(vectors), np.int64))
+    return Codes(name, items, tuple(budget), q.encode, _mse(vectors[warm], q.decode(items[warm])), space)
+
+
+def opq_only(vectors: np.ndarray, warm: np.ndarray, budget, seed: int = 0) -> Codes:
+    """OPQ + PQ alone: as many codes as the budget, each as wide as its first codebook; no hierarchy."""
+    cfg = VRQConfig(levels=(), opq_codes=len(budget), opq_size=budget[0], alpha=0.0, consensus_levels=0,
+                    seed=seed)
+    q = SemanticQuantizer(cfg, vectors.shape[1], 0)
+    with _one_thread():
+        q.rotation, q.pq = _fit_opq(vectors[warm], cfg.opq_codes, cfg.opq_size, seed)
+    items = q.encode(vectors)
+    return Codes("opq", items, (budget[0],) * len(budget), q.encode,
+                 _mse(vectors[warm], q.decode(items[warm])), "aligned")
+
+
+def faiss_rq(vectors: np.ndarray, warm: np.ndarray, budget, beam: int = 5) -> Codes:
+    """faiss ``ResidualQuantizer`` (beam-search encoding) at the same budget; codes unpacked from bits."""
+    import faiss
+
+    nbits = [int(np.log2(s)) for s in budget]
+    if len(set(nbits)) != 1:
+        raise ValueError(f"faiss_rq here takes equal codebook sizes, got {list(budget)}")
+    rq = faiss.ResidualQuantizer(vectors.shape[1], len(nbits), nbits[0])
+    rq.max_beam_size = beam
+    rq.cp.min_points_per_centroid = 1
+    if warm.sum() <= vectors.shape[1]:  # its PCA initialisation needs more vectors than dimensions
+        rq.train_type = faiss.ResidualQuantizer.Train_default
+    with _one_thread():
+        rq.train(np.ascontiguousarray(vectors[warm], np.float32))
+    books = faiss.vector_to_array(rq.codebooks).reshape(-1, vectors.shape[1])
+    offsets = np.concatenate([[0], np.cumsum(budget)[:-1]])
+
+    def encode(x):
+        return unpack_codes(rq.compute_codes(np.ascontiguousarray(x, np.float32)), nbits)
+
+    items = encode(vectors)
+    recon = books[items[warm] + offsets].sum(1)
+    return Codes("faiss_rq", items, tuple(budget), encode, _mse(vectors[warm], recon), "aligned")
+
+
+def rq_vae(vectors: np.ndarray, warm: np.ndarray, budget, steps: int = 1500, latent: int = 64,
+           hidden: int = 256, beta: float = 0.25, seed: int = 0, progress: bool = True) -> Codes:
+    """A small RQ-VAE (Lee et al. 2022; TIGER's tokenizer): MLP encoder → residual VQ → MLP decoder.
+
+    Codebooks start from k-means of the first encoder outputs; a code unused for 100 steps is reset
+    to a random residual of the current batch (both against codebook collapse).
+    """
+    import torch
+    from torch import nn
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    d = vectors.shape[1]
+    enc = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, latent))
+    dec = nn.Sequential(nn.Linear(latent, hidden), nn.GELU(), nn.Linear(hidden, d))
+    train = torch.from_numpy(np.ascontiguousarray(vectors[warm], np.float32))
+    with torch.no_grad(), _one_thread():  # k-means initialisation, level by level
+        r, books = enc(train).numpy(), []
+        for level, size in enumerate(budget):
+            books.append(kmeans(r, size, seed + level))
+            r = r - books[-1][_squared_distances(r, books[-1]).argmin(1)]
+    books = nn.ParameterList([nn.Parameter(torch.from_numpy(b)) for b in books])
+
+    def quantize(z):
+        r, total, codes, loss = z, torch.zeros_like(z), [], z.new_zeros(())
+        for book in books:
+            c = torch.cdist(r, book).argmin(1)
+            chosen = book[c]
+            codebook_loss = ((r.detach() - chosen) ** 2).sum(1).mean()
+            loss = loss + codebook_loss + beta * ((r - chosen.detach()) ** 2).sum(1).mean()
+            codes.append(c)
+            total = total + chosen
+            r = r - chosen.detach()
+        return torch.stack(codes, 1), total, loss
+
+    params = [*enc.parameters(), *dec.parameters(), *books.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    usage = [torch.zeros(s) for s in budget]
+    quiet = {} if progress else {"disable": True}
+    for step in tqdm(range(1, steps + 1), desc="RQ-VAE", unit="step", **quiet):
+        x = train[torch.from_numpy(rng.choice(len(train), min(256, len(train)), replace=False))]
+        z = enc(x)
+        codes, zq, vq_loss = quantize(z)
+        recon = dec(z + (zq - z).detach())  # straight-through estimator
+        loss = ((recon - x) ** 2).sum(1).mean() + vq_loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for level, u in enumerate(usage):
+            u += torch.bincount(codes[:, level], minlength=len(u)).float()
+        if step % 100 == 0:
+            with torch.no_grad():
+                r = z.detach()
+                for level, book in enumerate(books):  # dead codes → random residuals of this batch
+                    dead = torch.nonzero(usage[level] == 0).flatten()
+                    if len(dead):
+                        book[dead] = r[torch.randint(len(r), (len(dead),))]
+                    r = r - book[torch.cdist(r, book).argmin(1)]
+                    usage[level].zero_()
+
+    @torch.no_grad()
+    def encode(x):
+        return quantize(enc(torch.from_numpy(np.ascontiguousarray(x, np.float32))))[0].numpy()
+
+    items = encode(vectors)
+    with torch.no_grad():
+        recon = dec(quantize(enc(train))[1]).numpy()
+    return Codes("rqvae", items, tuple(budget), encode, _mse(vectors[warm], recon), "aligned")
+
+
+def catalogue_only_vectors(catalogue, view_embeddings: np.ndarray) -> np.ndarray:
+    """Item vectors from catalogue views alone (the baselines' input: no multi-view fusion)."""
+    return item_vectors(catalogue, view_embeddings, query_weight=0.0)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def sid_metrics(codes: Codes, catalogue, query_codes: np.ndarray, query_items: np.ndarray) -> dict:
+    """SID quality of one method.
+
+    Args:
+        codes: the method's SIDs (before disambiguation) and reconstruction error.
+        query_codes: (Q, L) codes of test query photos, encoded by the method from the image alone.
+        query_items: (Q,) the SKU each photo shows.
+    """
+    items, sizes = codes.items, codes.sizes
+    n, levels = items.shape
+    sid = pd.Series(["-".join(map(str, r)) for r in items])
+    counts = sid.map(sid.value_counts())
+    out = {"icr": float((counts == 1).mean()), "collision_rate": 1 - sid.nunique() / n, "mse": codes.mse}
+    for level in range(1, levels + 1):
+        same = (query_codes[:, :level] == items[query_items, :level]).all(1)
+        out[f"consistency@{level}"] = float(same.mean())
+        used = np.bincount(items[:, level - 1], minlength=sizes[level - 1])
+        out[f"cur@{level}"] = float((used > 0).mean())
+        p = used[used > 0] / n
+        out[f"entropy@{level}"] = float(-(p * np.log2(p)).sum())
+    for level in (1, 2):
+        if level <= levels:
+            prefix = pd.Series(["-".join(map(str, r)) for r in items[:, :level]])
+            size_of = prefix.value_counts()
+            q_prefix = ["-".join(map(str, r)) for r in query_codes[:, :level]]
+            out[f"candidates@{level}"] = float(np.mean([size_of.get(p, 0) for p in q_prefix]))
+    first = items[:, 0]
+    types = catalogue.items["fine_type"].astype(str).to_numpy() if "fine_type" in catalogue.items else \
+        catalogue.items["category"].astype(str).to_numpy()
+    table = pd.crosstab(first, types)
+    out["purity@1"] = float(table.max(axis=1).sum() / n)
+    share = np.bincount(first) / n
+    out["chance@1"] = float((share**2).sum())
+    within = table.div(table.sum(axis=0), axis=1)  # P(code | type)
+    out["type_chance@1"] = float(((within**2).sum(axis=0) * table.sum(axis=0) / n).sum())
+    models = catalogue.items["model_id"].to_numpy()
+    siblings = pd.Series(models).map(pd.Series(models).value_counts()).to_numpy() > 1
+    distinct = pd.DataFrame({"m": models, "s": sid}).groupby(["m", "s"])["s"].transform("size") == 1
+    out["colour_separation"] = float(distinct[siblings].mean()) if siblings.any() else float("nan")
+    return out
+
+
+def report(methods: list[Codes], catalogue, embeddings: dict, query_view_ids) -> pd.DataFrame:
+    """The SID quality table: one row per method (see :func:`sid_metrics`)."""
+    query_view_ids = np.asarray(query_view_ids)
+    truth = catalogue.views["item_id"].to_numpy()[query_view_ids]
+    rows = {}
+    for m in methods:
+        query_codes = m.encode(embeddings[m.space][query_view_ids])
+        rows[m.name] = sid_metrics(m, catalogue, query_codes, truth)
+    return pd.DataFrame(rows).T

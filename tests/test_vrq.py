@@ -1,0 +1,293 @@
+"""VRQ semantic IDs: residual quantization against faiss, round trips, uniqueness, determinism, bad input."""
+
+import types
+
+import faiss
+import numpy as np
+import pandas as pd
+import pytest
+
+from ovkit import store, vrq
+
+FINE_TYPES = ["chair", "table", "lamp", "sofa"]
+
+
+def fake_catalogue(n_models=40, colourways=3, query_views=6, cold_every=10, dim=32, seed=0):
+    """A catalogue-shaped object and view embeddings: SKUs of one model share a shape direction,
+    colourways add a smaller colour direction, views add noise (queries more than catalogue views)."""
+    rng = np.random.default_rng(seed)
+    items, views, emb = [], [], []
+    shape_dirs = rng.normal(size=(n_models, dim))
+    type_dirs = rng.normal(size=(len(FINE_TYPES), dim)) * 2
+    for m in range(n_models):
+        for c in range(colourways):
+            i = len(items)
+            items.append({"item_id": i, "sku": f"m{m}/{c}", "model_id": m, "category": "room",
+                          "fine_type": FINE_TYPES[m % len(FINE_TYPES)], "name": f"model {m}",
+                          "colour": f"c{c}", "cold": i % cold_every == cold_every - 1})
+            centre = type_dirs[m % len(FINE_TYPES)] + shape_dirs[m] + 0.5 * rng.normal(size=dim)
+            for kind, n, noise in (("catalog", 1, 0.1), ("query", query_views, 0.6)):
+                for v in range(n):
+                    split = "catalog" if kind == "catalog" else (
+                        "test" if items[-1]["cold"] or v % 3 == 0 else "val" if v % 3 == 1 else "train")
+                    views.append({"view_id": len(views), "item_id": i, "kind": kind, "split": split})
+                    emb.append(centre + noise * rng.normal(size=dim))
+    emb = np.asarray(emb, np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    artifact = store.Artifact("catalogue", f"fake{seed:012d}", None, {})
+    cat = types.SimpleNamespace(items=pd.DataFrame(items), views=pd.DataFrame(views), artifact=artifact,
+                                key=artifact.key)
+    return cat, emb
+
+
+SMALL = {"levels": (8, 8), "opq_codes": 2, "opq_size": 8}
+
+
+@pytest.fixture(scope="module")
+def fake():
+    return fake_catalogue()
+
+
+def test_residual_kmeans_matches_faiss_residual_quantizer():
+    """Plain residual k-means (our VRQ with every extra off) vs faiss at the same budget: MSE within 5%."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 32)) * 3
+    x = (centres[rng.integers(0, 20, 3000)] + rng.normal(size=(3000, 32))).astype(np.float32)
+    warm = np.ones(len(x), bool)
+    ours = vrq.rq_kmeans("rqkmeans", x, warm, (16, 16, 16))
+    theirs = vrq.faiss_rq(x, warm, (16, 16, 16), beam=1)
+    assert ours.mse == pytest.approx(theirs.mse, rel=0.05)
+    # and the reported MSE is what decoding the codes gives
+    rq = faiss.ResidualQuantizer(32, 3, 4)
+    rq.max_beam_size = 1
+    rq.train(x)
+    assert theirs.mse == pytest.approx(float(((rq.decode(rq.compute_codes(x)) - x) ** 2).sum(1).mean()),
+                                       rel=0.05)
+
+
+def test_error_falls_level_by_level_on_training_data():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(500, 16)).astype(np.float32)
+    cfg = vrq.VRQConfig(levels=(8, 8, 8), opq_codes=0, alpha=0.0, consensus_levels=0)
+    q = vrq.fit(x, np.zeros(500, int), x[:0], np.zeros(0, int), cfg, 0)
+    codes = q.encode(x)
+    errors = [((x - vrq.SemanticQuantizer.decode(_truncated(q, depth), codes[:, :depth])) ** 2).sum(1).mean()
+              for depth in (1, 2, 3)]
+    assert errors[0] > errors[1] > errors[2] and errors[0] < (x**2).sum(1).mean()
+
+
+def _truncated(q, depth):
+    cut = vrq.SemanticQuantizer(q.cfg, q.dim, 0)
+    cut.codebooks = q.codebooks[:depth]
+    return cut
+
+
+def test_encode_decode_round_trip_is_exact_on_sums_of_codewords():
+    """Vectors that are exact sums of well-separated codewords (two levels and a PQ tail) are
+    encoded code for code and decoded exactly."""
+    rng = np.random.default_rng(2)
+    q = vrq.SemanticQuantizer(vrq.VRQConfig(levels=(4, 4), opq_codes=2, opq_size=4, alpha=0.0), 8, 0)
+    q.codebooks = [rng.normal(size=(4, 8)).astype(np.float32) * scale for scale in (100, 10)]
+    q.pq = rng.normal(size=(2, 4, 4)).astype(np.float32)
+    q.rotation = np.linalg.qr(rng.normal(size=(8, 8)))[0].astype(np.float32)
+    truth = rng.integers(0, 4, size=(200, 4))
+    x = q.decode(truth)
+    np.testing.assert_array_equal(q.encode(x), truth)
+    np.testing.assert_allclose(q.decode(q.encode(x)), x, atol=1e-3)
+
+
+def test_fitted_round_trip_is_stable(fake):
+    """Re-encoding a decoded SID gives the SID back (shallow codes at least), and saving/loading the
+    quantizer changes nothing."""
+    cat, emb = fake
+    ids = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL))
+    q = ids["quantizer"]
+    x = ids["item_vectors"]
+    codes = q.encode(x, vrq.category_labels(cat, "fine_type")[0])
+    again = q.encode(vrq._normalise(q.decode(codes)), vrq.category_labels(cat, "fine_type")[0])
+    assert (again[:, 0] == codes[:, 0]).mean() > 0.95
+
+
+def test_opq_tail_decodes_what_it_encodes(fake):
+    cat, emb = fake
+    ids = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL))
+    q = ids["quantizer"]
+    assert np.allclose(q.rotation @ q.rotation.T, np.eye(len(q.rotation)), atol=1e-4)  # orthogonal
+    x = ids["item_vectors"]
+    codes = q.encode(x, vrq.category_labels(cat, "fine_type")[0])
+    # the tail reduces the error left by the residual levels
+    no_tail = q.decode(np.concatenate([codes[:, :2], np.zeros((len(x), 2), int)], 1)) - \
+        q.decode(np.concatenate([np.zeros((len(x), 2), int), np.zeros((len(x), 2), int)], 1)) + \
+        q.codebooks[0][0, : q.dim] + q.codebooks[1][0, : q.dim]
+    assert ((x - q.decode(codes)) ** 2).sum() < ((x - no_tail) ** 2).sum()
+
+
+@pytest.mark.parametrize("nbits,m", [(5, 3), (3, 4), (8, 2), (6, 5)])
+def test_unpack_matches_faiss_bit_packing(nbits, m):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(600, 4 * m)).astype(np.float32)
+    pq = faiss.ProductQuantizer(4 * m, m, nbits)
+    pq.cp.min_points_per_centroid = 1
+    pq.train(x)
+    packed = pq.compute_codes(x)
+    assert packed.shape[1] == -(-nbits * m // 8)  # packed: codes share bytes unless 8 bits wide
+    codes = vrq.unpack_codes(packed, [nbits] * m)
+    assert codes.max() < 2**nbits
+    centroids = faiss.vector_to_array(pq.centroids).reshape(m, 2**nbits, 4)
+    ours = np.concatenate([centroids[j][codes[:, j]] for j in range(m)], 1)
+    np.testing.assert_allclose(ours, pq.decode(packed), atol=1e-6)
+
+
+def test_faiss_rq_codes_unpack_for_narrow_codebooks():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(400, 16)).astype(np.float32)
+    codes = vrq.faiss_rq(x, np.ones(400, bool), (8, 8, 8)).items  # 3 bits each: 9 bits in 2 bytes
+    assert codes.shape == (400, 3) and codes.max() < 8 and len(np.unique(codes[:, 2])) > 1
+
+
+@pytest.mark.parametrize("dedup", ["reassign", "append"])
+def test_every_sku_unique_after_disambiguation(fake, dedup):
+    cat, emb = fake
+    tight = {"levels": (2, 2), "opq_codes": 1, "opq_size": 4, "dedup": dedup}  # 16 SIDs for 120 SKUs
+    if dedup == "reassign":
+        with pytest.raises(ValueError, match="code space holds 16 SIDs for 120 SKUs"):
+            vrq.build_ids(cat, emb, vrq.VRQConfig(**tight))
+        tight.update(levels=(8, 8), opq_size=16)
+    ids = vrq.build_ids(cat, emb, vrq.VRQConfig(**tight))
+    raw_unique = len({tuple(r) for r in ids["raw"]}) / len(ids["raw"])
+    assert raw_unique < 1.0  # the budget is tight on purpose: there were collisions to resolve
+    assert ids["unique_after_dedup"] == 1.0 and len({tuple(r) for r in ids["codes"]}) == len(cat.items)
+    assert ids["n_moved"] > 0
+    if dedup == "append":
+        np.testing.assert_array_equal(ids["codes"][:, :-1], ids["raw"])
+
+
+def test_disambiguate_keeps_existing_ids_and_the_closest_item():
+    codes = np.array([[0, 1], [0, 1], [0, 1], [1, 0]])
+    dist = np.array([[5, 0.2, 1, 9], [5, 0.1, 3, 2], [5, 0.3, 0.4, 9], [0, 1, 1, 1]], float)
+    out, moved = vrq.disambiguate(codes, dist, "reassign")
+    assert out[1].tolist() == [0, 1]  # closest to its code keeps it
+    assert out[0].tolist() == [0, 2] and out[2].tolist() == [0, 0]  # next-nearest free codes
+    assert moved.tolist() == [True, False, True, False]
+    out, moved = vrq.disambiguate(np.array([[1, 0]]), np.array([[0.0, 1, 2, 3]]), "reassign",
+                                  taken={(1, 0): 1})
+    assert out.tolist() == [[1, 1]] and moved.all()  # the existing SID does not move, the new one does
+    out, _ = vrq.disambiguate(codes, dist, "append")
+    assert sorted(out[:3, 2].tolist()) == [0, 1, 2] and out[3, 2] == 0
+
+
+def test_same_seed_same_ids_other_seed_other_ids(fake):
+    cat, emb = fake
+    a = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, seed=3))
+    b = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, seed=3))
+    c = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, seed=4))
+    np.testing.assert_array_equal(a["codes"], b["codes"])
+    np.testing.assert_array_equal(a["quantizer"].rotation, b["quantizer"].rotation)
+    assert not np.array_equal(a["codes"], c["codes"])
+
+
+def test_cold_skus_get_ids_without_moving_warm_ones(fake):
+    cat, emb = fake
+    ids = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL))
+    warm = ~cat.items["cold"].to_numpy()
+    expected, _ = vrq.disambiguate(*ids["quantizer"].assign_items(
+        ids["item_vectors"][warm], vrq.category_labels(cat, "fine_type")[0][warm],
+        *_views(cat, emb, np.flatnonzero(warm))), "reassign")
+    np.testing.assert_array_equal(ids["codes"][warm], expected)
+    assert 0.0 <= ids["cold_collision_rate"] <= 1.0 and ids["unique_after_dedup"] == 1.0
+
+
+def _views(cat, emb, rows):
+    per_item = vrq.item_views(cat)
+    ids = [per_item[i] for i in rows]
+    return emb[np.concatenate(ids)], np.repeat(np.arange(len(rows)), [len(v) for v in ids])
+
+
+def test_item_vectors_fuse_catalogue_and_training_queries(fake):
+    cat, emb = fake
+    catalogue_only = vrq.item_vectors(cat, emb, 0.0)
+    view0 = cat.views[(cat.views["item_id"] == 0) & (cat.views["kind"] == "catalog")]["view_id"]
+    np.testing.assert_allclose(catalogue_only[0], emb[view0].mean(0) / np.linalg.norm(emb[view0].mean(0)),
+                               rtol=1e-5)
+    fused = vrq.item_vectors(cat, emb, 0.5)
+    cold = cat.items["cold"].to_numpy()
+    np.testing.assert_allclose(fused[cold], catalogue_only[cold], rtol=1e-6)  # no training queries
+    assert not np.allclose(fused[~cold], catalogue_only[~cold])
+
+
+def test_category_injection_makes_level_one_type_pure(fake):
+    cat, emb = fake
+    base = {**SMALL, "levels": (4, 8)}
+    with_cat = vrq.build_ids(cat, emb, vrq.VRQConfig(**base, alpha=3.0))
+    types_ = vrq.category_labels(cat, "fine_type")[0]
+    purity = pd.crosstab(with_cat["codes"][:, 0], types_).max(axis=1).sum() / len(types_)
+    assert purity == 1.0  # a strong injection: one type per level-1 code
+
+
+def test_balanced_level_respects_capacity():
+    rng = np.random.default_rng(5)
+    dist = rng.random((50, 8)) + np.where(np.arange(8) == 0, 0, 1)  # everybody prefers code 0
+    codes = vrq._balanced_assign(dist)
+    assert np.bincount(codes, minlength=8).max() <= 7 and (codes >= 0).all()
+
+
+def test_metrics_on_a_hand_computed_example():
+    cat = types.SimpleNamespace(items=pd.DataFrame({
+        "fine_type": ["chair", "chair", "table", "table"], "model_id": [0, 0, 1, 2]}))
+    items = np.array([[0, 0], [0, 1], [1, 0], [1, 0]])
+    codes = vrq.Codes("toy", items, (2, 4), None, 0.5, "aligned")
+    queries = np.array([[0, 1], [0, 0], [1, 1], [0, 0]])
+    truth = np.array([1, 1, 2, 3])
+    m = vrq.sid_metrics(codes, cat, queries, truth)
+    assert m["icr"] == 0.5 and m["collision_rate"] == 0.25
+    assert m["consistency@1"] == 0.75 and m["consistency@2"] == 0.25
+    assert m["cur@1"] == 1.0 and m["cur@2"] == 0.5
+    assert m["purity@1"] == 1.0 and m["entropy@1"] == 1.0
+    assert m["colour_separation"] == 1.0  # the only siblings (items 0 and 1) have distinct SIDs
+    assert m["candidates@1"] == 2.0 and m["candidates@2"] == pytest.approx((1 + 1 + 0 + 1) / 4)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_embeddings_are_named(fake):
+    cat, emb = fake
+    broken = emb.copy()
+    broken[3] = np.nan
+    broken[7] = 0
+    with pytest.raises(ValueError, match="2 of .* vectors are NaN, infinite or all zero"):
+        vrq.build_ids(cat, broken, vrq.VRQConfig(**SMALL))
+
+
+def test_missing_category_column(fake):
+    cat, emb = fake
+    with pytest.raises(ValueError, match="no column 'colour_family'.*alpha=0"):
+        vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, category_column="colour_family"))
+    vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, category_column="colour_family", alpha=0.0))
+
+
+def test_more_codes_than_the_data_can_fill(fake):
+    cat, emb = fake
+    with pytest.raises(ValueError, match="asks for 256 codes but only 108 SKUs"):
+        vrq.build_ids(cat, emb, vrq.VRQConfig(levels=(256,), opq_codes=0))
+    with pytest.warns(UserWarning, match="fewer than 2 SKUs per code"):
+        vrq.build_ids(cat, emb, vrq.VRQConfig(levels=(64,), opq_codes=0, dedup="append"))
+
+
+@pytest.mark.parametrize("override,message", [({"levels": [8, 12]}, "powers of two"),
+                                              ({"dedup": "drop"}, "dedup"),
+                                              ({"nlevels": 3}, "unknown VRQ setting")])
+def test_bad_config(override, message):
+    with pytest.raises(ValueError, match=message):
+        vrq.VRQConfig.from_overrides(override)
+
+
+def test_ids_refuse_another_catalogue(kit_home, fake):
+    cat, emb = fake
+    ids = vrq.semantic_ids(cat, emb, cat.artifact, SMALL)
+    again = vrq.semantic_ids(cat, emb, cat.artifact, SMALL)
+    assert not again.artifact.fresh and np.array_equal(ids.codes, again.codes)
+    assert len(ids.table(cat)) == len(cat.items)
+    other, _ = fake_catalogue(n_models=41)
+    with pytest.raises(ValueError, match="built for another catalogue"):
+        vrq.load_ids(ids.artifact, other)
