@@ -19,9 +19,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from . import backbone, store
+from . import backbone, config, store
 from .config import with_overrides
 
 
@@ -205,8 +204,7 @@ def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress:
     val = catalogue.query_views("val", cold=False)["view_id"].to_numpy()
     scored = np.concatenate([catalogue.catalog_views()["view_id"].to_numpy(), val])
     history, best = [], (-1.0, None)
-    quiet = {} if progress else {"disable": True}  # an explicit disable=False would beat TQDM_DISABLE
-    bar = tqdm(range(1, cfg.steps + 1), desc="alignment", unit="step", **quiet)
+    bar = config.progress(range(1, cfg.steps + 1), progress, desc="alignment", unit="step")
     for step in bar:
         head.train()
         ids, labels = sampler.batch()

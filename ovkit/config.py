@@ -17,3 +17,17 @@ def with_overrides(cls, overrides: dict | None, what: str):
         raise ValueError(f"unknown {what} setting(s) {unknown}; valid names: {', '.join(names)}")
     cast = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return dataclasses.replace(cls(), **cast)
+
+
+def progress(iterable=None, enabled: bool = True, **kwargs):
+    """A tqdm progress bar (a widget in Jupyter) that honours ``TQDM_DISABLE``.
+
+    tqdm's notebook bar passes ``disable=False`` itself, which beats the environment variable, so
+    CI and ``make notebooks`` would store widget outputs; deciding here keeps them quiet.
+    """
+    import os
+
+    from tqdm.auto import tqdm
+
+    quiet = not enabled or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+    return tqdm(iterable, disable=quiet, **kwargs)

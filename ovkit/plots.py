@@ -62,3 +62,29 @@ def retrieval_gallery(catalogue, query_view_ids, top_items, title=None):
         titles += ["query", "its product"]
         titles += ["✓" if i == t else catalogue.items.loc[i, "name"][:10] for i in row]
     return image_grid(images, titles=titles, cols=len(top_items[0]) + 2, suptitle=title)
+
+
+def code_tree(catalogue, codes, level1=None, n_level1: int = 3, n_level2: int = 3, per_branch: int = 4,
+              seed: int = 0):
+    """The top of a semantic-ID tree: rows = (level-1 code, level-2 branch), catalogue images of the
+    SKUs under each branch. Shows that a level-1 code gathers look-alike products and its level-2
+    branches split them further."""
+    codes = np.asarray(codes)
+    rng = np.random.default_rng(seed)
+    first_view = catalogue.catalog_views().groupby("item_id")["view_id"].first()
+    if level1 is None:  # the most populated level-1 codes
+        level1 = np.bincount(codes[:, 0]).argsort()[::-1][:n_level1]
+    images, labels = [], []
+    for a in level1:
+        branches = np.bincount(codes[codes[:, 0] == a, 1]).argsort()[::-1][:n_level2]
+        for b in branches:
+            members = np.flatnonzero((codes[:, 0] == a) & (codes[:, 1] == b))
+            if not len(members):
+                continue
+            chosen = rng.choice(members, min(per_branch, len(members)), replace=False)
+            row = [catalogue.pixels[first_view[i]] for i in chosen]
+            row += [np.full_like(row[0], 255)] * (per_branch - len(row))
+            images += row
+            labels.append(f"{a}-{b}-… ({len(members)})")
+    return image_grid(images, rows=len(labels), cols=per_branch, row_labels=labels, size=1.0,
+                      suptitle="semantic-ID tree: level-1 code - level-2 code (SKUs under the branch)")

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from tqdm.auto import tqdm
 
+from .config import progress
 from .paths import project_root, runs_dir
 from .results import load_metrics, load_tables
 
@@ -147,7 +147,7 @@ def run(profile: str, only: list[str] | None = None, start: str | None = None,
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     os.environ["OVKIT_PROFILE"] = profile  # the kernels inherit it: record() writes to this run
     failure = None
-    for nb in tqdm(chosen, desc=f"ovkit run {profile}", unit="notebook"):
+    for nb in progress(chosen, desc=f"ovkit run {profile}", unit="notebook"):
         params = {k: v for k, v in values.items() if k in nb.parameters}
         output = out_dir / "notebooks" / nb.path.name
         started = time.perf_counter()

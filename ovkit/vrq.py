@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import store
+from . import config, store
 from .config import with_overrides
 
 STAGE_VERSION = 1
@@ -46,12 +46,13 @@ class VRQConfig:
     opq_size: int = 32  # entries per OPQ code (a power of two)
     query_weight: float = 0.5  # weight of training query views in the fused item vector (0: catalogue only)
     category_column: str = "fine_type"  # item column injected into the shallow levels
-    alpha: float = 0.5  # scale of the injected one-hot category (0: no injection)
+    alpha: float = 1.0  # scale of the injected one-hot category (0: no injection)
     category_levels: int = 1  # how many shallow levels see the category
     consensus_levels: int = 1  # levels where an item's code is the majority vote of its views
     consensus_rounds: int = 3  # vote → recompute centroids rounds
     balanced_level: int = 0  # 1-based level with capacity-balanced assignment (0: none)
-    type_neighbours: int = 10  # k of the k-NN type predictor for query images
+    type_neighbours: int = 20  # k of the k-NN type predictor for query images
+    type_index: str = "views"  # k-NN type predictor searches "views" (catalogue + training photos) or "items"
     dedup: str = "reassign"  # reassign (nearest free last code) | append (extra token)
     kmeans_iters: int = 25
     seed: int = 0
@@ -74,6 +75,8 @@ class VRQConfig:
                                  f"got {list(self.budget)}")
         if not self.levels:
             raise ValueError("VRQ needs at least one residual level")
+        if self.type_index not in ("views", "items"):
+            raise ValueError(f"VRQ type_index must be 'views' or 'items', got {self.type_index!r}")
         if self.dedup not in ("reassign", "append"):
             raise ValueError(f"VRQ dedup must be 'reassign' or 'append', got {self.dedup!r}")
         if not 0 <= self.query_weight <= 1:
@@ -370,16 +373,21 @@ class SemanticQuantizer:
         head = _stack(codes, len(x))
         return np.concatenate([head, tail], 1), (tail_dist if tail_dist is not None else dist)
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Reconstruction (N, d) of the visual part from code paths (extra dedup tokens ignored)."""
+    def decode(self, codes: np.ndarray, depth: int | None = None) -> np.ndarray:
+        """Reconstruction (N, d) of the visual part from code paths (extra dedup tokens ignored).
+
+        ``depth``: use only the first ``depth`` code positions (the error left after each level).
+        """
         codes = np.asarray(codes)
+        depth = len(self.sizes) if depth is None else depth
         out = np.zeros((len(codes), self.dim), np.float32)
-        for level, book in enumerate(self.codebooks):
+        for level, book in enumerate(self.codebooks[:depth]):
             out += book[codes[:, level], : self.dim]
-        if len(self.pq):
-            m = len(self.pq)
-            tail = codes[:, len(self.codebooks) : len(self.codebooks) + m]
-            z = np.concatenate([self.pq[j][tail[:, j]] for j in range(m)], 1)
+        used = min(len(self.pq), depth - len(self.codebooks))
+        if used > 0:
+            tail = codes[:, len(self.codebooks) :]
+            z = np.concatenate([self.pq[j][tail[:, j]] if j < used else np.zeros_like(self.pq[j][tail[:, j]])
+                                for j in range(len(self.pq))], 1)
             out += (z @ self.rotation)[:, : self.dim]  # the rotation is orthogonal: its inverse is Aᵀ
         return out
 
@@ -425,7 +433,10 @@ def fit(x: np.ndarray, types: np.ndarray, views_x: np.ndarray, owner: np.ndarray
     x = check_embeddings(x, "item vectors")
     check_budget(cfg.budget, len(x))
     q = SemanticQuantizer(cfg, x.shape[1], n_categories)
-    q.type_vectors, q.type_labels = x.copy(), np.asarray(types, np.int64)
+    types = np.asarray(types, np.int64)
+    by_views = cfg.type_index == "views" and len(views_x)
+    q.type_vectors = views_x.astype(np.float32) if by_views else x.copy()
+    q.type_labels = types[owner] if by_views else types
     r, s = x.copy(), q.category_part(types, x)
     vr = views_x.astype(np.float32)
     vs = q.category_part(None, vr) if len(vr) else np.zeros((0, s.shape[1]), np.float32)
@@ -451,6 +462,16 @@ def fit(x: np.ndarray, types: np.ndarray, views_x: np.ndarray, owner: np.ndarray
     return q
 
 
+_WARNED: set = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning shown once per process (the ablations would repeat it for every variant)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, stacklevel=3)
+
+
 def _fit_opq(r: np.ndarray, m: int, size: int, seed: int):
     """faiss OPQ rotation + PQ on residuals → (rotation (D,D), pq centroids (M, size, D/M))."""
     import faiss
@@ -465,8 +486,8 @@ def _fit_opq(r: np.ndarray, m: int, size: int, seed: int):
         opq.train(z)
         rotation = faiss.vector_to_array(opq.A).reshape(width, width)
     else:  # faiss OPQ fails when there are fewer vectors than dimensions: plain PQ then
-        warnings.warn(f"OPQ needs more SKUs ({len(z)}) than dimensions ({width}): the tail is plain PQ "
-                      f"(no rotation)", stacklevel=3)
+        _warn_once(f"OPQ needs more SKUs ({len(z)}) than dimensions ({width}): the tail is plain PQ "
+                   f"(no rotation)")
         rotation = np.eye(width, dtype=np.float32)
     pq = faiss.ProductQuantizer(width, m, nbits)
     pq.cp.min_points_per_centroid, pq.cp.seed = 1, seed
@@ -546,7 +567,8 @@ class SemanticIDs:
     def table(self, catalogue) -> pd.DataFrame:
         """One row per SKU with its SID as text (``"5-17-3-…"``)."""
         self.check(catalogue)
-        out = catalogue.items[["item_id", "name", "colour", "category"]].copy()
+        columns = [c for c in ("item_id", "name", "colour", "fine_type", "category") if c in catalogue.items]
+        out = catalogue.items[columns].copy()
         out["sid"] = ["-".join(map(str, row)) for row in self.codes]
         return out
 
@@ -645,18 +667,19 @@ class Codes:
     encode: object  # callable: (N, d) query embeddings → (N, L) codes
     mse: float  # mean ‖x − x̂‖² over warm items (inputs are unit vectors: the energy lost)
     space: str  # which view embeddings the queries are encoded from ("aligned" or "frozen")
+    quantizer: SemanticQuantizer | None = None  # for the kit's own quantizers
 
 
 def _mse(x, recon) -> float:
     return float(((x - recon) ** 2).sum(1).mean())
 
 
-def vrq_codes(ids: SemanticIDs, catalogue) -> Codes:
+def vrq_codes(ids: SemanticIDs, catalogue, name: str = "vrq") -> Codes:
     """The VRQ SIDs as report input (raw codes: the report measures collisions before dedup)."""
     warm = ~catalogue.items["cold"].to_numpy().astype(bool)
     recon = ids.quantizer.decode(ids.raw[warm])
-    return Codes("vrq", ids.raw, tuple(ids.config.budget), ids.encode, _mse(ids.item_vectors[warm], recon),
-                 "aligned")
+    return Codes(name, ids.raw, tuple(ids.config.budget), ids.encode, _mse(ids.item_vectors[warm], recon),
+                 "aligned", ids.quantizer)
 
 
 def rq_kmeans(name: str, vectors: np.ndarray, warm: np.ndarray, budget, seed: int = 0, space="aligned"):
@@ -664,7 +687,7 @@ def rq_kmeans(name: str, vectors: np.ndarray, warm: np.ndarray, budget, seed: in
     cfg = VRQConfig(levels=tuple(budget), opq_codes=0, alpha=0.0, consensus_levels=0, seed=seed)
     q = fit(vectors[warm], np.zeros(int(warm.sum()), np.int64), vectors[:0], np.zeros(0, int), cfg, 0)
     items = q.encode(vectors, np.zeros(len(vectors), np.int64))
-    return Codes(name, items, tuple(budget), q.encode, _mse(vectors[warm], q.decode(items[warm])), space)
+    return Codes(name, items, tuple(budget), q.encode, _mse(vectors[warm], q.decode(items[warm])), space, q)
 
 
 def opq_only(vectors: np.ndarray, warm: np.ndarray, budget, seed: int = 0) -> Codes:
@@ -712,9 +735,18 @@ def rq_vae(vectors: np.ndarray, warm: np.ndarray, budget, steps: int = 1500, lat
     to a random residual of the current batch (both against codebook collapse).
     """
     import torch
-    from torch import nn
-    from tqdm.auto import tqdm
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small runs faster on one thread than on two
+    try:
+        return _train_rq_vae(vectors, warm, budget, steps, latent, hidden, beta, seed, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_rq_vae(vectors, warm, budget, steps, latent, hidden, beta, seed, progress) -> Codes:
+    import torch
+    from torch import nn
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     d = vectors.shape[1]
@@ -743,8 +775,7 @@ def rq_vae(vectors: np.ndarray, warm: np.ndarray, budget, steps: int = 1500, lat
     params = [*enc.parameters(), *dec.parameters(), *books.parameters()]
     opt = torch.optim.Adam(params, lr=1e-3)
     usage = [torch.zeros(s) for s in budget]
-    quiet = {} if progress else {"disable": True}
-    for step in tqdm(range(1, steps + 1), desc="RQ-VAE", unit="step", **quiet):
+    for step in config.progress(range(1, steps + 1), progress, desc="RQ-VAE", unit="step"):
         x = train[torch.from_numpy(rng.choice(len(train), min(256, len(train)), replace=False))]
         z = enc(x)
         codes, zq, vq_loss = quantize(z)
@@ -816,6 +847,8 @@ def sid_metrics(codes: Codes, catalogue, query_codes: np.ndarray, query_items: n
     out["purity@1"] = float(table.max(axis=1).sum() / n)
     share = np.bincount(first) / n
     out["chance@1"] = float((share**2).sum())
+    # consistency above chance (Cohen's-kappa style): a few giant level-1 codes buy raw consistency
+    out["kappa@1"] = (out["consistency@1"] - out["chance@1"]) / (1 - out["chance@1"])
     within = table.div(table.sum(axis=0), axis=1)  # P(code | type)
     out["type_chance@1"] = float(((within**2).sum(axis=0) * table.sum(axis=0) / n).sum())
     models = catalogue.items["model_id"].to_numpy()

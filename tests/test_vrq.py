@@ -71,15 +71,9 @@ def test_error_falls_level_by_level_on_training_data():
     cfg = vrq.VRQConfig(levels=(8, 8, 8), opq_codes=0, alpha=0.0, consensus_levels=0)
     q = vrq.fit(x, np.zeros(500, int), x[:0], np.zeros(0, int), cfg, 0)
     codes = q.encode(x)
-    errors = [((x - vrq.SemanticQuantizer.decode(_truncated(q, depth), codes[:, :depth])) ** 2).sum(1).mean()
+    errors = [((x - q.decode(codes, depth)) ** 2).sum(1).mean()
               for depth in (1, 2, 3)]
     assert errors[0] > errors[1] > errors[2] and errors[0] < (x**2).sum(1).mean()
-
-
-def _truncated(q, depth):
-    cut = vrq.SemanticQuantizer(q.cfg, q.dim, 0)
-    cut.codebooks = q.codebooks[:depth]
-    return cut
 
 
 def test_encode_decode_round_trip_is_exact_on_sums_of_codewords():
@@ -243,6 +237,7 @@ def test_metrics_on_a_hand_computed_example():
     assert m["consistency@1"] == 0.75 and m["consistency@2"] == 0.25
     assert m["cur@1"] == 1.0 and m["cur@2"] == 0.5
     assert m["purity@1"] == 1.0 and m["entropy@1"] == 1.0
+    assert m["chance@1"] == 0.5 and m["kappa@1"] == 0.5  # (0.75 − 0.5) / (1 − 0.5)
     assert m["colour_separation"] == 1.0  # the only siblings (items 0 and 1) have distinct SIDs
     assert m["candidates@1"] == 2.0 and m["candidates@2"] == pytest.approx((1 + 1 + 0 + 1) / 4)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from ..config import progress
 from . import render, sh3d, skus
 from .sh3d import DataError, FurnitureModel
 
@@ -92,7 +92,7 @@ def render_models(order, n_models, colourways, query_views, cfg, seed, workers):
     target = n_models or len(order)
     jobs = ((m, i, colourways, query_views, cfg, seed) for i, m in enumerate(order))
     done, skipped = [], []
-    bar = tqdm(total=target, desc="rendering models", unit="model")
+    bar = progress(total=target, desc="rendering models", unit="model")
     # fork where the OS has it: spawn would re-run a user's script that lacks a __main__ guard.
     method = "fork" if "fork" in get_all_start_methods() else "spawn"
     pool = ProcessPoolExecutor(workers, mp_context=get_context(method)) if workers > 1 else None

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
+from ..config import progress
 from .sh3d import DataError
 
 ITEM_COLUMNS = ("item_id", "category")
@@ -100,7 +100,7 @@ def build(folder: Path, root: Path, image_size: int) -> dict:
     train_items = set(images.loc[(images["kind"] == "query") & (images["split"] == "train"), "item_id"])
     items["cold"] = ~items["sku"].isin(train_items)
     pixels = np.stack([load_image(root / p, image_size)
-                       for p in tqdm(images["path"], desc="loading images", unit="image")])
+                       for p in progress(images["path"], desc="loading images", unit="image")])
     views = pd.DataFrame({
         "view_id": np.arange(len(images)),
         "item_id": images["item_id"].map(index).to_numpy(),
