@@ -16,7 +16,10 @@ def with_overrides(cls, overrides: dict | None, what: str):
     if unknown:
         raise ValueError(f"unknown {what} setting(s) {unknown}; valid names: {', '.join(names)}")
     cast = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return dataclasses.replace(cls(), **cast)
+    result = dataclasses.replace(cls(), **cast)
+    if hasattr(result, "validate"):  # settings that check their own ranges
+        result.validate()
+    return result
 
 
 def progress(iterable=None, enabled: bool = True, **kwargs):

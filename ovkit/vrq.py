@@ -59,9 +59,7 @@ class VRQConfig:
 
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> VRQConfig:
-        cfg = with_overrides(cls, overrides, "VRQ")
-        cfg.validate()
-        return cfg
+        return with_overrides(cls, overrides, "VRQ")
 
     @property
     def budget(self) -> tuple:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import tarfile
+import types
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
+from ovkit import store
 from ovkit.data import sh3d
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,3 +103,36 @@ def make_deb(path: Path, files: dict[str, bytes]) -> Path:
 @pytest.fixture
 def tiny_deb(tmp_path, tiny_sh3f) -> Path:
     return make_deb(tmp_path / "sweethome3d-furniture_9.9-1_all.deb", {"Tiny.sh3f": tiny_sh3f.read_bytes()})
+
+
+FINE_TYPES = ["chair", "table", "lamp", "sofa"]
+
+
+def fake_catalogue(n_models=40, colourways=3, query_views=6, cold_every=10, dim=32, seed=0):
+    """A catalogue-shaped object and view embeddings: SKUs of one model share a shape direction,
+    colourways add a smaller colour direction, views add noise (queries more than catalogue views)."""
+    rng = np.random.default_rng(seed)
+    items, views, emb = [], [], []
+    shape_dirs = rng.normal(size=(n_models, dim))
+    type_dirs = rng.normal(size=(len(FINE_TYPES), dim)) * 2
+    for m in range(n_models):
+        for c in range(colourways):
+            i = len(items)
+            items.append({"item_id": i, "sku": f"m{m}/{c}", "model_id": m, "category": f"room{m % 3}",
+                          "fine_type": FINE_TYPES[m % len(FINE_TYPES)], "name": f"model {m}",
+                          "colour": f"c{c}", "creator": f"maker{m % 5}", "price": float(20 + 7 * (m % 11)),
+                          "cold": i % cold_every == cold_every - 1})
+            centre = type_dirs[m % len(FINE_TYPES)] + shape_dirs[m] + 0.5 * rng.normal(size=dim)
+            for kind, n, noise in (("catalog", 1, 0.1), ("query", query_views, 0.6)):
+                for v in range(n):
+                    split = "catalog" if kind == "catalog" else (
+                        "test" if items[-1]["cold"] or v % 3 == 0 else "val" if v % 3 == 1 else "train")
+                    views.append({"view_id": len(views), "item_id": i, "kind": kind, "split": split})
+                    emb.append(centre + noise * rng.normal(size=dim))
+    emb = np.asarray(emb, np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    artifact = store.Artifact("catalogue", f"fake{seed:012d}", None, {})
+    items, views = pd.DataFrame(items), pd.DataFrame(views)
+    cat = types.SimpleNamespace(items=items, views=views, artifact=artifact, key=artifact.key,
+                                catalog_views=lambda: views[views["kind"] == "catalog"])
+    return cat, emb

@@ -6,39 +6,9 @@ import faiss
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fake_catalogue
 
-from ovkit import store, vrq
-
-FINE_TYPES = ["chair", "table", "lamp", "sofa"]
-
-
-def fake_catalogue(n_models=40, colourways=3, query_views=6, cold_every=10, dim=32, seed=0):
-    """A catalogue-shaped object and view embeddings: SKUs of one model share a shape direction,
-    colourways add a smaller colour direction, views add noise (queries more than catalogue views)."""
-    rng = np.random.default_rng(seed)
-    items, views, emb = [], [], []
-    shape_dirs = rng.normal(size=(n_models, dim))
-    type_dirs = rng.normal(size=(len(FINE_TYPES), dim)) * 2
-    for m in range(n_models):
-        for c in range(colourways):
-            i = len(items)
-            items.append({"item_id": i, "sku": f"m{m}/{c}", "model_id": m, "category": "room",
-                          "fine_type": FINE_TYPES[m % len(FINE_TYPES)], "name": f"model {m}",
-                          "colour": f"c{c}", "cold": i % cold_every == cold_every - 1})
-            centre = type_dirs[m % len(FINE_TYPES)] + shape_dirs[m] + 0.5 * rng.normal(size=dim)
-            for kind, n, noise in (("catalog", 1, 0.1), ("query", query_views, 0.6)):
-                for v in range(n):
-                    split = "catalog" if kind == "catalog" else (
-                        "test" if items[-1]["cold"] or v % 3 == 0 else "val" if v % 3 == 1 else "train")
-                    views.append({"view_id": len(views), "item_id": i, "kind": kind, "split": split})
-                    emb.append(centre + noise * rng.normal(size=dim))
-    emb = np.asarray(emb, np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    artifact = store.Artifact("catalogue", f"fake{seed:012d}", None, {})
-    cat = types.SimpleNamespace(items=pd.DataFrame(items), views=pd.DataFrame(views), artifact=artifact,
-                                key=artifact.key)
-    return cat, emb
-
+from ovkit import vrq
 
 SMALL = {"levels": (8, 8), "opq_codes": 2, "opq_size": 8}
 

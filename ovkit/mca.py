@@ -1,0 +1,255 @@
+"""The multi-stage cascade (MCA) baseline (notebook 03): recall → pre-rank → rank.
+
+- **Feature extraction**: the aligned embedding of notebook 01.
+- **Recall**: faiss top-N SKUs by visual similarity (a SKU scores its best catalogue view); exact
+  (``IndexFlatIP``) or approximate (HNSW) search.
+- **Pre-rank**: logistic regression on cheap features (visual score and rank, product-type vote of
+  the recalled list, popularity) → top-M.
+- **Rank**: gradient-boosted trees (scikit-learn) on rich features — the cheap ones plus the
+  user's history affinity to the candidate's type, colour, creator, model and price — trained on
+  the logged exposures with clicks as labels and orders weighted higher.
+
+Each stage has its own objective, as in production cascades; the stage losses in notebook 03 show
+where the target falls out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .config import with_overrides
+
+CHEAP = ["visual", "visual_rank", "type_vote", "popularity"]
+RICH = CHEAP + ["hist_type", "hist_colour", "hist_creator", "hist_model", "hist_price_gap", "hist_len",
+                "hist_sim", "log_price"]
+
+
+@dataclass(frozen=True)
+class MCAConfig:
+    """Cascade settings (kit choices)."""
+
+    recall: int = 200  # N candidates from visual recall
+    prerank: int = 50  # M candidates kept by the pre-ranker
+    index: str = "flat"  # flat (exact) or hnsw (approximate)
+    order_weight: float = 3.0  # sample weight of an ordered exposure (clicks weigh 1)
+    trees: int = 200  # boosting iterations of the ranker
+    depth: int = 3  # depth of each tree (shallow: ~1,000 clicks to learn from)
+    seed: int = 0
+
+    @classmethod
+    def from_overrides(cls, overrides: dict | None) -> MCAConfig:
+        cfg = with_overrides(cls, overrides, "MCA")
+        if cfg.index not in ("flat", "hnsw"):
+            raise ValueError(f"MCA index must be 'flat' or 'hnsw', got {cfg.index!r}")
+        if not 10 <= cfg.prerank <= cfg.recall:
+            raise ValueError(f"MCA needs 10 <= prerank <= recall, got prerank={cfg.prerank}, "
+                             f"recall={cfg.recall}")
+        return cfg
+
+
+class VisualRecall:
+    """Top-N SKUs for query embeddings by inner product over all catalogue views (faiss)."""
+
+    def __init__(self, catalogue, view_embeddings: np.ndarray, index: str = "flat"):
+        import faiss
+
+        views = catalogue.catalog_views()
+        self.item_of = views["item_id"].to_numpy()
+        self.n_items = len(catalogue.items)
+        self.views_per_item = int(views.groupby("item_id").size().max())
+        vectors = np.ascontiguousarray(view_embeddings[views["view_id"].to_numpy()], np.float32)
+        if index == "hnsw":
+            self.index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efSearch = 128
+        else:
+            self.index = faiss.IndexFlatIP(vectors.shape[1])
+        self.index.add(vectors)
+
+    def search(self, queries: np.ndarray, n: int):
+        """SKU ids (Q, n) and scores (Q, n), best first."""
+        if n > self.n_items:
+            raise ValueError(f"asked for {n} recall candidates but the catalogue has {self.n_items} SKUs")
+        depth = min(self.index.ntotal, n * self.views_per_item)
+        scores, hits = self.index.search(np.ascontiguousarray(queries, np.float32), depth)
+        items = np.full((len(queries), n), -1)
+        best = np.full((len(queries), n), -np.inf, np.float32)
+        for q in range(len(queries)):
+            valid = hits[q] >= 0
+            owners = self.item_of[hits[q][valid]]
+            _, first = np.unique(owners, return_index=True)
+            first = np.sort(first)[:n]
+            items[q, : len(first)] = owners[first]
+            best[q, : len(first)] = scores[q][valid][first]
+        return items, best
+
+
+@dataclass
+class UserContext:
+    """What the cascade may know of a user: earlier clicked/ordered SKUs (never the simulator's state)."""
+
+    history: dict  # session id → list of SKU ids clicked before it
+
+
+def session_histories(sessions: pd.DataFrame, log: pd.DataFrame | None, base: dict | None = None) -> dict:
+    """Session id → the user's clicked SKUs before that session.
+
+    With ``log`` (the sessions' own log): clicks of the same user's earlier sessions, plus ``base``
+    (user → earlier clicks, e.g. from the training logs).
+    """
+    base = base or {}
+    clicked = {} if log is None else log[log["clicked"]].groupby("session")["item_id"].apply(list).to_dict()
+    running, out = {}, {}
+    for session, user in zip(sessions["session"], sessions["user"], strict=True):
+        so_far = running.setdefault(user, list(base.get(user, [])))
+        out[session] = list(so_far)
+        so_far.extend(clicked.get(session, []))
+    return out
+
+
+def features(items: pd.DataFrame, candidates, scores, histories: list, popularity: np.ndarray,
+             item_vectors: np.ndarray) -> pd.DataFrame:
+    """Feature rows for every (query, candidate): (Q·N) rows in query-major order.
+
+    ``item_vectors`` (n_items, d): catalogue-image embeddings, for the candidate's likeness to the
+    SKUs in the user's history (``hist_sim``).
+    """
+    q, n = candidates.shape
+    cand = candidates.ravel()
+    type_ = items["fine_type"].astype(str).to_numpy()
+    colour = items["colour"].astype(str).to_numpy()
+    creator = items["creator"].astype(str).to_numpy()
+    model = items["model_id"].to_numpy()
+    log_price = np.log(items["price"].to_numpy(float))
+    top = candidates[:, : min(10, n)]  # the recalled list's product-type vote
+    vote = (type_[top][:, None, :] == type_[candidates][:, :, None]).mean(2)
+    # relative to the list's best score: training photos score higher than new ones (the head saw them)
+    out = {"visual": (scores - scores[:, :1]).ravel(), "visual_rank": np.log1p(np.tile(np.arange(n), q)),
+           "type_vote": vote.ravel(), "popularity": popularity[cand]}
+    rows = {k: np.zeros(q * n) for k in RICH[len(CHEAP):]}
+    for i, hist in enumerate(histories):
+        s = slice(i * n, (i + 1) * n)
+        c = candidates[i]
+        rows["log_price"][s] = log_price[c]
+        rows["hist_len"][s] = np.log1p(len(hist))
+        if not hist:
+            continue
+        h = np.asarray(hist)
+        rows["hist_type"][s] = (type_[c][:, None] == type_[h][None, :]).mean(1)
+        rows["hist_colour"][s] = (colour[c][:, None] == colour[h][None, :]).mean(1)
+        rows["hist_creator"][s] = (creator[c][:, None] == creator[h][None, :]).mean(1)
+        rows["hist_model"][s] = (model[c][:, None] == model[h][None, :]).mean(1)
+        rows["hist_price_gap"][s] = np.abs(log_price[c] - log_price[h].mean())
+        rows["hist_sim"][s] = (item_vectors[c] @ item_vectors[h].T).mean(1)
+    return pd.DataFrame({**out, **rows})
+
+
+def _catalogue_item_vectors(catalogue, view_embeddings) -> np.ndarray:
+    """Mean catalogue-view embedding of every SKU, L2-normalised."""
+    views = catalogue.catalog_views()
+    sums = np.zeros((len(catalogue.items), view_embeddings.shape[1]))
+    np.add.at(sums, views["item_id"].to_numpy(), view_embeddings[views["view_id"].to_numpy()])
+    return (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+class Cascade:
+    """Recall → pre-rank → rank, fitted on logged exposures."""
+
+    def __init__(self, catalogue, view_embeddings: np.ndarray, cfg: MCAConfig):
+        self.cat, self.emb, self.cfg = catalogue, view_embeddings, cfg
+        self.recall = VisualRecall(catalogue, view_embeddings, cfg.index)
+        self.clicks = self.exposures = np.zeros(len(catalogue.items))
+        self.item_vectors = _catalogue_item_vectors(catalogue, view_embeddings)
+        self.prerank_model = self.rank_model = None
+        self.rank_features = list(RICH)
+
+    def fit(self, log: pd.DataFrame, histories: dict) -> Cascade:
+        """Train both rankers on the training log (clicked = label, orders weighted higher)."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        n = len(self.cat.items)
+        if log["item_id"].max() >= n or log["item_id"].min() < 0:
+            raise ValueError("the log references SKUs outside the catalogue")
+        self.clicks = np.bincount(log.loc[log["clicked"], "item_id"], minlength=n).astype(float)
+        self.exposures = np.bincount(log["item_id"], minlength=n).astype(float)
+        sessions = log.drop_duplicates("session")[["session", "user", "view_id"]]
+        cand, scores = self.recall.search(self.emb[sessions["view_id"].to_numpy()], self.cfg.recall)
+        feats = features(self.cat.items, cand, scores, [histories.get(s, []) for s in sessions["session"]],
+                         self.popularity(), self.item_vectors)
+        feats["session"] = np.repeat(sessions["session"].to_numpy(), cand.shape[1])
+        feats["item_id"] = cand.ravel()
+        every = feats.merge(log[["session", "item_id", "clicked", "ordered"]].assign(exposed=True),
+                            on=["session", "item_id"], how="left")
+        every = every.fillna({"clicked": False, "ordered": False, "exposed": False}).infer_objects()
+        # leave one out: a row's own exposure and click must not count towards its popularity (a label leak)
+        every["popularity"] = self.popularity(every["item_id"], every["clicked"], every["exposed"])
+        every["weight"] = 1 + self.cfg.order_weight * every["ordered"].astype(float)
+        data = every[every["exposed"]]  # exposures that recall also finds
+        if data["clicked"].nunique() < 2:
+            raise ValueError("the training log needs both clicked and unclicked exposures to fit the rankers")
+        # The pre-ranker sees every recalled candidate (unexposed ones are negatives), as it must choose
+        # among all of them; the ranker learns from exposures only, where a non-click means something.
+        self.prerank_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+        self.prerank_model.fit(every[CHEAP], every["clicked"].astype(bool),
+                               logisticregression__sample_weight=every["weight"])
+        self.rank_model = HistGradientBoostingClassifier(
+            max_iter=self.cfg.trees, learning_rate=0.05, max_depth=self.cfg.depth, min_samples_leaf=50,
+            l2_regularization=1.0, random_state=self.cfg.seed)
+        self.rank_model.fit(data[self.rank_features], data["clicked"].astype(bool),
+                            sample_weight=data["weight"])
+        self.n_train_rows = len(data)
+        return self
+
+    def popularity(self, items=None, own_clicks=0, own_exposures=0) -> np.ndarray:
+        """Smoothed click-through rate of SKUs in the training log, (clicks + 1) / (exposures + 10)."""
+        items = np.arange(len(self.clicks)) if items is None else np.asarray(items)
+        own_clicks, own_exposures = np.asarray(own_clicks, float), np.asarray(own_exposures, float)
+        return (self.clicks[items] - own_clicks + 1) / (self.exposures[items] - own_exposures + 10)
+
+    def rank(self, view_ids, histories: list, k: int = 10, timings: dict | None = None) -> dict:
+        """Run the cascade for query views; returns each stage's list (SKU ids, best first)."""
+        cfg = self.cfg
+        clock = time.perf_counter
+        t0 = clock()
+        cand, scores = self.recall.search(self.emb[np.asarray(view_ids)], cfg.recall)
+        t1 = clock()
+        feats = features(self.cat.items, cand, scores, histories, self.popularity(), self.item_vectors)
+        pre = self.prerank_model.predict_proba(feats[CHEAP])[:, 1].reshape(cand.shape)
+        keep = np.argsort(-pre, axis=1, kind="stable")[:, : cfg.prerank]
+        pre_items = np.take_along_axis(cand, keep, 1)
+        t2 = clock()
+        rows = (keep + np.arange(len(cand))[:, None] * cand.shape[1]).ravel()
+        score = self.rank_model.predict_proba(feats.iloc[rows][self.rank_features])[:, 1].reshape(keep.shape)
+        final = np.take_along_axis(pre_items, np.argsort(-score, axis=1, kind="stable")[:, :k], 1)
+        t3 = clock()
+        if timings is not None:
+            for stage, seconds in (("recall", t1 - t0), ("prerank", t2 - t1), ("rank", t3 - t2)):
+                timings.setdefault(stage, []).append(seconds * 1000)
+        return {"recall": cand, "prerank": pre_items, "rank": final}
+
+
+def stage_loss(stages: dict, target: np.ndarray, k: int = 10) -> dict:
+    """Where the target falls out: not recalled, dropped by pre-rank, or ranked below ``k``."""
+    target = np.asarray(target)[:, None]
+    in_recall = (stages["recall"] == target).any(1)
+    in_prerank = (stages["prerank"] == target).any(1)
+    in_final = (stages["rank"][:, :k] == target).any(1)
+    return {"recall": float((~in_recall).mean()), "prerank": float((in_recall & ~in_prerank).mean()),
+            "rank": float((in_prerank & ~in_final).mean()), "kept": float(in_final.mean())}
+
+
+def latency(cascade: Cascade, view_ids, histories: list, repeats: int = 1) -> pd.DataFrame:
+    """Per-query latency (ms) of each stage at batch size 1: p50 and p95 over the queries."""
+    timings: dict = {}
+    for _ in range(repeats):
+        for v, h in zip(view_ids, histories, strict=True):
+            cascade.rank([v], [h], timings=timings)
+    frame = pd.DataFrame(timings)
+    frame["total"] = frame.sum(1)
+    return frame.quantile([0.5, 0.95]).T.rename(columns={0.5: "p50", 0.95: "p95"})

@@ -1,0 +1,42 @@
+"""Offline ranking metrics with one relevant item per query (notebooks 03–06).
+
+``ranked`` is (Q, K) SKU ids, best first (-1 pads short lists); ``target`` is (Q,) the relevant SKU.
+Checked against ``ranx`` in the tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _rank_of_target(ranked: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:
+    """0-based rank of the target within the top ``k`` (``k`` when absent)."""
+    hits = np.asarray(ranked)[:, :k] == np.asarray(target)[:, None]
+    return np.where(hits.any(1), hits.argmax(1), k)
+
+
+def hit_rate(ranked, target, k: int) -> float:
+    """Share of queries whose target is in the top ``k``."""
+    return float((_rank_of_target(ranked, target, k) < k).mean())
+
+
+def mrr(ranked, target, k: int) -> float:
+    """Mean reciprocal rank of the target, 0 beyond the top ``k``."""
+    rank = _rank_of_target(ranked, target, k)
+    return float(np.where(rank < k, 1 / (rank + 1), 0.0).mean())
+
+
+def ndcg(ranked, target, k: int) -> float:
+    """NDCG@k with one relevant item: 1 / log2(rank + 2) (the ideal DCG is 1)."""
+    rank = _rank_of_target(ranked, target, k)
+    return float(np.where(rank < k, 1 / np.log2(rank + 2), 0.0).mean())
+
+
+def ranking_report(ranked, target, ks=(1, 5, 10)) -> dict:
+    """HR@k for each k, MRR@10 and NDCG@10."""
+    if len(np.asarray(target)) == 0:
+        raise ValueError("no queries to evaluate")
+    out = {f"hr@{k}": hit_rate(ranked, target, k) for k in ks}
+    out["mrr@10"] = mrr(ranked, target, 10)
+    out["ndcg@10"] = ndcg(ranked, target, 10)
+    return out

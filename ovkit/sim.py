@@ -1,0 +1,268 @@
+"""Shopper simulator (notebooks 03 and 06): users, sessions, exposures, clicks and orders.
+
+Every number here is a *kit choice* (the paper's users are real); the simulator's ground truth —
+preferences, intents — is never handed to a model, only the logs it produces.
+
+- **Users** have latent preferences over product type, colour, creator and price band.
+- **A session** starts from an *intended* SKU, drawn from the user's preferences, and a query photo
+  of it from the right split (training sessions: training photos; test sessions: test photos).
+- **Clicks** on a served list: ``P(click at position k) = bias(k) · relevance(item, intent) ·
+  appeal(user, item)``, with relevance exact SKU > same model in another colour > same type >
+  same category > other, and appeal ∈ (0, 1] from the user's preferences.
+- **Orders** given a click: ``order_base · appeal · price_fit``.
+- **Offline target** of a test session: the SKU the user would order if shown everything —
+  sampled ∝ relevance · appeal · price_fit over the whole catalogue, so it does not depend on what
+  a logging policy happened to show (the clicked target likewise, without the price term).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .config import with_overrides
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Simulator settings (kit choices)."""
+
+    n_users: int = 150  # shoppers
+    train_sessions: int = 12  # logged sessions per user (the training logs)
+    test_sessions: int = 2  # held-out sessions per user (offline evaluation)
+    list_size: int = 10  # items exposed per session
+    position_decay: float = 1.0  # bias(k) = 1 / log2(k + 2) ** decay
+    rel_exact: float = 1.0  # relevance of the intended SKU
+    rel_model: float = 0.5  # each SKU of the same 3D model in another colourway
+    rel_type: float = 0.3  # all other SKUs of the same product type together (shared among them)
+    rel_category: float = 0.1  # all other SKUs of the same room category together
+    rel_other: float = 0.05  # all remaining SKUs together
+    taste: float = 1.5  # how strongly preferences drive appeal (0: everybody alike)
+    intent_temperature: float = 1.0  # softmax temperature of the intended-SKU draw
+    order_base: float = 0.5  # P(order | click) for a perfectly appealing, affordable item
+    price_sensitivity: float = 1.0  # how fast price_fit falls away from the user's price band
+    explore: float = 0.5  # logging policy: Gumbel noise on visual scores (0: greedy)
+    seed: int = 0
+
+    @classmethod
+    def from_overrides(cls, overrides: dict | None) -> SimConfig:
+        return with_overrides(cls, overrides, "SIM")
+
+    def validate(self) -> None:
+        for name in ("rel_exact", "rel_model", "rel_type", "rel_category", "rel_other", "order_base"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"SIM {name} is a probability and must be in [0, 1], got {value}")
+        for name in ("n_users", "train_sessions", "list_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SIM {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("taste", "intent_temperature", "price_sensitivity", "explore", "position_decay"):
+            if getattr(self, name) < 0 or (name == "intent_temperature" and self.intent_temperature == 0):
+                raise ValueError(f"SIM {name} must be positive, got {getattr(self, name)}")
+
+
+# --------------------------------------------------------------------------- users
+
+
+@dataclass
+class World:
+    """The simulator's hidden state: user preferences and the item facts it reacts to."""
+
+    cfg: SimConfig
+    items: pd.DataFrame
+    appeal: np.ndarray  # (users, items) in (0, 1]: how much a user likes an item, all else equal
+    price_fit: np.ndarray  # (users, items) in (0, 1]: affordability for this user
+    utility: np.ndarray  # (users, items) preference score behind both (drives intents)
+
+    def relevance(self, intent: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Relevance (…, K) of candidate SKUs to the intended SKU(s) (…,).
+
+        Exact SKU and model siblings get their relevance each; the type, category and "other"
+        levels are masses shared by the group's SKUs, so the share of intended vs. look-alike
+        purchases does not drift with the catalogue's size.
+        """
+        intent = np.asarray(intent)[..., None]
+        c = self.cfg
+        group = self.group_sizes
+        rel = c.rel_other / group["other"][intent]
+        same = lambda column: self.same(column, candidates, intent)  # noqa: E731
+        rel = np.where(same("category"), c.rel_category / group["category"][intent], rel)
+        rel = np.where(same("fine_type"), c.rel_type / group["fine_type"][intent], rel)
+        rel = np.where(self.same("model_id", candidates, intent), c.rel_model, rel)
+        return np.where(candidates == intent, c.rel_exact, rel)
+
+    def same(self, column, a, b):
+        values = self.items[column].to_numpy()
+        return values[a] == values[b]
+
+    @property
+    def group_sizes(self) -> dict:
+        """For each SKU, how many *other* SKUs share each relevance level with it (at least 1)."""
+        if not hasattr(self, "_groups"):
+            it = self.items
+            n_model = it.groupby("model_id")["model_id"].transform("size").to_numpy()
+            n_type = it.groupby("fine_type")["fine_type"].transform("size").to_numpy()
+            n_cat = it.groupby("category")["category"].transform("size").to_numpy()
+            both = it.groupby(["category", "fine_type"])["model_id"].transform("size").to_numpy()
+            self._groups = {"fine_type": np.maximum(n_type - n_model, 1),
+                            "category": np.maximum(n_cat - both, 1),
+                            "other": np.maximum(len(it) - n_cat - n_type + both, 1)}
+        return self._groups
+
+
+def make_world(items: pd.DataFrame, cfg: SimConfig) -> World:
+    """Draw users' latent preferences (seeded) and their appeal / price fit for every SKU."""
+    rng = np.random.default_rng([cfg.seed, 7])
+    for column in ("fine_type", "colour", "creator", "price", "model_id", "category"):
+        if column not in items:
+            raise ValueError(f"the simulator needs item column {column!r}; the items table has "
+                             f"{', '.join(items.columns)}")
+    n = cfg.n_users
+    types, type_of = np.unique(items["fine_type"].astype(str), return_inverse=True)
+    colours, colour_of = np.unique(items["colour"].astype(str), return_inverse=True)
+    creators, creator_of = np.unique(items["creator"].astype(str), return_inverse=True)
+    log_price = np.log(items["price"].to_numpy(float))
+    type_taste = np.log(rng.dirichlet(np.full(len(types), 0.7), size=n) + 1e-3)  # a few favourite types
+    colour_taste = rng.normal(0, 1.0, size=(n, len(colours)))
+    creator_taste = rng.normal(0, 0.5, size=(n, len(creators)))
+    price_centre = rng.normal(np.median(log_price), 0.5, size=n)
+    utility = (0.5 * type_taste[:, type_of] + colour_taste[:, colour_of] + creator_taste[:, creator_of])
+    utility = (utility - utility.mean(1, keepdims=True)) / (utility.std(1, keepdims=True) + 1e-9)
+    appeal = 1 / (1 + np.exp(-cfg.taste * utility - 1.0))  # ~0.73 at average taste
+    price_fit = np.exp(-cfg.price_sensitivity * np.abs(log_price[None, :] - price_centre[:, None]))
+    return World(cfg, items.reset_index(drop=True), appeal, price_fit, utility)
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def draw_sessions(world: World, views: pd.DataFrame, split: str, per_user: int, seed: int) -> pd.DataFrame:
+    """Sessions of every user: intended SKU (from preferences) and a query photo of it in ``split``.
+
+    Only SKUs with a query photo in ``split`` can be intended.
+    """
+    rng = np.random.default_rng([world.cfg.seed, seed])
+    photos = views[(views["kind"] == "query") & (views["split"] == split)]
+    if photos.empty:
+        raise ValueError(f"no query photos in split {split!r}: cannot start sessions")
+    by_item = photos.groupby("item_id")["view_id"].apply(np.asarray)
+    eligible = by_item.index.to_numpy()
+    rows = []
+    for user in range(world.cfg.n_users):
+        logits = world.utility[user, eligible] / world.cfg.intent_temperature
+        p = np.exp(logits - logits.max())
+        intents = rng.choice(eligible, per_user, p=p / p.sum())
+        for intent in intents:
+            rows.append({"user": user, "intent": int(intent), "view_id": int(rng.choice(by_item[intent]))})
+    sessions = pd.DataFrame(rows)
+    sessions.insert(0, "session", np.arange(len(sessions)))
+    return sessions
+
+
+def position_bias(k: int, decay: float) -> np.ndarray:
+    """Examination probability of positions 0..k-1: 1 / log2(position + 2) ** decay."""
+    return 1 / np.log2(np.arange(k) + 2) ** decay
+
+
+def react(world: World, sessions: pd.DataFrame, served: np.ndarray, seed: int):
+    """Clicks and orders (S, K) bool on the served lists (S, K) of SKU ids."""
+    rng = np.random.default_rng([world.cfg.seed, seed, 1])
+    served = np.asarray(served)
+    if served.min() < 0 or served.max() >= len(world.items):
+        raise ValueError("a served list holds SKU ids outside the catalogue")
+    users = sessions["user"].to_numpy()[:, None]
+    rel = world.relevance(sessions["intent"].to_numpy(), served)
+    p_click = position_bias(served.shape[1], world.cfg.position_decay) * rel * world.appeal[users, served]
+    clicks = rng.random(served.shape) < p_click
+    p_order = world.cfg.order_base * world.appeal[users, served] * world.price_fit[users, served]
+    orders = clicks & (rng.random(served.shape) < p_order)
+    return clicks, orders
+
+
+def offline_targets(world: World, sessions: pd.DataFrame, candidates: np.ndarray, seed: int):
+    """The SKU each user would order and would click if shown all ``candidates``.
+
+    Sampled ∝ relevance · appeal (· price_fit for the order), independent of any served list.
+    """
+    rng = np.random.default_rng([world.cfg.seed, seed, 2])
+    candidates = np.asarray(candidates)
+    ordered, clicked = [], []
+    for intent, user in zip(sessions["intent"], sessions["user"], strict=True):
+        click_w = world.relevance(np.array(intent), candidates) * world.appeal[user, candidates]
+        order_w = click_w * world.price_fit[user, candidates]
+        clicked.append(rng.choice(candidates, p=click_w / click_w.sum()))
+        ordered.append(rng.choice(candidates, p=order_w / order_w.sum()))
+    return np.array(ordered), np.array(clicked)
+
+
+def histories(log: pd.DataFrame) -> dict[int, list[int]]:
+    """Each user's clicked/ordered SKUs in session order (orders also count as clicks)."""
+    events = log[log["clicked"]].sort_values(["session", "position"])
+    return events.groupby("user")["item_id"].apply(list).to_dict()
+
+
+def log_sessions(sessions: pd.DataFrame, served: np.ndarray, clicks, orders) -> pd.DataFrame:
+    """Long format: one row per exposure (session, user, position, item_id, clicked, ordered)."""
+    s, k = served.shape
+    return pd.DataFrame({
+        "session": np.repeat(sessions["session"].to_numpy(), k),
+        "user": np.repeat(sessions["user"].to_numpy(), k),
+        "view_id": np.repeat(sessions["view_id"].to_numpy(), k),
+        "position": np.tile(np.arange(k), s),
+        "item_id": served.ravel(),
+        "clicked": np.asarray(clicks).ravel(),
+        "ordered": np.asarray(orders).ravel(),
+    })
+
+
+def logging_policy(scores: np.ndarray, candidates: np.ndarray, k: int, explore: float, seed: int):
+    """Visual retrieval with exploration: Gumbel noise (scale ``explore``) on the visual scores of
+    the candidates, then the top ``k``. Returns (S, k) SKU ids."""
+    rng = np.random.default_rng(seed)
+    noisy = scores / 0.05 + explore * rng.gumbel(size=scores.shape)  # scores are cosines: sharpen first
+    order = np.argsort(-noisy, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(candidates, order, 1)
+
+
+def config_dict(cfg: SimConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+@dataclass
+class Logs:
+    """What one simulation produces: the world (hidden), training logs, test sessions and targets."""
+
+    world: World
+    train_sessions: pd.DataFrame
+    train_log: pd.DataFrame  # one row per exposure
+    test_sessions: pd.DataFrame  # with columns ordered / clicked (offline targets)
+    train_histories: dict  # session → the user's clicks before it (training sessions)
+    test_histories: dict  # session → the user's clicks in the training logs
+
+
+def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, recall=None) -> Logs:
+    """Users, logged training sessions (served by the visual logging policy) and test sessions.
+
+    Test sessions start from warm SKUs' test photos; their targets come from
+    :func:`offline_targets` over the whole catalogue.
+    """
+    from .mca import VisualRecall, session_histories
+
+    world = make_world(catalogue.items, cfg)
+    recall = recall or VisualRecall(catalogue, view_embeddings)
+    warm_views = catalogue.views[~catalogue.items["cold"].to_numpy()[catalogue.views["item_id"].to_numpy()]]
+    train = draw_sessions(world, warm_views, "train", cfg.train_sessions, seed=1)
+    cand, scores = recall.search(view_embeddings[train["view_id"].to_numpy()], 2 * cfg.list_size)
+    served = logging_policy(scores, cand, cfg.list_size, cfg.explore, seed=cfg.seed)
+    clicks, orders = react(world, train, served, seed=1)
+    log = log_sessions(train, served, clicks, orders)
+    test = draw_sessions(world, warm_views, "test", cfg.test_sessions, seed=2)
+    test["session"] += len(train)
+    test["ordered"], test["clicked"] = offline_targets(world, test, np.arange(len(catalogue.items)), seed=2)
+    train_hist = session_histories(train, log)
+    base = {u: h for u, h in histories(log).items()}
+    test_hist = {s: list(base.get(u, [])) for s, u in zip(test["session"], test["user"], strict=True)}
+    return Logs(world, train, log, test, train_hist, test_hist)

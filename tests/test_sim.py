@@ -1,0 +1,94 @@
+"""Shopper simulator invariants and the cascade's contracts (on a synthetic catalogue)."""
+
+import numpy as np
+import pytest
+from conftest import fake_catalogue
+
+from ovkit import mca, sim
+
+CFG = sim.SimConfig(n_users=40, train_sessions=10, test_sessions=2)
+
+
+@pytest.fixture(scope="module")
+def world():
+    cat, emb = fake_catalogue(n_models=30, colourways=3, query_views=9)
+    return cat, emb, sim.simulate(cat, emb, CFG)
+
+
+def test_click_through_falls_with_position(world):
+    _, _, logs = world
+    ctr = logs.train_log.groupby("position")["clicked"].mean().to_numpy()
+    assert ctr[0] > ctr[4] > 0 and ctr[:3].mean() > ctr[-3:].mean()
+    assert (logs.train_log["ordered"] <= logs.train_log["clicked"]).all()  # an order needs a click
+
+
+def test_same_seed_same_logs(world):
+    cat, emb, logs = world
+    again = sim.simulate(cat, emb, CFG)
+    assert logs.train_log.equals(again.train_log) and logs.test_sessions.equals(again.test_sessions)
+    other = sim.simulate(cat, emb, sim.SimConfig(**{**CFG.__dict__, "seed": 1}))
+    assert not logs.train_log.equals(other.train_log)
+
+
+def test_sessions_use_photos_of_their_split_and_intent(world):
+    cat, _, logs = world
+    views = cat.views.set_index("view_id")
+    for sessions, split in ((logs.train_sessions, "train"), (logs.test_sessions, "test")):
+        assert (views.loc[sessions["view_id"], "split"].to_numpy() == split).all()
+        assert (views.loc[sessions["view_id"], "item_id"].to_numpy() == sessions["intent"].to_numpy()).all()
+    assert not set(logs.train_log["view_id"]) & set(cat.views.loc[cat.views["split"] == "test", "view_id"])
+
+
+def test_relevance_order_and_offline_targets(world):
+    cat, _, logs = world
+    w = logs.world
+    sibling = cat.items[(cat.items["model_id"] == 0) & (cat.items["item_id"] != 0)]["item_id"].iloc[0]
+    same_type = cat.items[(cat.items["model_id"] == 4)]["item_id"].iloc[0]  # model 4: the same fine type
+    other = cat.items[(cat.items["model_id"] == 1)]["item_id"].iloc[0]
+    rel = w.relevance(np.array(0), np.array([0, sibling, same_type, other]))
+    assert rel[0] > rel[1] > rel[2] > rel[3] > 0
+    test = logs.test_sessions
+    assert 0.2 < (test["ordered"] == test["intent"]).mean() < 0.9  # mostly, but not always, the intent
+
+
+@pytest.mark.parametrize("override,message", [({"rel_model": 1.5}, r"probability.*\[0, 1\]"),
+                                              ({"order_base": -0.1}, r"\[0, 1\]"),
+                                              ({"n_users": 0}, ">= 1"), ({"budget": 3}, "unknown SIM")])
+def test_bad_simulator_parameters(override, message):
+    with pytest.raises(ValueError, match=message):
+        sim.SimConfig.from_overrides(override)
+
+
+def test_cascade_returns_catalogue_skus_and_checks_its_input(world):
+    cat, emb, logs = world
+    cascade = mca.Cascade(cat, emb, mca.MCAConfig(recall=40, prerank=20)).fit(logs.train_log,
+                                                                             logs.train_histories)
+    test = logs.test_sessions
+    stages = cascade.rank(test["view_id"].to_numpy(), [logs.test_histories[s] for s in test["session"]])
+    for name, k in (("recall", 40), ("prerank", 20), ("rank", 10)):
+        ranked = stages[name]
+        assert ranked.shape == (len(test), k) and ranked.min() >= 0 and ranked.max() < len(cat.items)
+        assert all(len(set(row)) == k for row in ranked)  # no SKU twice
+    assert set(stages["rank"].ravel()) <= set(stages["prerank"].ravel())
+    losses = mca.stage_loss(stages, test["ordered"].to_numpy())
+    assert sum(losses.values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="catalogue has 90 SKUs"):
+        mca.VisualRecall(cat, emb).search(emb[:2], 100)
+    bad = logs.train_log.assign(item_id=logs.train_log["item_id"] + 1000)
+    with pytest.raises(ValueError, match="outside the catalogue"):
+        mca.Cascade(cat, emb, mca.MCAConfig(recall=40, prerank=20)).fit(bad, logs.train_histories)
+    with pytest.raises(ValueError, match="prerank <= recall"):
+        mca.MCAConfig.from_overrides({"recall": 20, "prerank": 30})
+
+
+def test_histories_hold_only_earlier_clicks(world):
+    _, _, logs = world
+    log = logs.train_log
+    first = logs.train_sessions.groupby("user")["session"].min()
+    assert all(logs.train_histories[s] == [] for s in first)
+    clicked = log[log["clicked"]].groupby("session")["item_id"].apply(list)
+    user0 = logs.train_sessions[logs.train_sessions["user"] == 0]["session"].tolist()
+    expected = []
+    for s in user0:
+        assert logs.train_histories[s] == expected
+        expected = expected + clicked.get(s, [])
