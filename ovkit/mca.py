@@ -38,6 +38,7 @@ class MCAConfig:
     order_weight: float = 3.0  # sample weight of an ordered exposure (clicks weigh 1)
     trees: int = 200  # boosting iterations of the ranker
     depth: int = 3  # depth of each tree (shallow: ~1,000 clicks to learn from)
+    rank_on: str = "candidates"  # ranker training rows: every recalled candidate, or "exposures" only
     seed: int = 0
 
     @classmethod
@@ -45,6 +46,8 @@ class MCAConfig:
         cfg = with_overrides(cls, overrides, "MCA")
         if cfg.index not in ("flat", "hnsw"):
             raise ValueError(f"MCA index must be 'flat' or 'hnsw', got {cfg.index!r}")
+        if cfg.rank_on not in ("candidates", "exposures"):
+            raise ValueError(f"MCA rank_on must be 'candidates' or 'exposures', got {cfg.rank_on!r}")
         if not 10 <= cfg.prerank <= cfg.recall:
             raise ValueError(f"MCA needs 10 <= prerank <= recall, got prerank={cfg.prerank}, "
                              f"recall={cfg.recall}")
@@ -194,15 +197,17 @@ class Cascade:
         if data["clicked"].nunique() < 2:
             raise ValueError("the training log needs both clicked and unclicked exposures to fit the rankers")
         # The pre-ranker sees every recalled candidate (unexposed ones are negatives), as it must choose
-        # among all of them; the ranker learns from exposures only, where a non-click means something.
+        # among all of them. The ranker does too by default: trained on exposures only (the logging
+        # policy's top-20) it extrapolated badly to the pre-ranker's top-M and lost to visual order.
         self.prerank_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
         self.prerank_model.fit(every[CHEAP], every["clicked"].astype(bool),
                                logisticregression__sample_weight=every["weight"])
         self.rank_model = HistGradientBoostingClassifier(
             max_iter=self.cfg.trees, learning_rate=0.05, max_depth=self.cfg.depth, min_samples_leaf=50,
             l2_regularization=1.0, random_state=self.cfg.seed)
-        self.rank_model.fit(data[self.rank_features], data["clicked"].astype(bool),
-                            sample_weight=data["weight"])
+        train = data if self.cfg.rank_on == "exposures" else every
+        self.rank_model.fit(train[self.rank_features], train["clicked"].astype(bool),
+                            sample_weight=train["weight"])
         self.n_train_rows = len(data)
         return self
 
