@@ -23,7 +23,7 @@ import pandas as pd
 
 from .config import with_overrides
 
-CHEAP = ["visual", "visual_rank", "type_vote", "popularity"]
+CHEAP = ["visual", "visual_rank", "type_vote", "model_vote", "popularity"]
 RICH = CHEAP + ["hist_type", "hist_colour", "hist_creator", "hist_model", "hist_price_gap", "hist_len",
                 "hist_sim", "log_price"]
 
@@ -38,7 +38,8 @@ class MCAConfig:
     order_weight: float = 3.0  # sample weight of an ordered exposure (clicks weigh 1)
     trees: int = 200  # boosting iterations of the ranker
     depth: int = 3  # depth of each tree (shallow: ~1,000 clicks to learn from)
-    rank_on: str = "candidates"  # ranker training rows: every recalled candidate, or "exposures" only
+    sibling_expand: int = 10  # add the other colourways of the best k visual matches to recall (0: off)
+    rank_on: str = "exposures"  # ranker training rows: logged exposures, or every recalled "candidates"
     seed: int = 0
 
     @classmethod
@@ -125,13 +126,14 @@ def features(items: pd.DataFrame, candidates, scores, histories: list, popularit
     type_ = items["fine_type"].astype(str).to_numpy()
     colour = items["colour"].astype(str).to_numpy()
     creator = items["creator"].astype(str).to_numpy()
-    model = items["model_id"].to_numpy()
     log_price = np.log(items["price"].to_numpy(float))
-    top = candidates[:, : min(10, n)]  # the recalled list's product-type vote
+    model = items["model_id"].to_numpy()
+    top = candidates[:, : min(10, n)]  # what the best visual matches say about type and shape
     vote = (type_[top][:, None, :] == type_[candidates][:, :, None]).mean(2)
+    model_vote = (model[top][:, None, :] == model[candidates][:, :, None]).mean(2)
     # relative to the list's best score: training photos score higher than new ones (the head saw them)
     out = {"visual": (scores - scores[:, :1]).ravel(), "visual_rank": np.log1p(np.tile(np.arange(n), q)),
-           "type_vote": vote.ravel(), "popularity": popularity[cand]}
+           "type_vote": vote.ravel(), "model_vote": model_vote.ravel(), "popularity": popularity[cand]}
     rows = {k: np.zeros(q * n) for k in RICH[len(CHEAP):]}
     for i, hist in enumerate(histories):
         s = slice(i * n, (i + 1) * n)
@@ -166,6 +168,8 @@ class Cascade:
         self.recall = VisualRecall(catalogue, view_embeddings, cfg.index)
         self.clicks = self.exposures = np.zeros(len(catalogue.items))
         self.item_vectors = _catalogue_item_vectors(catalogue, view_embeddings)
+        self.model_of = catalogue.items["model_id"].to_numpy()
+        self.skus_of_model = catalogue.items.groupby("model_id")["item_id"].apply(np.asarray).to_dict()
         self.prerank_model = self.rank_model = None
         self.rank_features = list(RICH)
 
@@ -179,10 +183,16 @@ class Cascade:
         n = len(self.cat.items)
         if log["item_id"].max() >= n or log["item_id"].min() < 0:
             raise ValueError("the log references SKUs outside the catalogue")
+        known = [i for h in histories.values() for i in h]
+        if known and (max(known) >= n or min(known) < 0):
+            raise ValueError("a user history references SKUs outside the catalogue")
+        if missing := set(log["session"]) - set(histories):
+            raise ValueError(f"{len(missing)} logged sessions have no history entry (e.g. session "
+                             f"{min(missing)}): build histories with mca.session_histories(sessions, log)")
         self.clicks = np.bincount(log.loc[log["clicked"], "item_id"], minlength=n).astype(float)
         self.exposures = np.bincount(log["item_id"], minlength=n).astype(float)
         sessions = log.drop_duplicates("session")[["session", "user", "view_id"]]
-        cand, scores = self.recall.search(self.emb[sessions["view_id"].to_numpy()], self.cfg.recall)
+        cand, scores = self.retrieve(sessions["view_id"].to_numpy())
         feats = features(self.cat.items, cand, scores, [histories.get(s, []) for s in sessions["session"]],
                          self.popularity(), self.item_vectors)
         feats["session"] = np.repeat(sessions["session"].to_numpy(), cand.shape[1])
@@ -197,8 +207,9 @@ class Cascade:
         if data["clicked"].nunique() < 2:
             raise ValueError("the training log needs both clicked and unclicked exposures to fit the rankers")
         # The pre-ranker sees every recalled candidate (unexposed ones are negatives), as it must choose
-        # among all of them. The ranker does too by default: trained on exposures only (the logging
-        # policy's top-20) it extrapolated badly to the pre-ranker's top-M and lost to visual order.
+        # among all of them; the ranker learns from exposures, where a non-click means something.
+        # (With a logging policy that explored only the visual top-20, exposure training extrapolated
+        # badly past it: the policy's pool must cover what the ranker will be asked to order.)
         self.prerank_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
         self.prerank_model.fit(every[CHEAP], every["clicked"].astype(bool),
                                logisticregression__sample_weight=every["weight"])
@@ -211,6 +222,29 @@ class Cascade:
         self.n_train_rows = len(data)
         return self
 
+    def retrieve(self, view_ids):
+        """Recall: visual top-N, with the other colourways of the best ``sibling_expand`` matches
+        swapped in for the tail (a second channel: the aligned embedding pushes colourways apart,
+        yet a shopper may well buy the same product in another colour). Returns SKUs and scores (Q, N)."""
+        queries = self.emb[np.asarray(view_ids)]
+        cand, scores = self.recall.search(queries, self.cfg.recall)
+        k = self.cfg.sibling_expand
+        if not k:
+            return cand, scores
+        model, by_model = self.model_of, self.skus_of_model
+        for q in range(len(cand)):
+            siblings = np.concatenate([by_model[m] for m in np.unique(model[cand[q, :k]])])
+            extra = np.setdiff1d(siblings, cand[q])
+            if len(extra):
+                extra = extra[: len(cand[q]) - k]
+                keep = cand[q, : len(cand[q]) - len(extra)]
+                extra_scores = self.item_vectors[extra] @ queries[q]
+                merged = np.concatenate([keep, extra])
+                merged_scores = np.concatenate([scores[q, : len(keep)], extra_scores])
+                order = np.argsort(-merged_scores, kind="stable")
+                cand[q], scores[q] = merged[order], merged_scores[order]
+        return cand, scores
+
     def popularity(self, items=None, own_clicks=0, own_exposures=0) -> np.ndarray:
         """Smoothed click-through rate of SKUs in the training log, (clicks + 1) / (exposures + 10)."""
         items = np.arange(len(self.clicks)) if items is None else np.asarray(items)
@@ -218,11 +252,21 @@ class Cascade:
         return (self.clicks[items] - own_clicks + 1) / (self.exposures[items] - own_exposures + 10)
 
     def rank(self, view_ids, histories: list, k: int = 10, timings: dict | None = None) -> dict:
-        """Run the cascade for query views; returns each stage's list (SKU ids, best first)."""
+        """Run the cascade for query views; returns each stage's list (SKU ids, best first).
+
+        Scoring runs on one thread: for a query at a time, thread start-up costs more than it saves
+        (and two OpenMP pools competing for 2 cores make p95 latency explode).
+        """
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            return self._rank(view_ids, histories, k, timings)
+
+    def _rank(self, view_ids, histories, k, timings):
         cfg = self.cfg
         clock = time.perf_counter
         t0 = clock()
-        cand, scores = self.recall.search(self.emb[np.asarray(view_ids)], cfg.recall)
+        cand, scores = self.retrieve(view_ids)
         t1 = clock()
         feats = features(self.cat.items, cand, scores, histories, self.popularity(), self.item_vectors)
         pre = self.prerank_model.predict_proba(feats[CHEAP])[:, 1].reshape(cand.shape)
@@ -258,3 +302,24 @@ def latency(cascade: Cascade, view_ids, histories: list, repeats: int = 1) -> pd
     frame = pd.DataFrame(timings)
     frame["total"] = frame.sum(1)
     return frame.quantile([0.5, 0.95]).T.rename(columns={0.5: "p50", 0.95: "p95"})
+
+
+def offline_eval(cascade: Cascade, logs, k: int = 10):
+    """Visual-only retrieval vs the full cascade on the test sessions.
+
+    Returns (table of HR@1/5/10, MRR@10, NDCG@10 against the ordered SKU, exact-SKU recall@10 and
+    HR@10 against the clicked SKU; the cascade's stage lists; the stage losses).
+    """
+    from . import metrics
+
+    test = logs.test_sessions
+    views = test["view_id"].to_numpy()
+    stages = cascade.rank(views, [logs.test_histories[s] for s in test["session"]], k)
+    visual, _ = cascade.recall.search(cascade.emb[views], k)
+    rows = {}
+    for name, ranked in (("visual_only", visual), ("mca", stages["rank"])):
+        row = metrics.ranking_report(ranked, test["ordered"].to_numpy())
+        row["recall_exact@10"] = metrics.hit_rate(ranked, test["intent"].to_numpy(), 10)
+        row["hr@10_clicked"] = metrics.hit_rate(ranked, test["clicked"].to_numpy(), 10)
+        rows[name] = row
+    return pd.DataFrame(rows).T, stages, stage_loss(stages, test["ordered"].to_numpy(), k)

@@ -32,7 +32,7 @@ class SimConfig:
 
     n_users: int = 150  # shoppers
     train_sessions: int = 12  # logged sessions per user (the training logs)
-    test_sessions: int = 2  # held-out sessions per user (offline evaluation)
+    test_sessions: int = 4  # held-out sessions per user (offline evaluation)
     list_size: int = 10  # items exposed per session
     position_decay: float = 1.0  # bias(k) = 1 / log2(k + 2) ** decay
     rel_exact: float = 1.0  # relevance of the intended SKU
@@ -44,7 +44,8 @@ class SimConfig:
     intent_temperature: float = 1.0  # softmax temperature of the intended-SKU draw
     order_base: float = 0.5  # P(order | click) for a perfectly appealing, affordable item
     price_sensitivity: float = 1.0  # how fast price_fit falls away from the user's price band
-    explore: float = 0.5  # logging policy: Gumbel noise on visual scores (0: greedy)
+    explore: float = 2.0  # logging policy: Gumbel noise on visual scores (0: greedy)
+    explore_pool: int = 50  # logging policy: how many recalled candidates the noisy top-k draws from
     seed: int = 0
 
     @classmethod
@@ -243,19 +244,24 @@ class Logs:
     test_histories: dict  # session → the user's clicks in the training logs
 
 
-def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, recall=None) -> Logs:
-    """Users, logged training sessions (served by the visual logging policy) and test sessions.
+def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=None) -> Logs:
+    """Users, logged training sessions (served by the logging policy) and test sessions.
 
-    Test sessions start from warm SKUs' test photos; their targets come from
-    :func:`offline_targets` over the whole catalogue.
+    The logging policy takes the first ``explore_pool`` candidates of ``retrieve(view_ids)``
+    (default: visual recall) and serves a noisy top-``list_size`` of them. Test sessions start
+    from warm SKUs' test photos; their targets come from :func:`offline_targets`.
     """
     from .mca import VisualRecall, session_histories
 
     world = make_world(catalogue.items, cfg)
-    recall = recall or VisualRecall(catalogue, view_embeddings)
+    if retrieve is None:
+        recall = VisualRecall(catalogue, view_embeddings)
+        retrieve = lambda ids: recall.search(view_embeddings[ids], max(cfg.explore_pool, cfg.list_size))  # noqa: E731
     warm_views = catalogue.views[~catalogue.items["cold"].to_numpy()[catalogue.views["item_id"].to_numpy()]]
     train = draw_sessions(world, warm_views, "train", cfg.train_sessions, seed=1)
-    cand, scores = recall.search(view_embeddings[train["view_id"].to_numpy()], 2 * cfg.list_size)
+    cand, scores = retrieve(train["view_id"].to_numpy())
+    pool = max(cfg.explore_pool, cfg.list_size)
+    cand, scores = cand[:, :pool], scores[:, :pool]
     served = logging_policy(scores, cand, cfg.list_size, cfg.explore, seed=cfg.seed)
     clicks, orders = react(world, train, served, seed=1)
     log = log_sessions(train, served, clicks, orders)

@@ -6,13 +6,14 @@ from conftest import fake_catalogue
 
 from ovkit import mca, sim
 
-CFG = sim.SimConfig(n_users=40, train_sessions=10, test_sessions=2)
+CFG = sim.SimConfig(n_users=40, train_sessions=10, test_sessions=2, explore_pool=30)
+MCA = mca.MCAConfig(recall=40, prerank=20)
 
 
 @pytest.fixture(scope="module")
 def world():
     cat, emb = fake_catalogue(n_models=30, colourways=3, query_views=9)
-    return cat, emb, sim.simulate(cat, emb, CFG)
+    return cat, emb, sim.simulate(cat, emb, CFG, retrieve=mca.Cascade(cat, emb, MCA).retrieve)
 
 
 def test_click_through_falls_with_position(world):
@@ -24,9 +25,10 @@ def test_click_through_falls_with_position(world):
 
 def test_same_seed_same_logs(world):
     cat, emb, logs = world
-    again = sim.simulate(cat, emb, CFG)
+    retrieve = mca.Cascade(cat, emb, MCA).retrieve
+    again = sim.simulate(cat, emb, CFG, retrieve=retrieve)
     assert logs.train_log.equals(again.train_log) and logs.test_sessions.equals(again.test_sessions)
-    other = sim.simulate(cat, emb, sim.SimConfig(**{**CFG.__dict__, "seed": 1}))
+    other = sim.simulate(cat, emb, sim.SimConfig(**{**CFG.__dict__, "seed": 1}), retrieve=retrieve)
     assert not logs.train_log.equals(other.train_log)
 
 
@@ -61,7 +63,7 @@ def test_bad_simulator_parameters(override, message):
 
 def test_cascade_returns_catalogue_skus_and_checks_its_input(world):
     cat, emb, logs = world
-    cascade = mca.Cascade(cat, emb, mca.MCAConfig(recall=40, prerank=20)).fit(logs.train_log,
+    cascade = mca.Cascade(cat, emb, MCA).fit(logs.train_log,
                                                                              logs.train_histories)
     test = logs.test_sessions
     stages = cascade.rank(test["view_id"].to_numpy(), [logs.test_histories[s] for s in test["session"]])
@@ -76,7 +78,11 @@ def test_cascade_returns_catalogue_skus_and_checks_its_input(world):
         mca.VisualRecall(cat, emb).search(emb[:2], 100)
     bad = logs.train_log.assign(item_id=logs.train_log["item_id"] + 1000)
     with pytest.raises(ValueError, match="outside the catalogue"):
-        mca.Cascade(cat, emb, mca.MCAConfig(recall=40, prerank=20)).fit(bad, logs.train_histories)
+        mca.Cascade(cat, emb, MCA).fit(bad, logs.train_histories)
+    with pytest.raises(ValueError, match="history references SKUs outside"):
+        mca.Cascade(cat, emb, MCA).fit(logs.train_log, {**logs.train_histories, 0: [10_000]})
+    with pytest.raises(ValueError, match="no history entry"):
+        mca.Cascade(cat, emb, MCA).fit(logs.train_log, {})
     with pytest.raises(ValueError, match="prerank <= recall"):
         mca.MCAConfig.from_overrides({"recall": 20, "prerank": 30})
 
@@ -92,3 +98,16 @@ def test_histories_hold_only_earlier_clicks(world):
     for s in user0:
         assert logs.train_histories[s] == expected
         expected = expected + clicked.get(s, [])
+
+
+def test_recall_adds_the_other_colourways_of_the_best_matches(world):
+    cat, emb, logs = world
+    cascade = mca.Cascade(cat, emb, mca.MCAConfig(recall=12, prerank=10, sibling_expand=3))
+    views = logs.test_sessions["view_id"].to_numpy()[:20]
+    cand, scores = cascade.retrieve(views)
+    visual, _ = cascade.recall.search(emb[views], 12)
+    model = cat.items["model_id"].to_numpy()
+    for row, top in zip(cand, visual, strict=True):
+        siblings = set(cat.items[np.isin(model, model[top[:3]])]["item_id"])
+        assert siblings <= set(row) and len(set(row)) == 12
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # still best first
