@@ -292,29 +292,47 @@ def pooled_embeddings(maps, batch_size: int = 1024) -> np.ndarray:
 # --------------------------------------------------------------------------- evaluation
 
 
+class VisualRecall:
+    """Top-N SKUs for query embeddings by inner product over all catalogue views (faiss)."""
+
+    def __init__(self, catalogue, view_embeddings: np.ndarray, index: str = "flat"):
+        import faiss
+
+        views = catalogue.catalog_views()
+        self.item_of = views["item_id"].to_numpy()
+        self.n_items = len(catalogue.items)
+        self.views_per_item = int(views.groupby("item_id").size().max())
+        vectors = np.ascontiguousarray(view_embeddings[views["view_id"].to_numpy()], np.float32)
+        if index == "hnsw":
+            self.index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efSearch = 128
+        else:
+            self.index = faiss.IndexFlatIP(vectors.shape[1])
+        self.index.add(vectors)
+
+    def search(self, queries: np.ndarray, n: int):
+        """SKU ids (Q, n) and scores (Q, n), best first; a SKU scores its best view (-1 pads)."""
+        depth = min(self.index.ntotal, n * self.views_per_item)
+        scores, hits = self.index.search(np.ascontiguousarray(queries, np.float32), depth)
+        items = np.full((len(queries), n), -1)
+        best = np.full((len(queries), n), -np.inf, np.float32)
+        for q in range(len(queries)):  # keep each SKU's first (best) hit
+            valid = hits[q] >= 0
+            owners = self.item_of[hits[q][valid]]
+            _, first = np.unique(owners, return_index=True)
+            first = np.sort(first)[:n]
+            items[q, : len(first)] = owners[first]
+            best[q, : len(first)] = scores[q][valid][first]
+        return items, best
+
+
 def rank_items(catalogue, view_embeddings, query_view_ids, k: int = 10):
     """Top-``k`` SKUs for each query view by exact inner-product search (faiss) over catalogue views.
 
     A SKU's score is its best catalogue view's score. Returns item ids (Q,k) and scores (Q,k).
     """
-    import faiss
-
-    catalog = catalogue.catalog_views()
-    index = faiss.IndexFlatIP(view_embeddings.shape[1])
-    index.add(np.ascontiguousarray(view_embeddings[catalog["view_id"].to_numpy()], dtype=np.float32))
-    views_per_item = int(catalog.groupby("item_id").size().max())
-    depth = min(len(catalog), k * views_per_item)
-    queries = np.ascontiguousarray(view_embeddings[np.asarray(query_view_ids)], dtype=np.float32)
-    scores, hits = index.search(queries, depth)
-    item_of = catalog["item_id"].to_numpy()[hits]
-    top_items = np.full((len(queries), k), -1)
-    top_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    for q in range(len(queries)):  # keep each SKU's first (best) hit
-        _, first = np.unique(item_of[q], return_index=True)
-        first = np.sort(first)[:k]
-        top_items[q, : len(first)] = item_of[q][first]
-        top_scores[q, : len(first)] = scores[q][first]
-    return top_items, top_scores
+    recall = VisualRecall(catalogue, view_embeddings)
+    return recall.search(view_embeddings[np.asarray(query_view_ids)], k)
 
 
 def evaluate(catalogue, view_embeddings, query_view_ids, ks=(1, 10)) -> dict:

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .align import VisualRecall
 from .config import with_overrides
+from .vrq import catalogue_only_vectors
 
 CHEAP = ["visual", "visual_rank", "type_vote", "model_vote", "popularity"]
 RICH = CHEAP + ["hist_type", "hist_colour", "hist_creator", "hist_model", "hist_price_gap", "hist_len",
@@ -55,90 +57,39 @@ class MCAConfig:
         return cfg
 
 
-class VisualRecall:
-    """Top-N SKUs for query embeddings by inner product over all catalogue views (faiss)."""
-
-    def __init__(self, catalogue, view_embeddings: np.ndarray, index: str = "flat"):
-        import faiss
-
-        views = catalogue.catalog_views()
-        self.item_of = views["item_id"].to_numpy()
-        self.n_items = len(catalogue.items)
-        self.views_per_item = int(views.groupby("item_id").size().max())
-        vectors = np.ascontiguousarray(view_embeddings[views["view_id"].to_numpy()], np.float32)
-        if index == "hnsw":
-            self.index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-            self.index.hnsw.efSearch = 128
-        else:
-            self.index = faiss.IndexFlatIP(vectors.shape[1])
-        self.index.add(vectors)
-
-    def search(self, queries: np.ndarray, n: int):
-        """SKU ids (Q, n) and scores (Q, n), best first."""
-        if n > self.n_items:
-            raise ValueError(f"asked for {n} recall candidates but the catalogue has {self.n_items} SKUs")
-        depth = min(self.index.ntotal, n * self.views_per_item)
-        scores, hits = self.index.search(np.ascontiguousarray(queries, np.float32), depth)
-        items = np.full((len(queries), n), -1)
-        best = np.full((len(queries), n), -np.inf, np.float32)
-        for q in range(len(queries)):
-            valid = hits[q] >= 0
-            owners = self.item_of[hits[q][valid]]
-            _, first = np.unique(owners, return_index=True)
-            first = np.sort(first)[:n]
-            items[q, : len(first)] = owners[first]
-            best[q, : len(first)] = scores[q][valid][first]
-        return items, best
+def features(items: pd.DataFrame, candidates, scores, popularity: np.ndarray) -> pd.DataFrame:
+    """Cheap (pre-rank) features of every (query, candidate): (Q·N) rows in query-major order."""
+    q, n = candidates.shape
+    type_ = items["fine_type"].astype(str).to_numpy()
+    model = items["model_id"].to_numpy()
+    top = candidates[:, : min(10, n)]  # what the best visual matches say about type and shape
+    type_vote = (type_[top][:, None, :] == type_[candidates][:, :, None]).mean(2)
+    model_vote = (model[top][:, None, :] == model[candidates][:, :, None]).mean(2)
+    # relative to the list's best score: training photos score higher than new ones (the head saw them)
+    return pd.DataFrame({"visual": (scores - scores[:, :1]).ravel(),
+                         "visual_rank": np.log1p(np.tile(np.arange(n), q)),
+                         "type_vote": type_vote.ravel(), "model_vote": model_vote.ravel(),
+                         "popularity": popularity[candidates.ravel()]})
 
 
-@dataclass
-class UserContext:
-    """What the cascade may know of a user: earlier clicked/ordered SKUs (never the simulator's state)."""
-
-    history: dict  # session id → list of SKU ids clicked before it
-
-
-def session_histories(sessions: pd.DataFrame, log: pd.DataFrame | None, base: dict | None = None) -> dict:
-    """Session id → the user's clicked SKUs before that session.
-
-    With ``log`` (the sessions' own log): clicks of the same user's earlier sessions, plus ``base``
-    (user → earlier clicks, e.g. from the training logs).
-    """
-    base = base or {}
-    clicked = {} if log is None else log[log["clicked"]].groupby("session")["item_id"].apply(list).to_dict()
-    running, out = {}, {}
-    for session, user in zip(sessions["session"], sessions["user"], strict=True):
-        so_far = running.setdefault(user, list(base.get(user, [])))
-        out[session] = list(so_far)
-        so_far.extend(clicked.get(session, []))
-    return out
-
-
-def features(items: pd.DataFrame, candidates, scores, histories: list, popularity: np.ndarray,
-             item_vectors: np.ndarray) -> pd.DataFrame:
-    """Feature rows for every (query, candidate): (Q·N) rows in query-major order.
+def history_features(items: pd.DataFrame, candidates, histories: list,
+                     item_vectors: np.ndarray) -> pd.DataFrame:
+    """The ranker's extra features: each candidate against the user's history, (Q·N) rows.
 
     ``item_vectors`` (n_items, d): catalogue-image embeddings, for the candidate's likeness to the
     SKUs in the user's history (``hist_sim``).
     """
     q, n = candidates.shape
-    cand = candidates.ravel()
     type_ = items["fine_type"].astype(str).to_numpy()
     colour = items["colour"].astype(str).to_numpy()
     creator = items["creator"].astype(str).to_numpy()
-    log_price = np.log(items["price"].to_numpy(float))
     model = items["model_id"].to_numpy()
-    top = candidates[:, : min(10, n)]  # what the best visual matches say about type and shape
-    vote = (type_[top][:, None, :] == type_[candidates][:, :, None]).mean(2)
-    model_vote = (model[top][:, None, :] == model[candidates][:, :, None]).mean(2)
-    # relative to the list's best score: training photos score higher than new ones (the head saw them)
-    out = {"visual": (scores - scores[:, :1]).ravel(), "visual_rank": np.log1p(np.tile(np.arange(n), q)),
-           "type_vote": vote.ravel(), "model_vote": model_vote.ravel(), "popularity": popularity[cand]}
+    log_price = np.log(items["price"].to_numpy(float))
     rows = {k: np.zeros(q * n) for k in RICH[len(CHEAP):]}
+    rows["log_price"] = log_price[candidates.ravel()]
     for i, hist in enumerate(histories):
         s = slice(i * n, (i + 1) * n)
         c = candidates[i]
-        rows["log_price"][s] = log_price[c]
         rows["hist_len"][s] = np.log1p(len(hist))
         if not hist:
             continue
@@ -149,25 +100,20 @@ def features(items: pd.DataFrame, candidates, scores, histories: list, popularit
         rows["hist_model"][s] = (model[c][:, None] == model[h][None, :]).mean(1)
         rows["hist_price_gap"][s] = np.abs(log_price[c] - log_price[h].mean())
         rows["hist_sim"][s] = (item_vectors[c] @ item_vectors[h].T).mean(1)
-    return pd.DataFrame({**out, **rows})
-
-
-def _catalogue_item_vectors(catalogue, view_embeddings) -> np.ndarray:
-    """Mean catalogue-view embedding of every SKU, L2-normalised."""
-    views = catalogue.catalog_views()
-    sums = np.zeros((len(catalogue.items), view_embeddings.shape[1]))
-    np.add.at(sums, views["item_id"].to_numpy(), view_embeddings[views["view_id"].to_numpy()])
-    return (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    return pd.DataFrame(rows)
 
 
 class Cascade:
     """Recall → pre-rank → rank, fitted on logged exposures."""
 
     def __init__(self, catalogue, view_embeddings: np.ndarray, cfg: MCAConfig):
+        if cfg.recall > len(catalogue.items):
+            raise ValueError(f"asked for {cfg.recall} recall candidates but the catalogue has "
+                             f"{len(catalogue.items)} SKUs: lower MCA recall")
         self.cat, self.emb, self.cfg = catalogue, view_embeddings, cfg
         self.recall = VisualRecall(catalogue, view_embeddings, cfg.index)
         self.clicks = self.exposures = np.zeros(len(catalogue.items))
-        self.item_vectors = _catalogue_item_vectors(catalogue, view_embeddings)
+        self.item_vectors = catalogue_only_vectors(catalogue, view_embeddings)
         self.model_of = catalogue.items["model_id"].to_numpy()
         self.skus_of_model = catalogue.items.groupby("model_id")["item_id"].apply(np.asarray).to_dict()
         self.prerank_model = self.rank_model = None
@@ -188,13 +134,14 @@ class Cascade:
             raise ValueError("a user history references SKUs outside the catalogue")
         if missing := set(log["session"]) - set(histories):
             raise ValueError(f"{len(missing)} logged sessions have no history entry (e.g. session "
-                             f"{min(missing)}): build histories with mca.session_histories(sessions, log)")
+                             f"{min(missing)}): build histories with sim.session_histories(sessions, log)")
         self.clicks = np.bincount(log.loc[log["clicked"], "item_id"], minlength=n).astype(float)
         self.exposures = np.bincount(log["item_id"], minlength=n).astype(float)
         sessions = log.drop_duplicates("session")[["session", "user", "view_id"]]
         cand, scores = self.retrieve(sessions["view_id"].to_numpy())
-        feats = features(self.cat.items, cand, scores, [histories.get(s, []) for s in sessions["session"]],
-                         self.popularity(), self.item_vectors)
+        hists = [histories[s] for s in sessions["session"]]
+        feats = pd.concat([features(self.cat.items, cand, scores, self.popularity()),
+                           history_features(self.cat.items, cand, hists, self.item_vectors)], axis=1)
         feats["session"] = np.repeat(sessions["session"].to_numpy(), cand.shape[1])
         feats["item_id"] = cand.ravel()
         every = feats.merge(log[["session", "item_id", "clicked", "ordered"]].assign(exposed=True),
@@ -219,7 +166,6 @@ class Cascade:
         train = data if self.cfg.rank_on == "exposures" else every
         self.rank_model.fit(train[self.rank_features], train["clicked"].astype(bool),
                             sample_weight=train["weight"])
-        self.n_train_rows = len(data)
         return self
 
     def retrieve(self, view_ids):
@@ -268,13 +214,15 @@ class Cascade:
         t0 = clock()
         cand, scores = self.retrieve(view_ids)
         t1 = clock()
-        feats = features(self.cat.items, cand, scores, histories, self.popularity(), self.item_vectors)
-        pre = self.prerank_model.predict_proba(feats[CHEAP])[:, 1].reshape(cand.shape)
+        cheap = features(self.cat.items, cand, scores, self.popularity())
+        pre = self.prerank_model.predict_proba(cheap[CHEAP])[:, 1].reshape(cand.shape)
         keep = np.argsort(-pre, axis=1, kind="stable")[:, : cfg.prerank]
         pre_items = np.take_along_axis(cand, keep, 1)
         t2 = clock()
         rows = (keep + np.arange(len(cand))[:, None] * cand.shape[1]).ravel()
-        score = self.rank_model.predict_proba(feats.iloc[rows][self.rank_features])[:, 1].reshape(keep.shape)
+        rich = pd.concat([cheap.iloc[rows].reset_index(drop=True),  # history features: survivors only
+                          history_features(self.cat.items, pre_items, histories, self.item_vectors)], axis=1)
+        score = self.rank_model.predict_proba(rich[self.rank_features])[:, 1].reshape(keep.shape)
         final = np.take_along_axis(pre_items, np.argsort(-score, axis=1, kind="stable")[:, :k], 1)
         t3 = clock()
         if timings is not None:

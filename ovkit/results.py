@@ -43,8 +43,13 @@ def record(key: str, value) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     metrics = json.loads(path.read_text()) if path.exists() else {}
     metrics[key] = _plain(value)
+    _write_atomic(path, json.dumps(metrics, indent=1, sort_keys=True))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -58,9 +63,7 @@ def record_table(key: str, table, digits: int = 3) -> Path:
         raise ValueError(f"table key {key!r} must look like '<notebook>.<name>', e.g. '02.sid_report'")
     path = runs_dir() / current_profile() / "tables" / f"{key}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(markdown_table(table, digits))
-    os.replace(tmp, path)
+    _write_atomic(path, markdown_table(table, digits))
     return path
 
 

@@ -17,7 +17,6 @@ preferences, intents — is never handed to a model, only the logs it produces.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,6 +204,22 @@ def histories(log: pd.DataFrame) -> dict[int, list[int]]:
     return events.groupby("user")["item_id"].apply(list).to_dict()
 
 
+def session_histories(sessions: pd.DataFrame, log: pd.DataFrame | None, base: dict | None = None) -> dict:
+    """Session id → the user's clicked SKUs before that session.
+
+    With ``log`` (the sessions' own log): clicks of the same user's earlier sessions, plus ``base``
+    (user → earlier clicks, e.g. from the training logs).
+    """
+    base = base or {}
+    clicked = {} if log is None else log[log["clicked"]].groupby("session")["item_id"].apply(list).to_dict()
+    running, out = {}, {}
+    for session, user in zip(sessions["session"], sessions["user"], strict=True):
+        so_far = running.setdefault(user, list(base.get(user, [])))
+        out[session] = list(so_far)
+        so_far.extend(clicked.get(session, []))
+    return out
+
+
 def log_sessions(sessions: pd.DataFrame, served: np.ndarray, clicks, orders) -> pd.DataFrame:
     """Long format: one row per exposure (session, user, position, item_id, clicked, ordered)."""
     s, k = served.shape
@@ -228,10 +243,6 @@ def logging_policy(scores: np.ndarray, candidates: np.ndarray, k: int, explore: 
     return np.take_along_axis(candidates, order, 1)
 
 
-def config_dict(cfg: SimConfig) -> dict:
-    return dataclasses.asdict(cfg)
-
-
 @dataclass
 class Logs:
     """What one simulation produces: the world (hidden), training logs, test sessions and targets."""
@@ -251,16 +262,16 @@ def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=No
     (default: visual recall) and serves a noisy top-``list_size`` of them. Test sessions start
     from warm SKUs' test photos; their targets come from :func:`offline_targets`.
     """
-    from .mca import VisualRecall, session_histories
+    from .align import VisualRecall
 
     world = make_world(catalogue.items, cfg)
+    pool = max(cfg.explore_pool, cfg.list_size)
     if retrieve is None:
         recall = VisualRecall(catalogue, view_embeddings)
-        retrieve = lambda ids: recall.search(view_embeddings[ids], max(cfg.explore_pool, cfg.list_size))  # noqa: E731
+        retrieve = lambda ids: recall.search(view_embeddings[ids], pool)  # noqa: E731
     warm_views = catalogue.views[~catalogue.items["cold"].to_numpy()[catalogue.views["item_id"].to_numpy()]]
     train = draw_sessions(world, warm_views, "train", cfg.train_sessions, seed=1)
     cand, scores = retrieve(train["view_id"].to_numpy())
-    pool = max(cfg.explore_pool, cfg.list_size)
     cand, scores = cand[:, :pool], scores[:, :pool]
     served = logging_policy(scores, cand, cfg.list_size, cfg.explore, seed=cfg.seed)
     clicks, orders = react(world, train, served, seed=1)
@@ -268,7 +279,6 @@ def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=No
     test = draw_sessions(world, warm_views, "test", cfg.test_sessions, seed=2)
     test["session"] += len(train)
     test["ordered"], test["clicked"] = offline_targets(world, test, np.arange(len(catalogue.items)), seed=2)
-    train_hist = session_histories(train, log)
-    base = {u: h for u, h in histories(log).items()}
-    test_hist = {s: list(base.get(u, [])) for s, u in zip(test["session"], test["user"], strict=True)}
-    return Logs(world, train, log, test, train_hist, test_hist)
+    # test sessions come after all logged ones: their history is the user's whole training log
+    return Logs(world, train, log, test, session_histories(train, log),
+                session_histories(test, None, base=histories(log)))

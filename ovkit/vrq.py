@@ -330,22 +330,13 @@ class SemanticQuantizer:
         return np.pad(r, ((0, 0), (0, width - r.shape[1]))) if width > r.shape[1] else r
 
     # ---- public
-    def encode(self, x: np.ndarray, types=None, return_last: bool = False):
+    def encode(self, x: np.ndarray, types=None) -> np.ndarray:
         """Code path (N, levels+M) of embeddings ``x``: nearest centroid at every level.
 
         ``types`` (N,) int: known categories (items); None: predicted from ``x`` (query images).
-        With ``return_last`` also the distances (N, K) at the last code position.
         """
         x = check_embeddings(x, "embeddings to encode")
-        r, s = x.astype(np.float32), self.category_part(types, x)
-        codes, dist = [], None
-        for level in range(len(self.codebooks)):
-            dist = self._level_distances(level, r, s)
-            codes.append(dist.argmin(1))
-            r, s = self._step(level, r, s, codes[-1])
-        tail, tail_dist = self._tail_codes(r)
-        out = np.concatenate([_stack(codes, len(x)), tail], 1)
-        return (out, tail_dist if tail_dist is not None else dist) if return_last else out
+        return self.assign_items(x, types, x[:0], np.zeros(0, np.int64))[0]  # no views: nobody to vote
 
     def assign_items(self, x, types, views_x, owner):
         """SIDs of items: view-consensus votes at the consensus levels, nearest code elsewhere.
@@ -358,7 +349,7 @@ class SemanticQuantizer:
         vs = self.category_part(None, vr) if len(vr) else np.zeros((0, s.shape[1]), np.float32)
         codes, dist = [], None
         for level in range(len(self.codebooks)):
-            if level < self.cfg.consensus_levels:
+            if level < self.cfg.consensus_levels and len(vr):
                 chosen, dist = self._vote(level, r, s, vr, vs, owner, len(x))
             else:
                 dist = self._level_distances(level, r, s)

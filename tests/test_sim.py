@@ -75,7 +75,7 @@ def test_cascade_returns_catalogue_skus_and_checks_its_input(world):
     losses = mca.stage_loss(stages, test["ordered"].to_numpy())
     assert sum(losses.values()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="catalogue has 90 SKUs"):
-        mca.VisualRecall(cat, emb).search(emb[:2], 100)
+        mca.Cascade(cat, emb, mca.MCAConfig(recall=100, prerank=20))
     bad = logs.train_log.assign(item_id=logs.train_log["item_id"] + 1000)
     with pytest.raises(ValueError, match="outside the catalogue"):
         mca.Cascade(cat, emb, MCA).fit(bad, logs.train_histories)
