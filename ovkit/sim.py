@@ -30,7 +30,7 @@ class SimConfig:
     """Simulator settings (kit choices)."""
 
     n_users: int = 150  # shoppers
-    train_sessions: int = 12  # logged sessions per user (the training logs)
+    train_sessions: int = 50  # logged sessions per user (the training logs)
     test_sessions: int = 4  # held-out sessions per user (offline evaluation)
     list_size: int = 10  # items exposed per session
     position_decay: float = 1.0  # bias(k) = 1 / log2(k + 2) ** decay
@@ -253,6 +253,8 @@ class Logs:
     test_sessions: pd.DataFrame  # with columns ordered / clicked (offline targets)
     train_histories: dict  # session → the user's clicks before it (training sessions)
     test_histories: dict  # session → the user's clicks in the training logs
+    val_sessions: pd.DataFrame  # like test_sessions, on validation photos (for choosing settings)
+    val_histories: dict
 
 
 def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=None) -> Logs:
@@ -279,6 +281,10 @@ def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=No
     test = draw_sessions(world, warm_views, "test", cfg.test_sessions, seed=2)
     test["session"] += len(train)
     test["ordered"], test["clicked"] = offline_targets(world, test, np.arange(len(catalogue.items)), seed=2)
-    # test sessions come after all logged ones: their history is the user's whole training log
+    val = draw_sessions(world, warm_views, "val", cfg.test_sessions, seed=3)
+    val["session"] += len(train) + len(test)
+    val["ordered"], val["clicked"] = offline_targets(world, val, np.arange(len(catalogue.items)), seed=3)
+    # test and validation sessions come after all logged ones: their history is the whole training log
+    base = histories(log)
     return Logs(world, train, log, test, session_histories(train, log),
-                session_histories(test, None, base=histories(log)))
+                session_histories(test, None, base=base), val, session_histories(val, None, base=base))
