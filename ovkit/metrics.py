@@ -40,3 +40,21 @@ def ranking_report(ranked, target, ks=(1, 5, 10)) -> dict:
     out["mrr@10"] = mrr(ranked, target, 10)
     out["ndcg@10"] = ndcg(ranked, target, 10)
     return out
+
+
+def hits(ranked, target, k: int) -> np.ndarray:
+    """Per query: 1.0 if the target is in the top ``k`` (for confidence intervals)."""
+    return (_rank_of_target(ranked, target, k) < k).astype(float)
+
+
+def mean_ci(values, baseline=None, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple:
+    """Mean of per-query ``values`` (or of ``values − baseline``, paired by query) with a percentile
+    bootstrap confidence interval (scipy.stats.bootstrap). Returns (estimate, low, high)."""
+    from scipy.stats import bootstrap
+
+    data = (np.asarray(values, float),) if baseline is None else (np.asarray(values, float),
+                                                                 np.asarray(baseline, float))
+    stat = (lambda a, axis: a.mean(axis)) if baseline is None else (lambda a, b, axis: (a - b).mean(axis))
+    ci = bootstrap(data, stat, paired=baseline is not None, confidence_level=level, n_resamples=resamples,
+                   method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return float(stat(*data, axis=-1)), float(ci.low), float(ci.high)

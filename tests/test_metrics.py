@@ -25,3 +25,17 @@ def test_padding_and_empty_input():
     assert metrics.mrr(np.array([[3, 4, 5]]), np.array([5]), 3) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="no queries"):
         metrics.ranking_report(np.zeros((0, 10), int), np.zeros(0, int))
+
+
+def test_confidence_intervals_cover_the_mean_and_shrink_with_data():
+    rng = np.random.default_rng(0)
+    small, large = rng.random(100) < 0.3, rng.random(10_000) < 0.3
+    est, low, high = metrics.mean_ci(small)
+    assert low < est < high and est == pytest.approx(small.mean())
+    _, low_l, high_l = metrics.mean_ci(large)
+    assert high_l - low_l < (high - low) / 5  # ~1/sqrt(100) narrower
+    se = np.sqrt(0.3 * 0.7 / 10_000)  # normal approximation as the oracle
+    assert low_l == pytest.approx(large.mean() - 1.96 * se, abs=0.003)
+    same = metrics.mean_ci(large, baseline=large)  # paired difference of a system with itself
+    assert same == (0.0, 0.0, 0.0)
+    assert metrics.hits(np.array([[1, 2], [3, 4]]), np.array([2, 5]), 2).tolist() == [1.0, 0.0]
