@@ -88,3 +88,19 @@ def code_tree(catalogue, codes, level1=None, n_level1: int = 3, n_level2: int = 
             labels.append(f"{a}-{b}-… ({len(members)})")
     return image_grid(images, rows=len(labels), cols=per_branch, row_labels=labels, size=1.0,
                       suptitle="semantic-ID tree: level-1 code - level-2 code (SKUs under the branch)")
+
+
+def side_by_side(catalogue, query_view_ids, systems: dict, targets, k: int = 5):
+    """For each query: its photo, then each system's top-``k`` SKUs on its own row (✓ = the target)."""
+    first_view = catalogue.catalog_views().groupby("item_id")["view_id"].first()
+    blank = np.full_like(catalogue.pixels[0], 255)
+    images, titles, labels = [], [], []
+    for row, (q, target) in enumerate(zip(query_view_ids, targets, strict=True)):
+        for n, (name, ranked) in enumerate(systems.items()):
+            images.append(catalogue.pixels[q] if n == 0 else blank)
+            titles.append(f"query {row + 1}" if n == 0 else "")
+            top = ranked[row][:k]
+            images += [catalogue.pixels[first_view[i]] for i in top]
+            titles += ["✓ ordered" if i == target else catalogue.items.loc[i, "name"][:12] for i in top]
+            labels.append(name)
+    return image_grid(images, titles=titles, cols=k + 1, row_labels=labels)

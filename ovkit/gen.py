@@ -1,0 +1,773 @@
+"""OneVision's generative model (notebook 04): query image + user context → semantic ID.
+
+One encoder–decoder transformer replaces the cascade. The **encoder** reads the query photo as
+tokens (the global embedding and the visual tokens of notebook 01's alignment head), the user's
+recent clicks (each SKU as the sum of its SID level embeddings) and a task token; the **decoder**
+emits the SID level by level. **Beam search constrained by a prefix trie** of all SKU SIDs makes
+every result a real SKU. Training runs in stages (paper): pretraining (any view → its SID, no
+user), SFT (logged sessions with the user's history → the clicked/ordered SKU) and DPO
+(preferences from the logs, the SFT model as frozen reference).
+
+Kit choices (the paper gives no sizes or recipes): the model size, the trie-normalised likelihood
+(softmax over the *valid* children of a prefix, in training and in search alike), replaying
+pretraining examples during SFT, the DPO pair grades and its NLL anchor. All are fields of
+:class:`GenConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import config, store
+
+BOS = 0  # the decoder's start token; SID tokens follow (level l's codes at offsets[l])
+
+
+@dataclass(frozen=True)
+class GenConfig:
+    """Generative model and training settings (kit choices)."""
+
+    d_model: int = 128  # width of every token
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    heads: int = 4
+    dropout: float = 0.0  # (dropout cost a quarter of each CPU step and did not help validation)
+    input_noise: float = 0.1  # Gaussian noise on image features in training (train photos are too clean)
+    prior_scale: float = 20.0  # vision-aligned output: + scale · best cos(query, SKU) under a code; 0: off
+    history: int = 8  # the user's last H clicked SKUs as encoder tokens
+    task_token: bool = True  # a token telling the model whether user context is present
+    batch: int = 256
+    lr: float = 1e-3  # pretraining learning rate (peak of a one-cycle schedule)
+    sft_lr: float = 3e-4
+    pretrain_steps: int = 400
+    sft_steps: int = 200
+    dpo_steps: int = 100
+    order_weight: float = 3.0  # SFT weight of an ordered example is 1 + order_weight (clicks: 1)
+    sft_replay: float = 0.8  # share of each SFT batch drawn from pretraining examples (keeps visual priors)
+    dpo: str = "pairwise"  # pairwise (Rafailov et al.) or listwise (softmax over one chosen and its rejected)
+    beta: float = 0.5  # DPO temperature
+    dpo_lr: float = 3e-5
+    dpo_nll: float = 1.0  # weight of the chosen item's NLL beside the DPO loss (keeps the likelihood up)
+    beam: int = 20  # beam width at search time
+    eval_every: int = 50  # steps between validation checks (curves; the best checkpoint is kept)
+    seed: int = 0
+
+    @classmethod
+    def from_overrides(cls, overrides: dict | None) -> GenConfig:
+        return config.with_overrides(cls, overrides, "GEN")
+
+    def validate(self) -> None:
+        if self.d_model % self.heads:
+            raise ValueError(f"GEN d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
+        if self.dpo not in ("pairwise", "listwise"):
+            raise ValueError(f"GEN dpo must be 'pairwise' or 'listwise', got {self.dpo!r}")
+        if not 0 <= self.sft_replay < 1:
+            raise ValueError(f"GEN sft_replay must be in [0, 1), got {self.sft_replay}")
+        for name in ("d_model", "heads", "batch", "beam", "history", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GEN {name} must be >= 1, got {getattr(self, name)}")
+
+
+# --------------------------------------------------------------------------- tokens and trie
+
+
+def codes_fingerprint(codes: np.ndarray) -> str:
+    """Hash of a SID table: a checkpoint is only valid for the SIDs it was trained on."""
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    return hashlib.sha256(codes.tobytes() + str(codes.shape).encode()).hexdigest()[:16]
+
+
+class Trie:
+    """Prefix trie of every SKU's SID, as dense arrays so beam search masks a whole batch at once.
+
+    Level ``l`` has ``n_l`` prefix nodes (node 0 of level 0 is the root); ``child[l][node, code]``
+    is the node the prefix continues to, or -1 when no SKU has that prefix. ``leaf_item`` maps the
+    nodes after the last level to SKU ids; ``path[item, l]`` is the node an item passes at level l.
+    """
+
+    def __init__(self, codes: np.ndarray, sizes):
+        codes = np.asarray(codes, np.int64)
+        n, depth = codes.shape
+        if len(sizes) != depth:
+            raise ValueError(f"{depth} code levels but {len(sizes)} level sizes")
+        if codes.min() < 0 or (codes >= np.asarray(sizes)).any():
+            raise ValueError("a SID code is outside its level's codebook")
+        self.sizes = tuple(int(s) for s in sizes)
+        self.offsets = 1 + np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        self.n_tokens = 1 + sum(self.sizes)
+        self.codes = codes
+        self.path = np.zeros((n, depth + 1), np.int64)
+        for level in range(1, depth + 1):
+            self.path[:, level] = np.unique(codes[:, :level], axis=0, return_inverse=True)[1].ravel()
+        self.child = []
+        for level in range(depth):
+            table = np.full((self.path[:, level].max() + 1, self.sizes[level]), -1, np.int64)
+            table[self.path[:, level], codes[:, level]] = self.path[:, level + 1]
+            self.child.append(table)
+        leaves = self.path[:, depth]
+        if len(np.unique(leaves)) != n:
+            raise ValueError("two SKUs share a semantic ID: the trie needs unique SIDs (VRQ dedup)")
+        self.leaf_item = np.empty(n, np.int64)
+        self.leaf_item[leaves] = np.arange(n)
+
+    @property
+    def depth(self) -> int:
+        return len(self.sizes)
+
+    def tokens(self, items) -> np.ndarray:
+        """Decoder tokens (…, L) of SKU ids (…)."""
+        return self.codes[np.asarray(items)] + self.offsets
+
+    def contains(self, codes: np.ndarray) -> np.ndarray:
+        """Whether each code path (…, L) is the SID of some SKU."""
+        codes = np.asarray(codes)
+        node = np.zeros(codes.shape[:-1], np.int64)
+        for level in range(self.depth):
+            ok = node >= 0
+            node = np.where(ok, self.child[level][np.maximum(node, 0), codes[..., level]], -1)
+        return node >= 0
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass
+class Queries:
+    """A batch of queries: image features and user context (numpy or torch)."""
+
+    global_: np.ndarray  # (B, D) global embedding of the query photo
+    visual: np.ndarray  # (B, K, D) visual tokens
+    history: np.ndarray  # (B, H) SKU ids of the user's last clicks, most recent last, -1 = none
+    task: np.ndarray  # (B,) 0: image only (pretraining), 1: with user context
+
+    def __len__(self):
+        return len(self.global_)
+
+    def take(self, rows) -> Queries:
+        return Queries(*(np.asarray(a)[rows] for a in (self.global_, self.visual, self.history, self.task)))
+
+
+def make_queries(embeddings, tokens, view_ids, histories=None, history_len: int = 8, task=None) -> Queries:
+    """Queries for ``view_ids``: their features, the last ``history_len`` SKUs of each history.
+
+    ``histories``: one list of SKU ids per query (oldest first), or None for no user context.
+    """
+    view_ids = np.asarray(view_ids, np.int64)
+    hist = np.full((len(view_ids), history_len), -1, np.int64)
+    if histories is not None:
+        if len(histories) != len(view_ids):
+            raise ValueError(f"{len(histories)} histories for {len(view_ids)} queries")
+        for row, items in enumerate(histories):
+            last = list(items)[-history_len:]
+            if last:
+                hist[row, history_len - len(last):] = last
+    if task is None:
+        task = 0 if histories is None else 1
+    return Queries(np.asarray(embeddings[view_ids], np.float32), np.asarray(tokens[view_ids], np.float32),
+                   hist, np.full(len(view_ids), task, np.int64))
+
+
+@dataclass
+class Memory:
+    """What the encoder hands the decoder."""
+
+    memory: torch.Tensor  # (B, T, d)
+    mask: torch.Tensor  # (B, T) True = padding
+    prior: list | None  # per level (B, n_nodes after it): best cosine of the query with a SKU under a node
+
+    def rows(self, rows) -> Memory:
+        prior = None if self.prior is None else [p[rows] for p in self.prior]
+        return Memory(self.memory[rows], self.mask[rows], prior)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-9)
+
+
+class OneVision(nn.Module):
+    """Encoder–decoder transformer over image tokens and user tokens that decodes SIDs.
+
+    The SID table is a buffer of the model: a checkpoint carries the IDs it was trained on.
+    """
+
+    def __init__(self, cfg: GenConfig, trie: Trie, item_vectors: np.ndarray, n_visual: int):
+        super().__init__()
+        d, feature_dim = cfg.d_model, item_vectors.shape[1]
+        self.cfg, self.trie = cfg, trie
+        self.register_buffer("sid_tokens", torch.from_numpy(trie.tokens(np.arange(len(trie.codes)))))
+        # the output prior scores a trie node by its best SKU: max cosine of the query with their vectors
+        self.register_buffer("item_vectors", torch.from_numpy(_unit(item_vectors)))
+        self.register_buffer("node_of", torch.from_numpy(trie.path[:, 1:].T.copy()))  # (L, n_items)
+        # learned per level in log space, so that SFT can flatten a level the shoppers do not follow
+        start = float(np.log(max(cfg.prior_scale, 1e-6)))
+        self.log_prior_scale = nn.Parameter(torch.full((trie.depth,), start),
+                                            requires_grad=cfg.prior_scale > 0)
+        self.token = nn.Embedding(trie.n_tokens, d)  # SID tokens: decoder input and history items
+        self.global_in = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, d))
+        self.visual_in = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, d))
+        self.visual_pos = nn.Parameter(torch.randn(n_visual, d) * 0.02)
+        self.history_pos = nn.Parameter(torch.randn(cfg.history, d) * 0.02)
+        self.task = nn.Embedding(2, d)
+        self.level_pos = nn.Parameter(torch.randn(trie.depth, d) * 0.02)
+        layer = dict(d_model=d, nhead=cfg.heads, dim_feedforward=4 * d, dropout=cfg.dropout, batch_first=True,
+                     norm_first=True)
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(**layer), cfg.encoder_layers,
+                                             nn.LayerNorm(d), enable_nested_tensor=False)
+        self.decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(**layer), cfg.decoder_layers,
+                                             nn.LayerNorm(d))
+        self.out = nn.ModuleList(nn.Linear(d, size) for size in trie.sizes)  # one head per level
+        self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(trie.depth),
+                             persistent=False)
+
+    @property
+    def device(self):
+        return self.sid_tokens.device
+
+    def encode(self, q: Queries, noise: float = 0.0) -> Memory:
+        """Encoder memory (B, T, d), its padding mask (B, T) (True = ignore) and the output prior."""
+        dev = self.device
+        g = torch.as_tensor(q.global_, dtype=torch.float32, device=dev)
+        v = torch.as_tensor(q.visual, dtype=torch.float32, device=dev)
+        if noise:  # train photos' features were fitted by the alignment head: blur them a little
+            g = g + noise * torch.randn_like(g) * g.std()
+            v = v + noise * torch.randn_like(v) * v.std()
+        hist = torch.as_tensor(q.history, dtype=torch.long, device=dev)
+        hist = hist[:, (hist >= 0).any(0)]  # drop columns no query fills (pretraining: all of them)
+        empty = hist < 0
+        items = self.token(self.sid_tokens[hist.clamp(min=0)]).sum(-2)  # an SKU = the sum of its SID tokens
+        items = items + self.history_pos[self.cfg.history - hist.shape[1]:]
+        parts = [self.global_in(g)[:, None], self.visual_in(v) + self.visual_pos, items]
+        masks = [torch.zeros(len(g), 1 + v.shape[1], dtype=torch.bool, device=dev), empty]
+        if self.cfg.task_token:
+            parts.append(self.task(torch.as_tensor(q.task, dtype=torch.long, device=dev))[:, None])
+            masks.append(torch.zeros(len(g), 1, dtype=torch.bool, device=dev))
+        x, mask = torch.cat(parts, 1), torch.cat(masks, 1)
+        prior = None
+        if self.cfg.prior_scale:
+            sims = F.normalize(g, dim=-1) @ self.item_vectors.T  # (B, n_items)
+            prior = [torch.full((len(g), int(nodes.max()) + 1), -1.0, device=dev).scatter_reduce(
+                1, nodes.expand(len(g), -1), sims, "amax") for nodes in self.node_of]
+        return Memory(self.encoder(x, src_key_padding_mask=mask), mask, prior)
+
+    def decode(self, memory, mask, prefix):
+        """Hidden states (B, l+1, d) for decoder inputs ``[BOS, prefix…]``; prefix (B, l) tokens."""
+        bos = torch.full((len(prefix), 1), BOS, dtype=torch.long, device=prefix.device)
+        inp = torch.cat([bos, prefix], 1)
+        x = self.token(inp) + self.level_pos[: inp.shape[1]]
+        n = inp.shape[1]
+        return self.decoder(x, memory, tgt_mask=self.causal[:n, :n], memory_key_padding_mask=mask,
+                            tgt_is_causal=True)
+
+    def level_logprobs(self, hidden, level: int, nodes, prior=None, rows=None, constrained: bool = True):
+        """Trie-normalised log-probabilities (N, size_l) of level ``level``'s codes; invalid = -inf.
+
+        ``nodes`` (N,): each row's prefix node; ``prior``/``rows``: the encoder's prior (B, n_nodes)
+        and the query each row belongs to. Unconstrained (a demonstration): no trie mask.
+        """
+        logits = self.out[level](hidden)
+        child = torch.as_tensor(self.trie.child[level], device=hidden.device)[nodes.clamp(min=0)]
+        if prior is not None:  # vision-aligned output: how close the query is to each child's SKUs
+            scale = self.log_prior_scale[level].exp()
+            logits = logits + scale * prior[level][rows[:, None], child.clamp(min=0)]
+        if constrained:
+            logits = logits.masked_fill(child < 0, float("-inf"))
+        return torch.log_softmax(logits, -1)
+
+    def sequence_logprob(self, mem: Memory, items):
+        """log π(SID | query) (B, M) of M candidate SKUs per query, by teacher forcing."""
+        b, m = items.shape
+        items = torch.as_tensor(items, dtype=torch.long, device=self.device)
+        memory = mem.memory.repeat_interleave(m, 0)
+        mask = mem.mask.repeat_interleave(m, 0)
+        rows = torch.arange(b, device=self.device).repeat_interleave(m)
+        flat = items.reshape(-1)
+        tokens = self.sid_tokens[flat]
+        hidden = self.decode(memory, mask, tokens[:, :-1])
+        path = torch.as_tensor(self.trie.path, device=self.device)[flat]
+        total = torch.zeros(len(flat), device=self.device)
+        for level in range(self.trie.depth):
+            logp = self.level_logprobs(hidden[:, level], level, path[:, level], mem.prior, rows)
+            code = tokens[:, level] - int(self.trie.offsets[level])
+            total = total + logp.gather(1, code[:, None]).squeeze(1)
+        return total.view(b, m)
+
+    def forward(self, q: Queries, items, noise: float = 0.0):
+        """log π of ``items`` (B, M) for queries ``q``."""
+        return self.sequence_logprob(self.encode(q, noise), items)
+
+
+# --------------------------------------------------------------------------- constrained beam search
+
+
+@torch.no_grad()
+def beam_search(model: OneVision, q: Queries, k: int = 10, beam: int | None = None, batch_size: int = 256,
+                constrained: bool = True):
+    """Top-``k`` SKUs per query by beam search masked with the SID trie (every result is a real SKU).
+
+    Returns (items (B, k) int64, log-probabilities (B, k)); a slot no beam could fill holds -1 / -inf.
+    ``constrained=False`` drops the trie mask (to show why it is there): a decoded path that is no
+    SKU's SID comes back as -1.
+    """
+    beam = beam or model.cfg.beam
+    if beam < k:
+        raise ValueError(f"beam width {beam} is smaller than k={k}: the search keeps only {beam} "
+                         f"sequences, so it cannot return {k} SKUs; raise GEN beam or lower k")
+    model.eval()
+    items, scores = [], []
+    for start in range(0, len(q), batch_size):
+        i, s = _beam_batch(model, q.take(slice(start, start + batch_size)), k, beam, constrained)
+        items.append(i)
+        scores.append(s)
+    return np.concatenate(items), np.concatenate(scores)
+
+
+def _beam_batch(model: OneVision, q: Queries, k: int, beam: int, constrained: bool = True):
+    trie, dev = model.trie, model.device
+    mem = model.encode(q)
+    b = len(q)
+    memory, mask = mem.memory.repeat_interleave(beam, 0), mem.mask.repeat_interleave(beam, 0)
+    rows = torch.arange(b, device=dev).repeat_interleave(beam)
+    score = torch.full((b, beam), float("-inf"), device=dev)
+    score[:, 0] = 0.0  # all beams start at the root; only one is alive
+    node = torch.zeros(b, beam, dtype=torch.long, device=dev)  # -1: a prefix no SKU has (unconstrained)
+    prefix = torch.zeros(b, beam, 0, dtype=torch.long, device=dev)
+    for level in range(trie.depth):
+        hidden = model.decode(memory, mask, prefix.reshape(b * beam, level))[:, -1]
+        logp = model.level_logprobs(hidden, level, node.reshape(-1), mem.prior, rows, constrained)
+        logp = logp.view(b, beam, -1)
+        total = (score[..., None] + logp).reshape(b, -1)  # dead beams and invalid codes stay -inf
+        score, flat = total.topk(beam, dim=1)
+        parent, code = flat // logp.shape[-1], flat % logp.shape[-1]
+        child = torch.as_tensor(trie.child[level], device=dev)
+        was = node.gather(1, parent)
+        node = torch.where(was >= 0, child[was.clamp(min=0), code], -1)
+        prefix = torch.cat([prefix.gather(1, parent[..., None].expand(-1, -1, level)),
+                            (code + int(trie.offsets[level]))[..., None]], 2)
+    leaf = torch.as_tensor(trie.leaf_item, device=dev)[node.clamp(min=0)]
+    items = torch.where(torch.isfinite(score) & (node >= 0), leaf, torch.full_like(leaf, -1))
+    return items[:, :k].cpu().numpy(), score[:, :k].cpu().numpy()
+
+
+@torch.no_grad()
+def score_all(model: OneVision, q: Queries, chunk: int = 512) -> np.ndarray:
+    """log π of every SKU for every query (B, n_items), by teacher forcing (the exhaustive oracle)."""
+    model.eval()
+    n = len(model.trie.codes)
+    mem = model.encode(q)
+    out = np.zeros((len(q), n), np.float32)
+    for row in range(len(q)):
+        for start in range(0, n, chunk):
+            items = torch.arange(start, min(start + chunk, n), device=model.device)[None]
+            out[row, start : start + items.shape[1]] = model.sequence_logprob(
+                mem.rows(slice(row, row + 1)), items).cpu().numpy()
+    return out
+
+
+# --------------------------------------------------------------------------- training data
+
+
+@dataclass
+class Examples:
+    """Training rows: queries, target SKUs and weights (one row per example)."""
+
+    queries: Queries
+    targets: np.ndarray  # (N,) SKU ids
+    weights: np.ndarray  # (N,)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def take(self, rows) -> Examples:
+        return Examples(self.queries.take(rows), self.targets[rows], self.weights[rows])
+
+
+def pretraining_examples(catalogue, embeddings, tokens, history_len: int) -> Examples:
+    """Every catalogue view and every training photo → its SKU; no user (task 0)."""
+    views = catalogue.views
+    keep = (views["kind"] != "query") | (views["split"] == "train")
+    rows = views[keep]
+    q = make_queries(embeddings, tokens, rows["view_id"].to_numpy(), None, history_len)
+    return Examples(q, rows["item_id"].to_numpy(np.int64), np.ones(len(rows), np.float32))
+
+
+def sft_examples(logs, embeddings, tokens, history_len: int, order_weight: float, sessions=None) -> Examples:
+    """Logged clicks: (query photo, the user's earlier clicks) → the clicked SKU; orders weigh more."""
+    log = logs.train_log
+    if sessions is not None:
+        log = log[log["session"].isin(sessions)]
+    clicks = log[log["clicked"]]
+    hist = [logs.train_histories[s] for s in clicks["session"]]
+    q = make_queries(embeddings, tokens, clicks["view_id"].to_numpy(), hist, history_len)
+    weight = 1 + order_weight * clicks["ordered"].to_numpy(np.float32)
+    return Examples(q, clicks["item_id"].to_numpy(np.int64), weight.astype(np.float32))
+
+
+def preference_lists(logs, embeddings, tokens, history_len: int, sessions=None):
+    """DPO data from the logs: per session and chosen SKU, the exposed SKUs of a lower grade.
+
+    Grades: ordered (2) ≻ clicked but not ordered (1) ≻ exposed but not clicked (0).
+    Returns (queries, chosen (N,), rejected (N, R) padded with -1).
+    """
+    log = logs.train_log
+    if sessions is not None:
+        log = log[log["session"].isin(sessions)]
+    log = log.assign(grade=log["clicked"].astype(int) + log["ordered"].astype(int))
+    views, hists, chosen, rejected = [], [], [], []
+    for session, rows in log.groupby("session", sort=True):
+        grades, items = rows["grade"].to_numpy(), rows["item_id"].to_numpy()
+        for item, grade in zip(items[grades > 0], grades[grades > 0], strict=True):
+            lower = items[grades < grade]
+            if len(lower):
+                views.append(rows["view_id"].iat[0])
+                hists.append(logs.train_histories[session])
+                chosen.append(item)
+                rejected.append(lower)
+    width = max((len(r) for r in rejected), default=1)
+    table = np.full((len(rejected), width), -1, np.int64)
+    for row, r in enumerate(rejected):
+        table[row, : len(r)] = r
+    return make_queries(embeddings, tokens, np.asarray(views, np.int64), hists, history_len), \
+        np.asarray(chosen, np.int64), table
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, listwise: bool = False):
+    """DPO loss (mean) from sequence log-probabilities: chosen (N,), rejected (N, R).
+
+    Pairwise (Rafailov et al. 2023): −log σ(β[Δ_w − Δ_l]) for each rejected l, averaged over pairs.
+    Listwise (softmax over one chosen and all its rejected, as in S-DPO, Chen et al. 2024):
+    −log exp(βΔ_w) / (exp(βΔ_w) + Σ_l exp(βΔ_l)), with Δ = log π − log π_ref. Rejected slots whose
+    policy log-probability is −inf are padding and drop out of both forms.
+    """
+    margin_w = beta * (policy_chosen - ref_chosen)  # (N,)
+    valid = torch.isfinite(policy_rejected)
+    margin_l = beta * torch.where(valid, policy_rejected - ref_rejected, torch.zeros_like(policy_rejected))
+    if listwise:
+        logits = torch.cat([margin_w[:, None], margin_l.masked_fill(~valid, float("-inf"))], 1)
+        return -(margin_w - torch.logsumexp(logits, 1)).mean()
+    pair = -F.logsigmoid(margin_w[:, None] - margin_l)
+    return (pair * valid).sum() / valid.sum().clamp(min=1)
+
+
+# --------------------------------------------------------------------------- training loops
+
+
+def _batches(n: int, size: int, rng: np.random.Generator):
+    """Endless shuffled mini-batches of row indices."""
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n - size + 1 if n >= size else 1, size):
+            yield order[start : start + size]
+
+
+def _optimiser(model, lr: float, steps: int):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    return opt, sched
+
+
+def train_likelihood(model: OneVision, data: Examples, steps: int, desc: str, lr: float,
+                     replay: Examples | None = None, replay_share: float = 0.0, validate=None,
+                     progress: bool = True) -> pd.DataFrame:
+    """Maximise the weighted log-likelihood of the targets' SIDs (pretraining and SFT).
+
+    ``replay``: examples mixed into every batch (``replay_share`` of it), e.g. pretraining views
+    during SFT. ``validate(model) -> dict`` runs every ``eval_every`` steps. Returns the curve.
+    """
+    cfg = model.cfg
+    rng = np.random.default_rng(cfg.seed)
+    n_replay = int(round(cfg.batch * replay_share)) if replay is not None else 0
+    main = _batches(len(data), cfg.batch - n_replay, rng)
+    extra = _batches(len(replay), n_replay, rng) if n_replay else None
+    opt, sched = _optimiser(model, lr, steps)
+    history = _Curve(model, validate)
+    for step in config.progress(range(1, steps + 1), progress, desc=desc, unit="step"):
+        model.train()
+        batch = data.take(next(main))
+        parts = [batch] + ([replay.take(next(extra))] if extra else [])
+        loss = 0.0
+        for part in parts:
+            logp = model(part.queries, part.targets[:, None], noise=cfg.input_noise)[:, 0]
+            w = torch.as_tensor(part.weights, device=model.device)
+            loss = loss + -(w * logp).sum() / cfg.batch
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        history.add(step, steps, {"loss": loss.item()})
+    return history.finish()
+
+
+def train_dpo(model: OneVision, reference: OneVision, queries: Queries, chosen, rejected, steps: int,
+              validate=None, progress: bool = True) -> pd.DataFrame:
+    """DPO against a frozen ``reference`` (the SFT model); the chosen item's NLL anchors the likelihood."""
+    cfg = model.cfg
+    reference.eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    rng = np.random.default_rng(cfg.seed + 1)
+    if cfg.dpo == "pairwise":  # one row per (chosen, rejected) pair
+        row, col = np.nonzero(rejected >= 0)
+        queries, chosen, rejected = queries.take(row), chosen[row], rejected[row, col][:, None]
+    if len(chosen) == 0:
+        raise ValueError("the logs hold no preference pairs (no session with a click above a non-click)")
+    batches = _batches(len(chosen), min(cfg.batch, len(chosen)), rng)
+    opt, sched = _optimiser(model, cfg.dpo_lr, steps)
+    history = _Curve(model, validate)
+    for step in config.progress(range(1, steps + 1), progress, desc="dpo", unit="step"):
+        model.train()
+        rows = next(batches)
+        q = queries.take(rows)
+        items = np.concatenate([chosen[rows, None], np.maximum(rejected[rows], 0)], 1)
+        pad = torch.as_tensor(rejected[rows] < 0, device=model.device)
+        logp = model(q, items)
+        with torch.no_grad():
+            ref = reference(q, items)
+        rej = logp[:, 1:].masked_fill(pad, float("-inf"))
+        loss = dpo_loss(logp[:, 0], rej, ref[:, 0], ref[:, 1:], cfg.beta, cfg.dpo == "listwise")
+        nll = -logp[:, 0].mean()
+        total = loss + cfg.dpo_nll * nll
+        opt.zero_grad()
+        total.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        history.add(step, steps, {"loss": total.item(), "dpo": loss.item(), "nll": nll.item()})
+    return history.finish()
+
+
+class _Curve:
+    """The training curve; with ``validate``, the checkpoint with the best validation HR@10 is kept
+    (checked every ``eval_every`` steps and at the end, so the stage always ends on a trained model)."""
+
+    def __init__(self, model, validate):
+        self.model, self.validate, self.rows, self.best = model, validate, [], (-np.inf, None, 0)
+
+    def add(self, step, steps, row):
+        row = {"step": step, **row}
+        if self.validate is not None and (step % self.model.cfg.eval_every == 0 or step == steps):
+            row.update(self.validate(self.model))
+            if row["val_hr@10"] > self.best[0]:
+                state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.best = (row["val_hr@10"], state, step)
+        self.rows.append(row)
+
+    def finish(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.rows)
+        if self.best[1] is not None:
+            self.model.load_state_dict(self.best[1])
+            frame["kept"] = frame["step"] == self.best[2]
+        return frame
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def session_queries(logs, embeddings, tokens, history_len: int, with_user: bool = True,
+                    split: str = "test") -> Queries:
+    """The offline test (or val) sessions as queries; their user's training clicks as history."""
+    sessions, hists = _sessions(logs, split)
+    hist = [hists[s] for s in sessions["session"]] if with_user else None
+    return make_queries(embeddings, tokens, sessions["view_id"].to_numpy(), hist, history_len)
+
+
+def _sessions(logs, split):
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    if split == "test":
+        return logs.test_sessions, logs.test_histories
+    return logs.val_sessions, logs.val_histories
+
+
+def evaluate(ranked: np.ndarray, logs, split: str = "test") -> dict:
+    """The notebook-03 metrics of ranked lists (S, k) on the test (or val) sessions, plus validity."""
+    from . import metrics
+
+    test = _sessions(logs, split)[0]
+    row = metrics.ranking_report(ranked, test["ordered"].to_numpy())
+    row["recall_exact@10"] = metrics.hit_rate(ranked, test["intent"].to_numpy(), 10)
+    row["hr@10_clicked"] = metrics.hit_rate(ranked, test["clicked"].to_numpy(), 10)
+    row["valid"] = float((ranked >= 0).mean())
+    return row
+
+
+def latency(model: OneVision, q: Queries, k: int = 10, batch: int = 64) -> pd.DataFrame:
+    """Milliseconds per query of beam search at batch 1 (p50/p95, one query at a time) and in
+    batches of ``batch`` (per query), both on one thread like the cascade's latency."""
+    clock, rows = time.perf_counter, {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = []
+        for i in range(len(q)):
+            t0 = clock()
+            beam_search(model, q.take(slice(i, i + 1)), k)
+            single.append((clock() - t0) * 1000)
+        rows["batch 1"] = {"p50": np.percentile(single, 50), "p95": np.percentile(single, 95)}
+        per = []
+        for start in range(0, len(q), batch):
+            part = q.take(slice(start, start + batch))
+            t0 = clock()
+            beam_search(model, part, k)
+            per.append((clock() - t0) * 1000 / len(part))
+        rows[f"batch {batch}"] = {"p50": np.percentile(per, 50), "p95": np.percentile(per, 95)}
+    finally:
+        torch.set_num_threads(threads)
+    return pd.DataFrame(rows).T
+
+
+# --------------------------------------------------------------------------- new photos
+
+
+def photo_features(catalogue, align_run: dict, pixels, backbone_name: str = "tf_efficientnet_lite0",
+                   weights: str = "offline", device: str = "cpu"):
+    """Global embeddings (N, D) and visual tokens (N, K, D) of new query photos (N, H, W, 3) uint8,
+    computed as notebook 01 computed them (frozen backbone + the alignment head)."""
+    from . import align, backbone
+
+    pixels = np.asarray(pixels)
+    size = catalogue.pixels.shape[1]
+    if pixels.ndim == 3:
+        pixels = pixels[None]
+    if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+        raise ValueError(f"query photos must be {size}×{size} RGB arrays (N, {size}, {size}, 3) like the "
+                         f"catalogue's images, got shape {pixels.shape}: resize or crop them first")
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"query photos must be uint8 pixels (0–255), got {pixels.dtype}")
+    model = backbone.create(backbone_name, weights)
+    trunk = backbone.split(model, align_run["config"].tune_blocks)
+    maps = backbone.feature_maps(trunk, model, pixels, device=device)
+    return align.embed(align_run["head"], maps)
+
+
+# --------------------------------------------------------------------------- the stages
+
+STAGES = ("pretrain", "sft", "dpo")
+_STAGE_FIELDS = {  # which settings each stage's weights depend on (a later stage also on the earlier ones)
+    "pretrain": ("d_model", "encoder_layers", "decoder_layers", "heads", "dropout", "input_noise",
+                 "prior_scale", "history", "task_token", "batch", "lr", "pretrain_steps", "seed"),
+    "sft": ("sft_lr", "sft_steps", "order_weight", "sft_replay"),
+    "dpo": ("dpo", "beta", "dpo_lr", "dpo_nll", "dpo_steps"),
+}
+STAGE_VERSION = 1
+
+
+@dataclass
+class Trained:
+    """One training stage's model, its training curve and where it is cached."""
+
+    stage: str
+    model: OneVision
+    history: pd.DataFrame
+    train_seconds: float
+    artifact: store.Artifact
+
+
+def logs_fingerprint(logs) -> str:
+    """Hash of the training logs and the evaluation sessions a model is trained and checked on."""
+    h = hashlib.sha256()
+    for frame in (logs.train_log, logs.test_sessions, logs.val_sessions):
+        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_model(model: OneVision, path, catalogue_fp: str) -> None:
+    torch.save({"state_dict": model.state_dict(), "sids": codes_fingerprint(model.trie.codes),
+                "catalogue": catalogue_fp, "config": dataclasses.asdict(model.cfg),
+                "n_visual": int(model.visual_pos.shape[0])}, path)
+
+
+def load_model(path, ids, device: str = "cpu") -> OneVision:
+    """A checkpoint, checked against the SIDs it is used with (by hash); ``weights_only`` loading."""
+    saved = torch.load(path, map_location=device, weights_only=True)
+    expected = codes_fingerprint(ids.codes)
+    if saved["sids"] != expected:
+        raise ValueError(f"{path} was trained on other semantic IDs (SID hash {saved['sids']}, catalogue "
+                         f"{saved['catalogue']}), not these ({expected}): its decoder would emit IDs of "
+                         f"other products. Retrain it with gen.train_stages(...) on these SIDs")
+    cfg = GenConfig.from_overrides(saved["config"])
+    model = OneVision(cfg, Trie(ids.codes, ids.sizes), ids.item_vectors, saved["n_visual"])
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
+
+
+def train_stages(catalogue, align_run: dict, ids, logs, overrides: dict | None = None, device: str = "cpu",
+                 progress: bool = True, rebuild: bool = False) -> dict[str, Trained]:
+    """Stages ``gen_pretrain`` → ``gen_sft`` → ``gen_dpo``, each cached with its checkpoint.
+
+    Args:
+        catalogue: the catalogue (its SIDs checked by fingerprint).
+        align_run: ``align.aligned(...)`` (embeddings and visual tokens of every view).
+        ids: ``vrq.semantic_ids(...)`` — the SIDs the model decodes.
+        logs: ``sim.simulate(...)`` — SFT/DPO data and the validation sessions of the curves.
+        overrides: :class:`GenConfig` fields.
+    Returns:
+        ``{"pretrain": Trained, "sft": Trained, "dpo": Trained}``.
+    """
+    cfg = GenConfig.from_overrides(overrides)
+    ids.check(catalogue)
+    emb, tok = align_run["embeddings"], np.asarray(align_run["tokens"], np.float32)
+    trie = Trie(ids.codes, ids.sizes)
+    fps = {"sids": codes_fingerprint(ids.codes), "logs": logs_fingerprint(logs)}
+    catalogue_fp = ids.artifact.meta["catalogue_fingerprint"]
+    val = {user: session_queries(logs, emb, tok, cfg.history, user, "val") for user in (False, True)}
+
+    def validate(with_user):
+        def check(model):
+            r = evaluate(beam_search(model, val[with_user], 10, max(cfg.beam, 10))[0], logs, "val")
+            return {f"val_{k}": r[k] for k in ("hr@10", "mrr@10", "recall_exact@10")}
+        return check
+
+    def train(stage, model, previous):
+        if stage == "pretrain":
+            data = pretraining_examples(catalogue, emb, tok, cfg.history)
+            return train_likelihood(model, data, cfg.pretrain_steps, "pretrain", cfg.lr,
+                                    validate=validate(False), progress=progress)
+        if stage == "sft":
+            data = sft_examples(logs, emb, tok, cfg.history, cfg.order_weight)
+            replay = pretraining_examples(catalogue, emb, tok, cfg.history)
+            return train_likelihood(model, data, cfg.sft_steps, "sft", cfg.sft_lr, replay, cfg.sft_replay,
+                                    validate(True), progress)
+        reference = load_model(previous / "model.pt", ids, device)  # the SFT model, frozen
+        return train_dpo(model, reference, *preference_lists(logs, emb, tok, cfg.history), cfg.dpo_steps,
+                         validate(True), progress)
+
+    def build(folder, stage, previous):
+        torch.manual_seed(cfg.seed)
+        if previous is None:
+            model = OneVision(cfg, trie, ids.item_vectors, tok.shape[1]).to(device)
+        else:  # continue from the previous stage's checkpoint
+            model = load_model(previous / "model.pt", ids, device)
+            model.cfg = cfg
+        started = time.perf_counter()
+        history = train(stage, model, previous)
+        seconds = time.perf_counter() - started
+        save_model(model, folder / "model.pt", catalogue_fp)
+        history.to_csv(folder / "history.csv", index=False)
+        return {"train_seconds": round(seconds, 2)}
+
+    out, upstream, fields, previous = {}, [align_run["artifact"], ids.artifact], (), None
+    for stage in STAGES:
+        fields += _STAGE_FIELDS[stage]
+        params = {**{f: getattr(cfg, f) for f in fields}, **fps}
+        step = functools.partial(build, stage=stage, previous=previous)
+        artifact = store.cached(f"gen_{stage}", params, step,
+                                upstream=upstream, version=STAGE_VERSION, rebuild=rebuild)
+        out[stage] = Trained(stage, load_model(artifact / "model.pt", ids, device),
+                             pd.read_csv(artifact / "history.csv"), artifact.meta["train_seconds"], artifact)
+        upstream, previous = upstream + [artifact], artifact
+    return out

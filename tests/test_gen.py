@@ -1,0 +1,179 @@
+"""The generative model: trie, constrained beam search (vs exhaustive scoring), DPO (vs the formula),
+stage caching and bad input."""
+
+import copy
+import math
+import types
+
+import numpy as np
+import pytest
+import torch
+from conftest import fake_catalogue
+
+from ovkit import gen, mca, sim, store, vrq
+
+TINY = {"d_model": 32, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "history": 4, "dropout": 0.0,
+        "batch": 32, "beam": 8}
+
+
+def random_codes(n=60, sizes=(4, 3, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    space = np.array(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")).reshape(len(sizes), -1).T
+    return space[rng.choice(len(space), n, replace=False)], sizes
+
+
+def tiny_model(n=60, sizes=(4, 3, 5), dim=16, n_visual=2, seed=0, **overrides):
+    codes, sizes = random_codes(n, sizes, seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = gen.OneVision(gen.GenConfig.from_overrides({**TINY, **overrides}), gen.Trie(codes, sizes),
+                          rng.normal(size=(n, dim)).astype(np.float32), n_visual)
+    return model.eval()
+
+
+def tiny_queries(b=5, dim=16, n_visual=2, history=4, n_items=60, seed=1):
+    rng = np.random.default_rng(seed)
+    hist = rng.integers(-1, n_items, size=(b, history))
+    hist[0] = -1  # one query without any history
+    return gen.Queries(rng.normal(size=(b, dim)).astype(np.float32),
+                       rng.normal(size=(b, n_visual, dim)).astype(np.float32), hist, np.ones(b, np.int64))
+
+
+def test_trie_paths_lead_to_their_items_and_reject_unknown_sids():
+    codes, sizes = random_codes(n=40)
+    trie = gen.Trie(codes, sizes)
+    assert np.array_equal(trie.leaf_item[trie.path[:, -1]], np.arange(len(codes)))
+    assert trie.contains(codes).all()
+    space = np.array(np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")).reshape(3, -1).T
+    unused = np.array([c for c in space if not (codes == c).all(1).any()])
+    assert not trie.contains(unused).any()
+    tokens = trie.tokens(np.arange(len(codes)))
+    assert tokens.min() >= 1 and tokens.max() < trie.n_tokens  # 0 is BOS
+    with pytest.raises(ValueError, match="share a semantic ID"):
+        gen.Trie(np.vstack([codes, codes[:1]]), sizes)
+    with pytest.raises(ValueError, match="outside its level"):
+        gen.Trie(codes + 10, sizes)
+
+
+@pytest.mark.parametrize("prior", [0.0, 20.0])
+def test_full_width_beam_search_equals_exhaustive_scoring(prior):
+    model = tiny_model(prior_scale=prior)
+    q = tiny_queries()
+    every = gen.score_all(model, q)  # teacher forcing over all 60 SKUs
+    assert np.allclose(np.logaddexp.reduce(every, axis=1), 0.0, atol=1e-4)  # a distribution over SKUs
+    items, scores = gen.beam_search(model, q, k=10, beam=60)
+    expected = np.argsort(-every, axis=1, kind="stable")[:, :10]
+    assert np.array_equal(np.sort(items, 1), np.sort(expected, 1))
+    assert np.allclose(scores, np.take_along_axis(every, items, 1), atol=1e-4)
+    assert np.allclose(scores, -np.sort(-every, 1)[:, :10], atol=1e-4)
+
+
+def test_narrow_beams_return_only_real_skus():
+    model = tiny_model()
+    q = tiny_queries(b=20)
+    items, scores = gen.beam_search(model, q, k=8, beam=8)
+    assert (items >= 0).all() and np.isfinite(scores).all()
+    assert model.trie.contains(model.trie.codes[items]).all()
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+    free, _ = gen.beam_search(model, q, k=8, beam=8, constrained=False)  # without the trie: may miss
+    assert set(np.unique(free)) <= set(range(60)) | {-1}
+
+
+def test_beam_narrower_than_k_is_refused():
+    with pytest.raises(ValueError, match="smaller than k"):
+        gen.beam_search(tiny_model(), tiny_queries(), k=10, beam=5)
+
+
+def test_dpo_loss_is_the_formula():
+    pc, pr = torch.tensor([-1.0, -2.0]), torch.tensor([[-1.5, -3.0], [-2.5, float("-inf")]])
+    rc, rr = torch.tensor([-1.2, -1.8]), torch.tensor([[-1.0, -2.0], [-2.0, 0.0]])
+    beta = 0.5
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    pairs = [(0, 0), (0, 1), (1, 0)]  # (1, 1) is padding
+    by_hand = [-math.log(sig(beta * ((pc[i] - rc[i]) - (pr[i, j] - rr[i, j])).item())) for i, j in pairs]
+    assert gen.dpo_loss(pc, pr, rc, rr, beta).item() == pytest.approx(np.mean(by_hand), rel=1e-5)
+    listwise = []
+    for i, valid in ((0, [0, 1]), (1, [0])):
+        w = beta * (pc[i] - rc[i]).item()
+        ls = [beta * (pr[i, j] - rr[i, j]).item() for j in valid]
+        listwise.append(-(w - math.log(math.exp(w) + sum(math.exp(x) for x in ls))))
+    listwise_loss = gen.dpo_loss(pc, pr, rc, rr, beta, listwise=True).item()
+    assert listwise_loss == pytest.approx(np.mean(listwise), rel=1e-5)
+    # one rejected per chosen: both forms agree
+    one, one_list = (gen.dpo_loss(pc, pr[:, :1], rc, rr[:, :1], beta, mode) for mode in (False, True))
+    assert one.item() == pytest.approx(one_list.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["pairwise", "listwise"])
+def test_dpo_moves_the_policy_and_never_the_reference(mode):
+    model = tiny_model(dpo=mode, dpo_steps=5, dpo_lr=1e-2)
+    reference = copy.deepcopy(model)
+    before = {k: v.clone() for k, v in reference.state_dict().items()}
+    q = tiny_queries(b=12)
+    chosen = np.arange(12)
+    rejected = np.stack([np.arange(12, 24), np.r_[np.arange(24, 35), -1]], 1)
+    history = gen.train_dpo(model, reference, q, chosen, rejected, 5, progress=False)
+    assert len(history) == 5 and np.isfinite(history["loss"]).all()
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in before.items())
+    assert not all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+@pytest.fixture(scope="module")
+def world():
+    cat, emb = fake_catalogue(n_models=20, colourways=3, query_views=9)
+    cfg = sim.SimConfig(n_users=20, train_sessions=10, test_sessions=2, explore_pool=20)
+    cascade = mca.Cascade(cat, emb, mca.MCAConfig(recall=30, prerank=20))
+    logs = sim.simulate(cat, emb, cfg, retrieve=cascade.retrieve)
+    rng = np.random.default_rng(0)
+    tokens = emb[:, None, :] + 0.1 * rng.normal(size=(len(emb), 2, emb.shape[1])).astype(np.float32)
+    run = {"embeddings": emb, "tokens": tokens, "artifact": store.Artifact("align", "fakealign", None, {})}
+    return cat, emb, logs, run
+
+
+STEPS = {**TINY, "pretrain_steps": 6, "sft_steps": 4, "dpo_steps": 3, "eval_every": 3}
+
+
+def test_stages_train_cache_and_refuse_other_sids(kit_home, world):
+    cat, emb, logs, run = world
+    ids = vrq.semantic_ids(cat, emb, cat.artifact, {"levels": (4, 4), "opq_codes": 2, "opq_size": 8})
+    stages = gen.train_stages(cat, run, ids, logs, STEPS, progress=False)
+    assert list(stages) == ["pretrain", "sft", "dpo"] and all(s.artifact.fresh for s in stages.values())
+    assert "val_hr@10" in stages["sft"].history.dropna().columns
+    q = gen.session_queries(logs, emb, run["tokens"], 4)
+    items, _ = gen.beam_search(stages["dpo"].model, q, 5)
+    assert (items >= 0).all()
+    again = gen.train_stages(cat, run, ids, logs, STEPS, progress=False)  # read back, not retrained
+    assert not any(s.artifact.fresh for s in again.values())
+    assert np.array_equal(gen.beam_search(again["dpo"].model, q, 5)[0], items)
+    changed = gen.train_stages(cat, run, ids, logs, {**STEPS, "dpo_steps": 2}, progress=False)
+    assert not changed["sft"].artifact.fresh and changed["dpo"].artifact.fresh  # only DPO reruns
+    other = vrq.semantic_ids(cat, emb, cat.artifact, {"levels": (8, 4), "opq_codes": 2, "opq_size": 8})
+    with pytest.raises(ValueError, match="other semantic IDs"):
+        gen.load_model(stages["sft"].artifact / "model.pt", other)
+
+
+def test_empty_history_and_no_user_still_give_real_skus(world):
+    cat, emb, logs, run = world
+    model = tiny_model(n=len(cat.items), sizes=(6, 6, 6), dim=emb.shape[1])
+    empty = gen.make_queries(emb, run["tokens"], [0, 1, 2], [[], [], []], 4)
+    assert (empty.history == -1).all() and (empty.task == 1).all()
+    none = gen.make_queries(emb, run["tokens"], [0, 1, 2], None, 4)
+    for q in (empty, none):
+        assert (gen.beam_search(model, q, 5)[0] >= 0).all()
+    with pytest.raises(ValueError, match="3 histories for 2 queries"):
+        gen.make_queries(emb, run["tokens"], [0, 1], [[], [], []], 4)
+
+
+def test_photos_of_the_wrong_size_are_refused():
+    cat = types.SimpleNamespace(pixels=np.zeros((1, 128, 128, 3), np.uint8))
+    with pytest.raises(ValueError, match="128×128"):
+        gen.photo_features(cat, {}, np.zeros((2, 96, 96, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        gen.photo_features(cat, {}, np.zeros((2, 128, 128, 3), np.float32))
+
+
+def test_bad_settings():
+    for override, message in (({"dpo": "ranked"}, "pairwise"), ({"d_model": 30, "heads": 4}, "multiple"),
+                               ({"sft_replay": 1.0}, "sft_replay"), ({"depth": 3}, "unknown GEN")):
+        with pytest.raises(ValueError, match=message):
+            gen.GenConfig.from_overrides(override)
