@@ -77,12 +77,16 @@ class AlignHead(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.token_norm = nn.LayerNorm(dim)
 
-    def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """maps (B,C,h,w) → embedding (B,dim) L2-normalised, tokens (B,K,dim)."""
+    def forward(self, maps: torch.Tensor, attention: bool = False):
+        """maps (B,C,h,w) → embedding (B,dim) L2-normalised, tokens (B,K,dim) [, where each visual
+        token looks: attention (B,K,h,w) averaged over heads]."""
         x = self.tuned(maps.float())
+        h, w = x.shape[-2:]
         x = self.proj(self.dropout(x.flatten(2).transpose(1, 2))) + self.pos  # (B, h*w, dim)
-        pooled, _ = self.attn(self.queries.expand(len(x), -1, -1), x, x)  # (B, 1+K, dim)
+        pooled, weights = self.attn(self.queries.expand(len(x), -1, -1), x, x)  # (B, 1+K, dim)
         embedding = F.normalize(self.out(pooled[:, 0] + x.mean(1)), dim=-1)
+        if attention:
+            return embedding, self.token_norm(pooled[:, 1:]), weights[:, 1:].reshape(len(x), -1, h, w)
         return embedding, self.token_norm(pooled[:, 1:])
 
 
@@ -176,6 +180,15 @@ def embed(head: AlignHead, maps, view_ids=None, batch_size: int = 512):
         embs.append(e.cpu().numpy())
         toks.append(t.half().cpu().numpy())
     return np.concatenate(embs), np.concatenate(toks)
+
+
+@torch.no_grad()
+def token_attention(head: AlignHead, maps, view_ids) -> np.ndarray:
+    """Where each visual token of the given views looks on the feature map: (N, K, h, w), rows sum to 1."""
+    head.eval()
+    device = next(head.parameters()).device
+    x = torch.from_numpy(np.asarray(maps[np.asarray(view_ids)])).to(device)
+    return head(x, attention=True)[2].cpu().numpy()
 
 
 def make_head(cfg: AlignConfig, maps, tuned: nn.Module | None = None) -> AlignHead:

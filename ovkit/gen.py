@@ -234,21 +234,29 @@ class OneVision(nn.Module):
     def device(self):
         return self.sid_tokens.device
 
-    def encode(self, q: Queries, noise: float = 0.0) -> Memory:
-        """Encoder memory (B, T, d), its padding mask (B, T) (True = ignore) and the output prior."""
+    def encode(self, q: Queries, noise: float = 0.0, visual_keep=None) -> Memory:
+        """Encoder memory (B, T, d), its padding mask (B, T) (True = ignore) and the output prior.
+
+        ``visual_keep`` (B, K) bool: visual tokens to keep (token pruning, notebook 05); a token no
+        query keeps is not computed at all.
+        """
         dev = self.device
         g = torch.as_tensor(q.global_, dtype=torch.float32, device=dev)
         v = torch.as_tensor(q.visual, dtype=torch.float32, device=dev)
         if noise:  # train photos' features were fitted by the alignment head: blur them a little
             g = g + noise * torch.randn_like(g) * g.std()
             v = v + noise * torch.randn_like(v) * v.std()
+        keep = torch.ones(v.shape[:2], dtype=torch.bool, device=dev) if visual_keep is None \
+            else torch.as_tensor(visual_keep, dtype=torch.bool, device=dev)
+        columns = keep.any(0)
+        v, keep, visual_pos = v[:, columns], keep[:, columns], self.visual_pos[columns]
         hist = torch.as_tensor(q.history, dtype=torch.long, device=dev)
         hist = hist[:, (hist >= 0).any(0)]  # drop columns no query fills (pretraining: all of them)
         empty = hist < 0
         items = self.token(self.sid_tokens[hist.clamp(min=0)]).sum(-2)  # an SKU = the sum of its SID tokens
         items = items + self.history_pos[self.cfg.history - hist.shape[1]:]
-        parts = [self.global_in(g)[:, None], self.visual_in(v) + self.visual_pos, items]
-        masks = [torch.zeros(len(g), 1 + v.shape[1], dtype=torch.bool, device=dev), empty]
+        parts = [self.global_in(g)[:, None], self.visual_in(v) + visual_pos, items]
+        masks = [torch.zeros(len(g), 1, dtype=torch.bool, device=dev), ~keep, empty]
         if self.cfg.task_token:
             parts.append(self.task(torch.as_tensor(q.task, dtype=torch.long, device=dev))[:, None])
             masks.append(torch.zeros(len(g), 1, dtype=torch.bool, device=dev))
@@ -312,12 +320,14 @@ class OneVision(nn.Module):
 
 @torch.no_grad()
 def beam_search(model: OneVision, q: Queries, k: int = 10, beam: int | None = None, batch_size: int = 256,
-                constrained: bool = True):
+                constrained: bool = True, visual_keep=None, width=None, stats: dict | None = None):
     """Top-``k`` SKUs per query by beam search masked with the SID trie (every result is a real SKU).
 
     Returns (items (B, k) int64, log-probabilities (B, k)); a slot no beam could fill holds -1 / -inf.
     ``constrained=False`` drops the trie mask (to show why it is there): a decoded path that is no
-    SKU's SID comes back as -1.
+    SKU's SID comes back as -1. Pruning hooks (``ovkit.prune``): ``visual_keep`` (B, K) bool, the
+    visual tokens to encode; ``width(level, scores (b, beam)) -> int``, how many of the best beams
+    to carry on after each level. ``stats`` collects the encoder tokens and decoder rows computed.
     """
     beam = beam or model.cfg.beam
     if beam < k:
@@ -326,28 +336,39 @@ def beam_search(model: OneVision, q: Queries, k: int = 10, beam: int | None = No
     model.eval()
     items, scores = [], []
     for start in range(0, len(q), batch_size):
-        i, s = _beam_batch(model, q.take(slice(start, start + batch_size)), k, beam, constrained)
+        part = slice(start, start + batch_size)
+        keep = None if visual_keep is None else np.asarray(visual_keep)[part]
+        i, s = _beam_batch(model, q.take(part), k, beam, constrained, keep, width, stats)
         items.append(i)
         scores.append(s)
     return np.concatenate(items), np.concatenate(scores)
 
 
-def _beam_batch(model: OneVision, q: Queries, k: int, beam: int, constrained: bool = True):
+def _beam_batch(model: OneVision, q: Queries, k: int, beam: int, constrained: bool = True, visual_keep=None,
+                width=None, stats=None):
     trie, dev = model.trie, model.device
-    mem = model.encode(q)
+    mem = model.encode(q, visual_keep=visual_keep)
     b = len(q)
-    memory, mask = mem.memory.repeat_interleave(beam, 0), mem.mask.repeat_interleave(beam, 0)
-    rows = torch.arange(b, device=dev).repeat_interleave(beam)
-    score = torch.full((b, beam), float("-inf"), device=dev)
-    score[:, 0] = 0.0  # all beams start at the root; only one is alive
-    node = torch.zeros(b, beam, dtype=torch.long, device=dev)  # -1: a prefix no SKU has (unconstrained)
-    prefix = torch.zeros(b, beam, 0, dtype=torch.long, device=dev)
+    score = torch.full((b, 1), 0.0, device=dev)  # one live beam per query: the root
+    node = torch.zeros(b, 1, dtype=torch.long, device=dev)  # -1: a prefix no SKU has (unconstrained)
+    prefix = torch.zeros(b, 1, 0, dtype=torch.long, device=dev)
+    if stats is not None:
+        stats["encoder_tokens"] = stats.get("encoder_tokens", 0) + int((~mem.mask).sum())
     for level in range(trie.depth):
-        hidden = model.decode(memory, mask, prefix.reshape(b * beam, level))[:, -1]
+        n = score.shape[1]  # beams carried into this level
+        memory, mask = mem.memory.repeat_interleave(n, 0), mem.mask.repeat_interleave(n, 0)
+        rows = torch.arange(b, device=dev).repeat_interleave(n)
+        hidden = model.decode(memory, mask, prefix.reshape(b * n, level))[:, -1]
         logp = model.level_logprobs(hidden, level, node.reshape(-1), mem.prior, rows, constrained)
-        logp = logp.view(b, beam, -1)
-        total = (score[..., None] + logp).reshape(b, -1)  # dead beams and invalid codes stay -inf
-        score, flat = total.topk(beam, dim=1)
+        logp = logp.view(b, n, -1)
+        if stats is not None:
+            stats["decoder_rows"] = stats.get("decoder_rows", 0) + b * n
+        total = (score[..., None] + logp).reshape(b, -1)  # invalid codes stay -inf
+        keep = min(beam, total.shape[1])
+        score, flat = total.topk(keep, dim=1)
+        if width is not None and level < trie.depth - 1:  # pruning: fewer beams into the next level
+            w = max(1, min(keep, int(width(level, score))))
+            score, flat = score[:, :w], flat[:, :w]
         parent, code = flat // logp.shape[-1], flat % logp.shape[-1]
         child = torch.as_tensor(trie.child[level], device=dev)
         was = node.gather(1, parent)
@@ -356,6 +377,10 @@ def _beam_batch(model: OneVision, q: Queries, k: int, beam: int, constrained: bo
                             (code + int(trie.offsets[level]))[..., None]], 2)
     leaf = torch.as_tensor(trie.leaf_item, device=dev)[node.clamp(min=0)]
     items = torch.where(torch.isfinite(score) & (node >= 0), leaf, torch.full_like(leaf, -1))
+    if items.shape[1] < k:  # fewer SKUs than k under the live beams
+        pad = k - items.shape[1]
+        items = F.pad(items, (0, pad), value=-1)
+        score = F.pad(score, (0, pad), value=float("-inf"))
     return items[:, :k].cpu().numpy(), score[:, :k].cpu().numpy()
 
 
