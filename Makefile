@@ -47,6 +47,7 @@ lab: setup
 
 bench: data
 	$(PY) benchmarks/catalogue.py
+	$(PY) benchmarks/latency.py --profile $(PROFILE)
 
 # Re-execute the notebooks in place with their (smoke) defaults, to refresh committed outputs.
 notebooks: data
