@@ -634,9 +634,7 @@ def latency(model: OneVision, q: Queries, k: int = 10, batch: int = 64) -> pd.Da
     """Milliseconds per query of beam search at batch 1 (p50/p95, one query at a time) and in
     batches of ``batch`` (per query), both on one thread like the cascade's latency."""
     clock, rows = time.perf_counter, {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with config.one_torch_thread():
         single = []
         for i in range(len(q)):
             t0 = clock()
@@ -650,8 +648,6 @@ def latency(model: OneVision, q: Queries, k: int = 10, batch: int = 64) -> pd.Da
             beam_search(model, part, k)
             per.append((clock() - t0) * 1000 / len(part))
         rows[f"batch {batch}"] = {"p50": np.percentile(per, 50), "p95": np.percentile(per, 95)}
-    finally:
-        torch.set_num_threads(threads)
     return pd.DataFrame(rows).T
 
 

@@ -127,9 +127,7 @@ def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, k: int = 10, rep
     times = np.zeros((len(policies), n))
     counts = [{} for _ in policies]
     batched = np.zeros(len(policies))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with config.one_torch_thread():
         for i in range(min(20, n)):  # warm-up: a process's first searches run slow (allocator, caches)
             search(model, q.take(slice(i, i + 1)), policies[0], k)
         for i in config.progress(range(n), desc="latency", unit="query"):
@@ -147,8 +145,6 @@ def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, k: int = 10, rep
             for start in range(0, len(part), batch):
                 search(model, part.take(slice(start, start + batch)), policy, k)
             batched[p] = (time.perf_counter() - t0) * 1000 / len(part)
-    finally:
-        torch.set_num_threads(threads)
     frame = pd.DataFrame(rows)
     frame["latency_ms"] = np.median(times, axis=1)
     frame[f"batch{batch}_ms"] = batched

@@ -723,14 +723,8 @@ def rq_vae(vectors: np.ndarray, warm: np.ndarray, budget, steps: int = 1500, lat
     Codebooks start from k-means of the first encoder outputs; a code unused for 100 steps is reset
     to a random residual of the current batch (both against codebook collapse).
     """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small runs faster on one thread than on two
-    try:
+    with config.one_torch_thread():  # a model this small runs faster on one thread than on two
         return _train_rq_vae(vectors, warm, budget, steps, latent, hidden, beta, seed, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train_rq_vae(vectors, warm, budget, steps, latent, hidden, beta, seed, progress) -> Codes:
