@@ -58,3 +58,46 @@ def mean_ci(values, baseline=None, level: float = 0.95, resamples: int = 2000, s
     ci = bootstrap(data, stat, paired=baseline is not None, confidence_level=level, n_resamples=resamples,
                    method="percentile", rng=np.random.default_rng(seed)).confidence_interval
     return float(stat(*data, axis=-1)), float(ci.low), float(ci.high)
+
+
+def _ratio(units, axis=-1):
+    """Σ numerator / Σ denominator of per-unit rows (2, …, n) along ``axis``."""
+    return units[0].sum(axis) / units[1].sum(axis)
+
+
+def ratio_ci(numerator, denominator, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple:
+    """A ratio metric Σ numerator / Σ denominator (e.g. clicks / exposures) with a percentile
+    bootstrap CI that resamples whole units (users): their sessions are not independent.
+    Returns (estimate, low, high)."""
+    from scipy.stats import bootstrap
+
+    units = np.stack([np.asarray(numerator, float), np.asarray(denominator, float)])
+    ci = bootstrap((units,), _ratio, axis=-1, confidence_level=level, n_resamples=resamples,
+                   method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return float(_ratio(units)), float(ci.low), float(ci.high)
+
+
+def lift_ci(control: tuple, treatment: tuple, paired: bool, level: float = 0.95, resamples: int = 2000,
+            seed: int = 0) -> tuple:
+    """Relative lift of a ratio metric, treatment over control: ratio_T / ratio_C − 1.
+
+    ``control`` and ``treatment`` are (numerator, denominator) arrays per unit (user). ``paired``:
+    the same units saw both arms (unit i of one arm is unit i of the other; resampled together);
+    otherwise the arms' units are resampled independently. Percentile bootstrap; returns
+    (estimate, low, high).
+    """
+    from scipy.stats import bootstrap
+
+    c = np.stack([np.asarray(a, float) for a in control])
+    t = np.stack([np.asarray(a, float) for a in treatment])
+    if paired and c.shape != t.shape:
+        raise ValueError(f"a paired lift needs the same units in both arms, got {c.shape[1]} and "
+                         f"{t.shape[1]}")
+
+    def lift(c, t, axis=-1):
+        with np.errstate(divide="ignore", invalid="ignore"):  # a resample with no control events: ±inf
+            return _ratio(t, axis) / _ratio(c, axis) - 1
+
+    ci = bootstrap((c, t), lift, paired=paired, axis=-1, confidence_level=level, n_resamples=resamples,
+                   method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return float(lift(c, t)), float(ci.low), float(ci.high)

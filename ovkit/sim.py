@@ -13,6 +13,8 @@ preferences, intents — is never handed to a model, only the logs it produces.
 - **Offline target** of a test session: the SKU the user would order if shown everything —
   sampled ∝ relevance · appeal · price_fit over the whole catalogue, so it does not depend on what
   a logging policy happened to show (the clicked target likewise, without the price term).
+- **Online A/B test** (notebook 06): fresh shoppers (a new seed) with a warm-up history, served
+  in turn by each arm; the simulator's clicks and orders give CTR, CVR and orders per session.
 """
 
 from __future__ import annotations
@@ -243,6 +245,23 @@ def logging_policy(scores: np.ndarray, candidates: np.ndarray, k: int, explore: 
     return np.take_along_axis(candidates, order, 1)
 
 
+def logged(world: World, sessions: pd.DataFrame, retrieve, seed: int) -> pd.DataFrame:
+    """Serve ``sessions`` with the logging policy (a noisy top-k of the first ``explore_pool``
+    candidates of ``retrieve``) and log the shoppers' reactions (one row per exposure)."""
+    cfg = world.cfg
+    pool = max(cfg.explore_pool, cfg.list_size)
+    cand, scores = retrieve(sessions["view_id"].to_numpy())
+    cand, scores = cand[:, :pool], scores[:, :pool]
+    served = logging_policy(scores, cand, cfg.list_size, cfg.explore, seed=cfg.seed)
+    clicks, orders = react(world, sessions, served, seed=seed)
+    return log_sessions(sessions, served, clicks, orders)
+
+
+def _warm_views(catalogue) -> pd.DataFrame:
+    """Views of SKUs that are not cold (sessions start from these)."""
+    return catalogue.views[~catalogue.items["cold"].to_numpy()[catalogue.views["item_id"].to_numpy()]]
+
+
 @dataclass
 class Logs:
     """What one simulation produces: the world (hidden), training logs, test sessions and targets."""
@@ -267,17 +286,13 @@ def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=No
     from .align import VisualRecall
 
     world = make_world(catalogue.items, cfg)
-    pool = max(cfg.explore_pool, cfg.list_size)
     if retrieve is None:
+        pool = max(cfg.explore_pool, cfg.list_size)
         recall = VisualRecall(catalogue, view_embeddings)
         retrieve = lambda ids: recall.search(view_embeddings[ids], pool)  # noqa: E731
-    warm_views = catalogue.views[~catalogue.items["cold"].to_numpy()[catalogue.views["item_id"].to_numpy()]]
+    warm_views = _warm_views(catalogue)
     train = draw_sessions(world, warm_views, "train", cfg.train_sessions, seed=1)
-    cand, scores = retrieve(train["view_id"].to_numpy())
-    cand, scores = cand[:, :pool], scores[:, :pool]
-    served = logging_policy(scores, cand, cfg.list_size, cfg.explore, seed=cfg.seed)
-    clicks, orders = react(world, train, served, seed=1)
-    log = log_sessions(train, served, clicks, orders)
+    log = logged(world, train, retrieve, seed=1)
     test = draw_sessions(world, warm_views, "test", cfg.test_sessions, seed=2)
     test["session"] += len(train)
     test["ordered"], test["clicked"] = offline_targets(world, test, np.arange(len(catalogue.items)), seed=2)
@@ -288,3 +303,133 @@ def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=No
     base = histories(log)
     return Logs(world, train, log, test, session_histories(train, log),
                 session_histories(test, None, base=base), val, session_histories(val, None, base=base))
+
+
+# --------------------------------------------------------------------------- online A/B test (notebook 06)
+
+
+@dataclass(frozen=True)
+class ABConfig:
+    """Simulated online A/B test settings (kit choices)."""
+
+    users: int = 1000  # fresh shoppers: a new draw of tastes, none of them in the training logs
+    sessions: int = 8  # test sessions per shopper, in order: each sees the clicks of the earlier ones
+    warmup: int = 20  # sessions per shopper before the test, served by the logging policy (their history)
+    design: str = "paired"  # paired: each shopper meets both arms (two copies of the world); split: half each
+    resamples: int = 2000  # bootstrap resamples (of whole shoppers) for the confidence intervals
+    seed: int = 1  # must differ from SIM's seed, so users and sessions are new
+
+    @classmethod
+    def from_overrides(cls, overrides: dict | None) -> ABConfig:
+        cfg = with_overrides(cls, overrides, "AB")
+        if cfg.design not in ("paired", "split"):
+            raise ValueError(f"AB design must be 'paired' or 'split', got {cfg.design!r}")
+        for name in ("users", "sessions", "resamples"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"AB {name} must be >= 1, got {getattr(cfg, name)}")
+        if cfg.warmup < 0:
+            raise ValueError(f"AB warmup must be >= 0, got {cfg.warmup}")
+        return cfg
+
+
+@dataclass
+class ABTest:
+    """The A/B test's sessions, one row per (arm, session): user, step, intent, photo, and the
+    exposures, clicks and orders it produced."""
+
+    sessions: pd.DataFrame
+    design: str
+    resamples: int = 2000
+
+    # metric → (numerator, denominator) columns of per_user(); n = sessions
+    METRICS = {"ctr": ("clicks", "exposures"), "cvr": ("orders", "clicks"),
+               "orders_per_session": ("orders", "n")}
+
+    def per_user(self, arm: str) -> pd.DataFrame:
+        """Totals per user of one arm (rows sorted by user, so paired arms line up)."""
+        rows = self.sessions[self.sessions["arm"] == arm]
+        if rows.empty:
+            raise ValueError(f"no arm {arm!r}; arms: {', '.join(self.sessions['arm'].unique())}")
+        totals = rows.groupby("user")[["exposures", "clicks", "orders"]].sum()
+        return totals.assign(n=rows.groupby("user").size())
+
+    def summary(self) -> pd.DataFrame:
+        """Per arm: users, sessions, and each metric with its bootstrap 95% CI (resampling users)."""
+        from .metrics import ratio_ci
+
+        out = {}
+        for arm in self.sessions["arm"].unique():
+            users = self.per_user(arm)
+            row = {"users": len(users), "sessions": int(users["n"].sum())}
+            for name, (num, den) in self.METRICS.items():
+                row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = ratio_ci(
+                    users[num], users[den], resamples=self.resamples)
+            out[arm] = row
+        return pd.DataFrame(out).T
+
+    def lift(self, control: str, treatment: str) -> pd.DataFrame:
+        """Relative lift (treatment / control − 1) of each metric with its bootstrap 95% CI."""
+        from .metrics import lift_ci
+
+        c, t = self.per_user(control), self.per_user(treatment)
+        rows = {}
+        for name, (num, den) in self.METRICS.items():
+            est, low, high = lift_ci((c[num], c[den]), (t[num], t[den]), paired=self.design == "paired",
+                                     resamples=self.resamples)
+            rows[name] = {"lift": est, "ci_low": low, "ci_high": high}
+        return pd.DataFrame(rows).T
+
+
+def ab_test(catalogue, arms: dict, sim_cfg: SimConfig, ab: ABConfig, retrieve) -> ABTest:
+    """Serve fresh shoppers' sessions with each arm and let the simulator react.
+
+    ``arms``: name → ``serve(view_ids, histories) -> (S, list_size) SKU ids``, histories being one
+    list of SKU ids per session (oldest first). Shoppers come from a new world (``ab.seed``); before
+    the test each gets ``ab.warmup`` sessions served by the logging policy over ``retrieve`` (their
+    history), then ``ab.sessions`` test sessions on warm SKUs' test photos, in order: a session's
+    history is the warm-up plus the clicks this arm earned in the shopper's earlier sessions.
+    ``paired``: every shopper meets every arm, and a session's click/order dice are the same in all
+    arms (common random numbers), so only the served lists differ. ``split``: shoppers are assigned
+    to arms at random, as in a real A/B test (wider intervals).
+    """
+    import dataclasses
+
+    from .config import progress
+
+    if ab.seed == sim_cfg.seed:
+        raise ValueError(f"AB seed ({ab.seed}) equals SIM seed: the A/B test's shoppers would be the "
+                         f"training logs' shoppers. Pick another AB seed.")
+    if not arms:
+        raise ValueError("ab_test needs at least one arm")
+    world = make_world(catalogue.items, dataclasses.replace(sim_cfg, n_users=ab.users, seed=ab.seed))
+    views = _warm_views(catalogue)
+    base = {}
+    if ab.warmup:
+        warmup = draw_sessions(world, views, "train", ab.warmup, seed=5)
+        base = histories(logged(world, warmup, retrieve, seed=5))
+    test = draw_sessions(world, views, "test", ab.sessions, seed=6)
+    test["step"] = test.groupby("user").cumcount()
+    names = list(arms)
+    if ab.design == "paired":
+        members = {name: np.arange(ab.users) for name in names}
+    else:
+        order = np.random.default_rng([ab.seed, 9]).permutation(ab.users)
+        members = {name: np.sort(order[i:: len(names)]) for i, name in enumerate(names)}
+    clicked = {name: {u: list(base.get(u, [])) for u in members[name]} for name in names}
+    rows = []
+    for step in progress(range(ab.sessions), desc="A/B sessions", unit="step"):
+        now = test[test["step"] == step]
+        for name in names:
+            part = now[now["user"].isin(members[name])]
+            hist = [clicked[name][u] for u in part["user"]]
+            served = np.asarray(arms[name](part["view_id"].to_numpy(), hist))
+            if served.shape != (len(part), sim_cfg.list_size):
+                raise ValueError(f"arm {name!r} served lists of shape {served.shape}, expected "
+                                 f"{(len(part), sim_cfg.list_size)} (one list of list_size SKUs per session)")
+            clicks, orders = react(world, part, served, seed=100 + step)  # same dice for every arm
+            for user, items, hit in zip(part["user"], served, clicks, strict=True):
+                clicked[name][user].extend(items[hit].tolist())
+            exact = (clicks & (served == part[["intent"]].to_numpy())).any(1)  # clicked the SKU in the photo
+            rows.append(part.assign(arm=name, exposures=served.shape[1], clicks=clicks.sum(1),
+                                    orders=orders.sum(1), exact_click=exact))
+    return ABTest(pd.concat(rows, ignore_index=True), ab.design, ab.resamples)

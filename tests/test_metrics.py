@@ -39,3 +39,35 @@ def test_confidence_intervals_cover_the_mean_and_shrink_with_data():
     same = metrics.mean_ci(large, baseline=large)  # paired difference of a system with itself
     assert same == (0.0, 0.0, 0.0)
     assert metrics.hits(np.array([[1, 2], [3, 4]]), np.array([2, 5]), 2).tolist() == [1.0, 0.0]
+
+
+def _delta_se(num, den):
+    """Delta-method standard error of Σnum/Σden over independent units (the oracle)."""
+    n, ratio = len(num), num.sum() / den.sum()
+    return np.sqrt(np.var(num - ratio * den, ddof=1) / n) / den.mean()
+
+
+def test_ratio_and_lift_intervals_match_the_delta_method():
+    rng = np.random.default_rng(1)
+    n = 4000
+    exposures = rng.integers(5, 40, size=(2, n)).astype(float)  # per user, two independent arms
+    clicks = rng.binomial(exposures.astype(int), [[0.05], [0.06]]).astype(float)
+    est, low, high = metrics.ratio_ci(clicks[0], exposures[0])
+    se = _delta_se(clicks[0], exposures[0])
+    assert est == pytest.approx(clicks[0].sum() / exposures[0].sum())
+    assert (low, high) == pytest.approx((est - 1.96 * se, est + 1.96 * se), abs=0.3 * se)
+    lift, low, high = metrics.lift_ci((clicks[0], exposures[0]), (clicks[1], exposures[1]), paired=False)
+    r_c, r_t = clicks[0].sum() / exposures[0].sum(), clicks[1].sum() / exposures[1].sum()
+    assert lift == pytest.approx(r_t / r_c - 1)
+    # delta method for a ratio of independent ratios: se(log lift)² = (se_t/r_t)² + (se_c/r_c)²
+    se_log = np.hypot(_delta_se(clicks[1], exposures[1]) / r_t, se / r_c)
+    expected = (r_t / r_c * np.exp(-1.96 * se_log) - 1, r_t / r_c * np.exp(1.96 * se_log) - 1)
+    assert (low, high) == pytest.approx(expected, abs=0.012)
+    assert low > 0  # a true +20% lift on 4,000 users per arm is found
+    # pairing: the same users in both arms with correlated outcomes narrows the interval
+    shared = rng.binomial(exposures[0].astype(int), 0.05).astype(float)
+    paired = metrics.lift_ci((shared, exposures[0]), (shared + (rng.random(n) < 0.2), exposures[0]), paired=True)
+    unpaired = metrics.lift_ci((shared, exposures[0]), (shared + (rng.random(n) < 0.2), exposures[0]), paired=False)
+    assert paired[2] - paired[1] < (unpaired[2] - unpaired[1]) / 2
+    with pytest.raises(ValueError, match="same units"):
+        metrics.lift_ci((clicks[0], exposures[0]), (clicks[1][:10], exposures[1][:10]), paired=True)

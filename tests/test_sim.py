@@ -111,3 +111,85 @@ def test_recall_adds_the_other_colourways_of_the_best_matches(world):
         siblings = set(cat.items[np.isin(model, model[top[:3]])]["item_id"])
         assert siblings <= set(row) and len(set(row)) == 12
     assert (np.diff(scores, axis=1) <= 1e-6).all()  # still best first
+
+
+AB = sim.ABConfig(users=60, sessions=4, warmup=5, resamples=500)
+
+
+def _oracle(cat):
+    """A server that knows the simulator's secret: the SKU in the photo first, then its siblings."""
+    item_of = cat.views.set_index("view_id")["item_id"]
+    model = cat.items["model_id"].to_numpy()
+
+    def serve(view_ids, histories):
+        rows = []
+        for v in view_ids:
+            intent = item_of[v]
+            others = [i for i in np.argsort(model != model[intent], kind="stable") if i != intent]
+            rows.append([intent] + others[:9])
+        return np.array(rows)
+    return serve
+
+
+def _random(cat, seed=0):
+    rng = np.random.default_rng(seed)
+    return lambda view_ids, histories: np.stack([rng.choice(len(cat.items), 10, replace=False) for _ in view_ids])
+
+
+def test_ab_paired_identical_arms_tie_exactly_and_a_better_arm_wins(world):
+    cat, emb, _ = world
+    retrieve = mca.Cascade(cat, emb, MCA).retrieve
+    oracle = _oracle(cat)
+    same = sim.ab_test(cat, {"a": oracle, "b": oracle}, CFG, AB, retrieve)
+    lift = same.lift("a", "b")
+    assert (lift.to_numpy() == 0).all()  # common random numbers: the same lists get the same reactions
+    result = sim.ab_test(cat, {"random": _random(cat), "oracle": oracle}, CFG, AB, retrieve)
+    summary = result.summary()
+    assert summary.loc["oracle", "ctr"] > 2 * summary.loc["random", "ctr"]
+    assert summary.loc["random", "ctr_ci_low"] < summary.loc["random", "ctr"] < summary.loc["random", "ctr_ci_high"]
+    assert int(summary.loc["oracle", "sessions"]) == AB.users * AB.sessions
+    lift = result.lift("random", "oracle")
+    assert lift.loc["ctr", "ci_low"] > 0.5 and lift.loc["orders_per_session", "ci_low"] > 0
+    assert (result.sessions["orders"] <= result.sessions["clicks"]).all()
+
+
+def test_ab_split_assigns_each_user_to_one_arm(world):
+    cat, emb, _ = world
+    retrieve = mca.Cascade(cat, emb, MCA).retrieve
+    oracle = _oracle(cat)
+    result = sim.ab_test(cat, {"a": oracle, "b": oracle}, CFG, sim.ABConfig(**{**AB.__dict__, "design": "split"}),
+                         retrieve)
+    arms_per_user = result.sessions.groupby("user")["arm"].nunique()
+    assert (arms_per_user == 1).all() and len(arms_per_user) == AB.users
+    lift = result.lift("a", "b")
+    assert (lift["ci_low"] < 0).all() and (lift["ci_high"] > 0).all()  # an A/A test finds nothing
+
+
+def test_ab_histories_are_the_warmup_plus_the_arms_own_clicks(world):
+    cat, emb, _ = world
+    seen = []
+
+    def recorder(view_ids, histories):
+        seen.append([list(h) for h in histories])
+        return _random(cat, len(seen))(view_ids, histories)
+    result = sim.ab_test(cat, {"only": recorder}, CFG, AB, mca.Cascade(cat, emb, MCA).retrieve)
+    sessions = result.sessions
+    assert any(len(h) for h in seen[0])  # the warm-up gave shoppers a history
+    for step in range(1, AB.sessions):
+        clicks = sessions[sessions["step"] == step - 1]["clicks"].to_numpy()
+        grown = [len(after) - len(before) for before, after in zip(seen[step - 1], seen[step], strict=True)]
+        assert grown == clicks.tolist()
+        assert all(after[: len(before)] == before for before, after in zip(seen[step - 1], seen[step], strict=True))
+
+
+def test_ab_refuses_bad_settings(world):
+    cat, emb, _ = world
+    retrieve = mca.Cascade(cat, emb, MCA).retrieve
+    with pytest.raises(ValueError, match="equals SIM seed"):
+        sim.ab_test(cat, {"a": _oracle(cat)}, CFG, sim.ABConfig(users=5, sessions=1, seed=CFG.seed), retrieve)
+    with pytest.raises(ValueError, match="served lists of shape"):
+        sim.ab_test(cat, {"a": lambda v, h: np.zeros((len(v), 3), int)}, CFG, AB, retrieve)
+    with pytest.raises(ValueError, match="paired' or 'split"):
+        sim.ABConfig.from_overrides({"design": "both"})
+    with pytest.raises(ValueError, match="unknown AB"):
+        sim.ABConfig.from_overrides({"user": 5})

@@ -1,0 +1,95 @@
+"""Everything notebooks 00-04 build, loaded from the stage cache in one call (notebooks 05-06, benchmarks).
+
+``load(params)`` takes the notebooks' parameter names (``N_MODELS``, ``ALIGN``, ``GEN``, …, as in a
+``params/<profile>.yaml``) and returns the catalogue, the aligned embeddings, the SIDs, the fitted
+cascade, the simulator's logs and the three OneVision stages. Missing stages are built on demand,
+exactly as the notebooks build them, so the same parameters always give the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REQUIRED = ("N_MODELS", "COLOURWAYS", "QUERY_VIEWS", "COLD_FRACTION", "SEED")
+DEFAULTS = {"RENDER": {}, "DATA_SOURCE": "", "BACKBONE": "tf_efficientnet_lite0", "WEIGHTS": "offline",
+            "ALIGN": {}, "DEVICE": "", "VRQ": {}, "SIM": {}, "MCA": {}, "GEN": {}}
+
+
+@dataclass
+class Pipeline:
+    """What notebooks 00-04 produce, for one set of parameters."""
+
+    params: dict
+    catalogue: object  # data.Catalogue
+    maps: np.ndarray  # the feature maps the alignment head reads (frozen trunk, or its tuned copy)
+    align_run: dict  # align.aligned(...): head, embeddings, tokens, artifact
+    ids: object  # vrq.SemanticIDs
+    cascade: object  # mca.Cascade, fitted on the training logs
+    logs: object  # sim.Logs
+    stages: dict  # "pretrain" / "sft" / "dpo" → gen.Trained
+    gen_cfg: object  # gen.GenConfig
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        return self.align_run["embeddings"]
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return np.asarray(self.align_run["tokens"], np.float32)
+
+    @property
+    def model(self):
+        """The final OneVision model (after DPO)."""
+        return self.stages["dpo"].model
+
+    def queries(self, split: str = "test", with_user: bool = True):
+        """gen.Queries of the test (or validation) sessions."""
+        from . import gen
+
+        return gen.session_queries(self.logs, self.embeddings, self.tokens, self.gen_cfg.history,
+                                   with_user=with_user, split=split)
+
+
+def profile_params(profile: str) -> dict:
+    """The parameters of ``params/<profile>.yaml``."""
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "params" / f"{profile}.yaml"
+    if not path.exists():
+        names = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ValueError(f"no profile {profile!r}: {path} does not exist (profiles: {', '.join(names)})")
+    return yaml.safe_load(path.read_text())
+
+
+def load(params: dict) -> Pipeline:
+    """Load (or build) notebooks 00-04's artifacts for notebook-style ``params``.
+
+    Names outside the pipeline's (``PRUNE_GRID``, …) are ignored, so a whole profile can be passed.
+    """
+    import torch
+
+    from . import align, backbone, data, gen, mca, sim, vrq
+
+    if missing := [name for name in REQUIRED if name not in params]:
+        raise ValueError(f"pipeline.load needs the parameter(s) {missing} (see params/default.yaml)")
+    p = {**DEFAULTS, **{k: v for k, v in params.items() if k in DEFAULTS or k in REQUIRED}}
+    device = p["DEVICE"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    cat = data.catalogue(n_models=p["N_MODELS"], colourways=p["COLOURWAYS"], query_views=p["QUERY_VIEWS"],
+                         cold_fraction=p["COLD_FRACTION"], render=p["RENDER"], source=p["DATA_SOURCE"],
+                         seed=p["SEED"])
+    maps, artifact = backbone.cached_maps(cat, p["BACKBONE"], p["WEIGHTS"], device=device)
+    tune = align.AlignConfig.from_overrides(p["ALIGN"]).tune_blocks
+    if tune:  # the head was trained on the partly fine-tuned trunk's maps (notebook 01)
+        maps, artifact = backbone.cached_maps(cat, p["BACKBONE"], p["WEIGHTS"], tune_blocks=tune,
+                                              device=device)
+    run = align.aligned(cat, maps, artifact, p["ALIGN"], device)
+    ids = vrq.semantic_ids(cat, run["embeddings"], run["artifact"], p["VRQ"])
+    cascade = mca.Cascade(cat, run["embeddings"], mca.MCAConfig.from_overrides(p["MCA"]))
+    logs = sim.simulate(cat, run["embeddings"], sim.SimConfig.from_overrides(p["SIM"]),
+                        retrieve=cascade.retrieve)
+    cascade.fit(logs.train_log, logs.train_histories)
+    stages = gen.train_stages(cat, run, ids, logs, p["GEN"], device)
+    return Pipeline(p, cat, maps, run, ids, cascade, logs, stages, gen.GenConfig.from_overrides(p["GEN"]))
