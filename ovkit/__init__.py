@@ -11,10 +11,10 @@ import platform
 import random
 from importlib import metadata
 
-from .results import load_metrics, record, record_table
+from .results import load_metrics, record, record_figure, record_table
 
 __version__ = "0.1.0"
-__all__ = ["record", "record_table", "load_metrics", "seed", "setup", "__version__"]
+__all__ = ["record", "record_table", "record_figure", "load_metrics", "seed", "setup", "__version__"]
 
 
 def seed(value: int) -> None:

@@ -9,7 +9,6 @@ exactly as the notebooks build them, so the same parameters always give the same
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -51,17 +50,6 @@ class Pipeline:
 
         return gen.session_queries(self.logs, self.embeddings, self.tokens, self.gen_cfg.history,
                                    with_user=with_user, split=split)
-
-
-def profile_params(profile: str) -> dict:
-    """The parameters of ``params/<profile>.yaml``."""
-    import yaml
-
-    path = Path(__file__).resolve().parent.parent / "params" / f"{profile}.yaml"
-    if not path.exists():
-        names = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ValueError(f"no profile {profile!r}: {path} does not exist (profiles: {', '.join(names)})")
-    return yaml.safe_load(path.read_text())
 
 
 def load(params: dict) -> Pipeline:

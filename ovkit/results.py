@@ -67,6 +67,31 @@ def record_table(key: str, table, digits: int = 3) -> Path:
     return path
 
 
+def record_figure(key: str, fig, caption: str) -> Path:
+    """Store a key figure (PNG) and its one-line caption for the run's report.
+
+    ``record_figure("05.pareto", fig, "latency vs HR@10")`` writes
+    ``runs/<profile>/figures/05.pareto.png`` (and ``.txt`` for the caption).
+    """
+    if "." not in key:
+        raise ValueError(f"figure key {key!r} must look like '<notebook>.<name>', e.g. '05.pareto'")
+    folder = runs_dir() / current_profile() / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.png"
+    tmp = folder / f".{key}.tmp{os.getpid()}.png"
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    os.replace(tmp, path)
+    _write_atomic(folder / f"{key}.txt", caption.strip())
+    return path
+
+
+def load_figures(profile: str | None = None) -> dict:
+    """Figures recorded under a profile: key → (PNG path, caption), in key order."""
+    folder = runs_dir() / (profile or current_profile()) / "figures"
+    return {p.stem: (p, p.with_suffix(".txt").read_text() if p.with_suffix(".txt").exists() else "")
+            for p in sorted(folder.glob("*.png"))}
+
+
 def markdown_table(table, digits: int = 3) -> str:
     """A DataFrame as a GitHub Markdown table (index as the first column, floats rounded)."""
     def cell(v):

@@ -20,7 +20,8 @@ import yaml
 
 from .config import progress
 from .paths import project_root, runs_dir
-from .results import load_metrics, load_tables
+from .report import write
+from .results import load_metrics
 
 KERNEL = "python3"
 
@@ -170,30 +171,7 @@ def run(profile: str, only: list[str] | None = None, start: str | None = None,
             break
     metrics = load_metrics(profile)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
-    report = write_report(profile, values, timings, metrics, failure)
+    report = write(profile, values, failure)
     if failure:
         raise RunError(failure)
     return report
-
-
-def write_report(profile: str, values: dict, timings: dict, metrics: dict, failure: str | None) -> Path:
-    """``runs/<profile>/report.md``: what ran, how long it took, every recorded metric."""
-    lines = [f"# ovkit run: profile `{profile}`", "", f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}.", ""]
-    if failure:
-        lines += ["**The run failed:**", "", "```", failure, "```", ""]
-    lines += ["## Notebooks", "", "| notebook | status | seconds |", "|---|---|---:|"]
-    lines += [f"| {name} | {t['status']} | {t['seconds']} |" for name, t in sorted(timings.items())]
-    for key, table in load_tables(profile).items():
-        lines += ["", f"## Table `{key}`", "", table.strip()]
-    lines += ["", "## Metrics", "", "| key | value |", "|---|---:|"]
-    lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(metrics.items())]
-    lines += ["", "## Parameters", "", "```yaml", yaml.safe_dump(values, sort_keys=True).strip(), "```", ""]
-    path = runs_dir() / profile / "report.md"
-    path.write_text("\n".join(lines))
-    return path
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)

@@ -66,8 +66,9 @@ def test_ratio_and_lift_intervals_match_the_delta_method():
     assert low > 0  # a true +20% lift on 4,000 users per arm is found
     # pairing: the same users in both arms with correlated outcomes narrows the interval
     shared = rng.binomial(exposures[0].astype(int), 0.05).astype(float)
-    paired = metrics.lift_ci((shared, exposures[0]), (shared + (rng.random(n) < 0.2), exposures[0]), paired=True)
-    unpaired = metrics.lift_ci((shared, exposures[0]), (shared + (rng.random(n) < 0.2), exposures[0]), paired=False)
+    more = shared + (rng.random(n) < 0.2)
+    paired = metrics.lift_ci((shared, exposures[0]), (more, exposures[0]), paired=True)
+    unpaired = metrics.lift_ci((shared, exposures[0]), (more, exposures[0]), paired=False)
     assert paired[2] - paired[1] < (unpaired[2] - unpaired[1]) / 2
     with pytest.raises(ValueError, match="same units"):
         metrics.lift_ci((clicks[0], exposures[0]), (clicks[1][:10], exposures[1][:10]), paired=True)

@@ -133,7 +133,8 @@ def _oracle(cat):
 
 def _random(cat, seed=0):
     rng = np.random.default_rng(seed)
-    return lambda view_ids, histories: np.stack([rng.choice(len(cat.items), 10, replace=False) for _ in view_ids])
+    return lambda view_ids, histories: np.stack([rng.choice(len(cat.items), 10, replace=False)
+                                                 for _ in view_ids])
 
 
 def test_ab_paired_identical_arms_tie_exactly_and_a_better_arm_wins(world):
@@ -146,7 +147,8 @@ def test_ab_paired_identical_arms_tie_exactly_and_a_better_arm_wins(world):
     result = sim.ab_test(cat, {"random": _random(cat), "oracle": oracle}, CFG, AB, retrieve)
     summary = result.summary()
     assert summary.loc["oracle", "ctr"] > 2 * summary.loc["random", "ctr"]
-    assert summary.loc["random", "ctr_ci_low"] < summary.loc["random", "ctr"] < summary.loc["random", "ctr_ci_high"]
+    low, ctr, high = summary.loc["random", ["ctr_ci_low", "ctr", "ctr_ci_high"]]
+    assert low < ctr < high
     assert int(summary.loc["oracle", "sessions"]) == AB.users * AB.sessions
     lift = result.lift("random", "oracle")
     assert lift.loc["ctr", "ci_low"] > 0.5 and lift.loc["orders_per_session", "ci_low"] > 0
@@ -157,8 +159,8 @@ def test_ab_split_assigns_each_user_to_one_arm(world):
     cat, emb, _ = world
     retrieve = mca.Cascade(cat, emb, MCA).retrieve
     oracle = _oracle(cat)
-    result = sim.ab_test(cat, {"a": oracle, "b": oracle}, CFG, sim.ABConfig(**{**AB.__dict__, "design": "split"}),
-                         retrieve)
+    split = sim.ABConfig(**{**AB.__dict__, "design": "split"})
+    result = sim.ab_test(cat, {"a": oracle, "b": oracle}, CFG, split, retrieve)
     arms_per_user = result.sessions.groupby("user")["arm"].nunique()
     assert (arms_per_user == 1).all() and len(arms_per_user) == AB.users
     lift = result.lift("a", "b")
@@ -177,9 +179,9 @@ def test_ab_histories_are_the_warmup_plus_the_arms_own_clicks(world):
     assert any(len(h) for h in seen[0])  # the warm-up gave shoppers a history
     for step in range(1, AB.sessions):
         clicks = sessions[sessions["step"] == step - 1]["clicks"].to_numpy()
-        grown = [len(after) - len(before) for before, after in zip(seen[step - 1], seen[step], strict=True)]
-        assert grown == clicks.tolist()
-        assert all(after[: len(before)] == before for before, after in zip(seen[step - 1], seen[step], strict=True))
+        pairs = list(zip(seen[step - 1], seen[step], strict=True))
+        assert [len(after) - len(before) for before, after in pairs] == clicks.tolist()
+        assert all(after[: len(before)] == before for before, after in pairs)
 
 
 def test_ab_refuses_bad_settings(world):
