@@ -52,7 +52,7 @@ bench: data
 # Re-execute the notebooks in place with their (smoke) defaults, to refresh committed outputs.
 notebooks: data
 	for nb in notebooks/[0-9][0-9]_*.ipynb; do \
-		TQDM_DISABLE=1 $(BIN)/papermill -k python3 --cwd notebooks "$$nb" "$$nb" || exit 1; done
+		TQDM_DISABLE=1 OVKIT_PROFILE=notebooks $(BIN)/papermill -k python3 --cwd notebooks "$$nb" "$$nb" || exit 1; done
 
 lint: setup
 	$(BIN)/ruff check ovkit tests benchmarks

@@ -15,35 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
-
-import numpy as np
-import yaml
-
-
-def load(profile: str):
-    """The catalogue, models and logs of a profile, from the stage cache (as notebooks 03-04 build them)."""
-    from ovkit import align, backbone, data, gen, mca, sim, vrq
-
-    root = Path(__file__).resolve().parent.parent
-    p = yaml.safe_load((root / "params" / f"{profile}.yaml").read_text())
-    cat = data.catalogue(n_models=p["N_MODELS"], colourways=p["COLOURWAYS"], query_views=p["QUERY_VIEWS"],
-                         cold_fraction=p["COLD_FRACTION"], render=p.get("RENDER", {}), seed=p["SEED"])
-    maps, maps_artifact = backbone.cached_maps(cat)
-    run = align.aligned(cat, maps, maps_artifact, p.get("ALIGN", {}))
-    emb, tok = run["embeddings"], np.asarray(run["tokens"], np.float32)
-    ids = vrq.semantic_ids(cat, emb, run["artifact"], p.get("VRQ", {}))
-    cascade = mca.Cascade(cat, emb, mca.MCAConfig.from_overrides(p.get("MCA", {})))
-    logs = sim.simulate(cat, emb, sim.SimConfig.from_overrides(p.get("SIM", {})), retrieve=cascade.retrieve)
-    cascade.fit(logs.train_log, logs.train_histories)
-    gen_cfg = gen.GenConfig.from_overrides(p.get("GEN", {}))
-    model = gen.train_stages(cat, run, ids, logs, p.get("GEN", {}))["dpo"].model
-    return cascade, logs, model, gen.session_queries(logs, emb, tok, gen_cfg.history)
 
 
 def main() -> None:
-    from ovkit import mca, prune
+    from ovkit import mca, pipeline, prune
     from ovkit.paths import runs_dir
+    from ovkit.runner import load_profile
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="smoke")
@@ -60,7 +37,8 @@ def main() -> None:
     policy = prune.Policy(**(settings if settings is not None else {"delta": 2.0}))
 
     started = time.perf_counter()
-    cascade, logs, model, queries = load(args.profile)
+    built = pipeline.load(load_profile(args.profile))  # the stage cache (builds what is missing)
+    cascade, logs, model, queries = built.cascade, built.logs, built.model, built.queries()
     print(f"loaded the {args.profile} profile in {time.perf_counter() - started:.0f} s; "
           f"timing {args.queries} queries × {args.repeats}")
     n = min(args.queries, len(queries))

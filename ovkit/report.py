@@ -89,7 +89,7 @@ def _pruning(m):
     speedup = m["05.speedup_at_1pct"]
     verdict = REPRODUCED if speedup >= 1.15 else PARTLY if speedup > 1.05 else NOT
     return (f"{speedup:.2f}× at batch 1 ({m['05.best_policy']}), HR@10 change "
-            f"{-m['05.hr10_rel_loss_at_best']:+.1%}"), verdict
+            f"{0.0 - m['05.hr10_rel_loss_at_best']:+.1%}"), verdict
 
 
 CLAIMS = [

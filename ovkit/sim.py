@@ -429,7 +429,8 @@ def ab_test(catalogue, arms: dict, sim_cfg: SimConfig, ab: ABConfig, retrieve) -
             clicks, orders = react(world, part, served, seed=100 + step)  # same dice for every arm
             for user, items, hit in zip(part["user"], served, clicks, strict=True):
                 clicked[name][user].extend(items[hit].tolist())
-            exact = (clicks & (served == part[["intent"]].to_numpy())).any(1)  # clicked the SKU in the photo
+            shown = served == part[["intent"]].to_numpy()  # the SKU in the photo, where served
             rows.append(part.assign(arm=name, exposures=served.shape[1], clicks=clicks.sum(1),
-                                    orders=orders.sum(1), exact_click=exact))
+                                    orders=orders.sum(1), found=shown.any(1),
+                                    exact_click=(clicks & shown).any(1)))
     return ABTest(pd.concat(rows, ignore_index=True), ab.design, ab.resamples)

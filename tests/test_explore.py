@@ -1,0 +1,59 @@
+"""The query explorer: one card per test query, a static gallery or a widget picker."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from conftest import fake_catalogue  # noqa: E402
+
+from ovkit import explore, pipeline  # noqa: E402
+
+
+@pytest.fixture
+def explorer():
+    cat, _ = fake_catalogue(n_models=10, colourways=2, query_views=3)
+    cat.pixels = np.zeros((len(cat.views), 8, 8, 3), np.uint8)
+    queries = cat.views[cat.views["kind"] == "query"].head(4)
+    sessions = pd.DataFrame({"session": [10, 11, 12, 13], "user": [0, 0, 1, 2],
+                             "view_id": queries["view_id"].to_numpy(), "ordered": [0, 3, 5, 7]})
+    ranked = np.tile(np.arange(10), (4, 1))
+    codes = np.arange(60).reshape(20, 3) % 7
+    return explore.Explorer(cat, sessions, {10: [1, 2], 11: [4]}, {"A": ranked, "B": ranked[:, ::-1]}, codes)
+
+
+def test_card_shows_photo_history_and_each_systems_list_with_sids(explorer):
+    fig = explorer.card(0)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 3 * 11  # photo/history row + one row per system, 10 SKUs + a label each
+    assert titles[0].startswith("query") and titles[1].startswith("history") and titles[3] == ""
+    assert titles[12].startswith("✓ 0-1-2")  # system A ranks the ordered SKU 0 first; SID 0-1-2
+    assert titles[13].startswith("≈ ")  # SKU 1 is SKU 0 in another colourway
+    assert "SID 0-1-2" in fig._suptitle.get_text()
+    plt.close("all")
+    with pytest.raises(IndexError, match="pick 0"):
+        explorer.card(4)
+
+
+def test_static_gallery_and_widget(explorer):
+    assert not explore.interactive()  # pytest is no notebook: the gallery is what runs here
+    plt.close("all")
+    assert explorer.show(examples=2, mode="auto") is None and len(plt.get_fignums()) == 2
+    plt.close("all")
+    explorer.show(index=3, mode="static")
+    assert len(plt.get_fignums()) == 1
+    plt.close("all")
+    widget = explorer.show(index=1, mode="widget")
+    slider = widget.children[0].children[0]
+    assert slider.value == 1 and slider.max == 3
+    with pytest.raises(ValueError, match="'auto', 'widget' or 'static'"):
+        explorer.show(mode="gui")
+
+
+def test_explorer_and_pipeline_check_their_input(explorer):
+    with pytest.raises(ValueError, match="ranked 3 queries"):
+        explore.Explorer(explorer.catalogue, explorer.sessions, {}, {"A": np.zeros((3, 10), int)}, explorer.codes)
+    with pytest.raises(ValueError, match="needs the parameter"):
+        pipeline.load({"N_MODELS": 10})
