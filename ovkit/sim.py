@@ -335,7 +335,8 @@ class ABConfig:
 @dataclass
 class ABTest:
     """The A/B test's sessions, one row per (arm, session): user, step, intent, photo, and the
-    exposures, clicks and orders it produced."""
+    exposures, clicks and orders it produced (``found``: the list held the SKU in the photo;
+    ``clicks_exact`` / ``clicks_colourway``: clicks on it / on its other colourways)."""
 
     sessions: pd.DataFrame
     design: str
@@ -430,7 +431,9 @@ def ab_test(catalogue, arms: dict, sim_cfg: SimConfig, ab: ABConfig, retrieve) -
             for user, items, hit in zip(part["user"], served, clicks, strict=True):
                 clicked[name][user].extend(items[hit].tolist())
             shown = served == part[["intent"]].to_numpy()  # the SKU in the photo, where served
+            sibling = world.same("model_id", served, part[["intent"]].to_numpy()) & ~shown
             rows.append(part.assign(arm=name, exposures=served.shape[1], clicks=clicks.sum(1),
                                     orders=orders.sum(1), found=shown.any(1),
-                                    exact_click=(clicks & shown).any(1)))
+                                    clicks_exact=(clicks & shown).sum(1),
+                                    clicks_colourway=(clicks & sibling).sum(1)))
     return ABTest(pd.concat(rows, ignore_index=True), ab.design, ab.resamples)

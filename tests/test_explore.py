@@ -54,6 +54,7 @@ def test_static_gallery_and_widget(explorer):
 
 def test_explorer_and_pipeline_check_their_input(explorer):
     with pytest.raises(ValueError, match="ranked 3 queries"):
-        explore.Explorer(explorer.catalogue, explorer.sessions, {}, {"A": np.zeros((3, 10), int)}, explorer.codes)
+        explore.Explorer(explorer.catalogue, explorer.sessions, {}, {"A": np.zeros((3, 10), int)},
+                         explorer.codes)
     with pytest.raises(ValueError, match="needs the parameter"):
         pipeline.load({"N_MODELS": 10})

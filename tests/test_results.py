@@ -26,14 +26,14 @@ def test_record_rejects_bad_keys_and_values(kit_home):
 def test_record_table_lands_in_the_report(kit_home):
     import pandas as pd
 
-    from ovkit import runner
+    from ovkit import report as run_report
 
     table = pd.DataFrame({"icr": [0.91234, 1.0], "n": [3, 4]}, index=pd.Index(["vrq", "opq"], name="method"))
     ovkit.record_table("02.sid_report", table)
     text = (kit_home / "runs" / "pytest" / "tables" / "02.sid_report.md").read_text()
     assert text.splitlines()[0] == "| method | icr | n |"
     assert "| vrq | 0.912 | 3 |" in text
-    report = runner.write_report("pytest", {}, {}, {}, None).read_text()
+    report = run_report.write("pytest").read_text()
     assert "## Table `02.sid_report`" in report and "| opq | 1.000 | 4 |" in report
     with pytest.raises(ValueError, match="<notebook>.<name>"):
         ovkit.record_table("sid_report", table)

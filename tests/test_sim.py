@@ -152,7 +152,10 @@ def test_ab_paired_identical_arms_tie_exactly_and_a_better_arm_wins(world):
     assert int(summary.loc["oracle", "sessions"]) == AB.users * AB.sessions
     lift = result.lift("random", "oracle")
     assert lift.loc["ctr", "ci_low"] > 0.5 and lift.loc["orders_per_session", "ci_low"] > 0
-    assert (result.sessions["orders"] <= result.sessions["clicks"]).all()
+    sessions = result.sessions
+    assert (sessions["orders"] <= sessions["clicks"]).all()
+    assert (sessions["clicks_exact"] + sessions["clicks_colourway"] <= sessions["clicks"]).all()
+    assert sessions[sessions["arm"] == "oracle"]["found"].all()  # it always serves the SKU in the photo
 
 
 def test_ab_split_assigns_each_user_to_one_arm(world):
