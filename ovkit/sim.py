@@ -420,14 +420,16 @@ def ab_test(catalogue, arms: dict, sim_cfg: SimConfig, ab: ABConfig, retrieve) -
     rows = []
     for step in progress(range(ab.sessions), desc="A/B sessions", unit="step"):
         now = test[test["step"] == step]
-        for name in names:
+        for arm, name in enumerate(names):
             part = now[now["user"].isin(members[name])]
             hist = [clicked[name][u] for u in part["user"]]
             served = np.asarray(arms[name](part["view_id"].to_numpy(), hist))
             if served.shape != (len(part), sim_cfg.list_size):
                 raise ValueError(f"arm {name!r} served lists of shape {served.shape}, expected "
                                  f"{(len(part), sim_cfg.list_size)} (one list of list_size SKUs per session)")
-            clicks, orders = react(world, part, served, seed=100 + step)  # same dice for every arm
+            # paired: the same dice for every arm (common random numbers); split: each arm its own
+            dice = 100 + step if ab.design == "paired" else 100 + step + 10_000 * (arm + 1)
+            clicks, orders = react(world, part, served, seed=dice)
             for user, items, hit in zip(part["user"], served, clicks, strict=True):
                 clicked[name][user].extend(items[hit].tolist())
             shown = served == part[["intent"]].to_numpy()  # the SKU in the photo, where served
