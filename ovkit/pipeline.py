@@ -28,8 +28,9 @@ class Pipeline:
     ids: object  # vrq.SemanticIDs
     cascade: object  # mca.Cascade, fitted on the training logs
     logs: object  # sim.Logs
-    stages: dict  # "pretrain" / "sft" / "dpo" → gen.Trained
+    stages: dict  # "pretrain" / "sft" / "dpo" → gen.Trained (empty when loaded with train=False)
     gen_cfg: object  # gen.GenConfig
+    device: str  # where the models run
 
     @property
     def embeddings(self) -> np.ndarray:
@@ -52,10 +53,11 @@ class Pipeline:
                                    with_user=with_user, split=split)
 
 
-def load(params: dict) -> Pipeline:
+def load(params: dict, train: bool = True) -> Pipeline:
     """Load (or build) notebooks 00-04's artifacts for notebook-style ``params``.
 
     Names outside the pipeline's (``PRUNE_GRID``, …) are ignored, so a whole profile can be passed.
+    ``train=False`` stops before OneVision's stages (notebook 04 trains them in its own story).
     """
     import torch
 
@@ -65,19 +67,21 @@ def load(params: dict) -> Pipeline:
         raise ValueError(f"pipeline.load needs the parameter(s) {missing} (see params/default.yaml)")
     p = {**DEFAULTS, **{k: v for k, v in params.items() if k in DEFAULTS or k in REQUIRED}}
     device = p["DEVICE"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    # settings first: a typo fails before anything is built
+    gen_cfg, sim_cfg = gen.GenConfig.from_overrides(p["GEN"]), sim.SimConfig.from_overrides(p["SIM"])
+    mca_cfg = mca.MCAConfig.from_overrides(p["MCA"])
+    tune = align.AlignConfig.from_overrides(p["ALIGN"]).tune_blocks
     cat = data.catalogue(n_models=p["N_MODELS"], colourways=p["COLOURWAYS"], query_views=p["QUERY_VIEWS"],
                          cold_fraction=p["COLD_FRACTION"], render=p["RENDER"], source=p["DATA_SOURCE"],
                          seed=p["SEED"])
     maps, artifact = backbone.cached_maps(cat, p["BACKBONE"], p["WEIGHTS"], device=device)
-    tune = align.AlignConfig.from_overrides(p["ALIGN"]).tune_blocks
     if tune:  # the head was trained on the partly fine-tuned trunk's maps (notebook 01)
         maps, artifact = backbone.cached_maps(cat, p["BACKBONE"], p["WEIGHTS"], tune_blocks=tune,
                                               device=device)
     run = align.aligned(cat, maps, artifact, p["ALIGN"], device)
     ids = vrq.semantic_ids(cat, run["embeddings"], run["artifact"], p["VRQ"])
-    cascade = mca.Cascade(cat, run["embeddings"], mca.MCAConfig.from_overrides(p["MCA"]))
-    logs = sim.simulate(cat, run["embeddings"], sim.SimConfig.from_overrides(p["SIM"]),
-                        retrieve=cascade.retrieve)
+    cascade = mca.Cascade(cat, run["embeddings"], mca_cfg)
+    logs = sim.simulate(cat, run["embeddings"], sim_cfg, retrieve=cascade.retrieve)
     cascade.fit(logs.train_log, logs.train_histories)
-    stages = gen.train_stages(cat, run, ids, logs, p["GEN"], device)
-    return Pipeline(p, cat, maps, run, ids, cascade, logs, stages, gen.GenConfig.from_overrides(p["GEN"]))
+    stages = gen.train_stages(cat, run, ids, logs, p["GEN"], device) if train else {}
+    return Pipeline(p, cat, maps, run, ids, cascade, logs, stages, gen_cfg, device)

@@ -104,3 +104,12 @@ def side_by_side(catalogue, query_view_ids, systems: dict, targets, k: int = 5):
             titles += ["✓ ordered" if i == target else catalogue.items.loc[i, "name"][:12] for i in top]
             labels.append(name)
     return image_grid(images, titles=titles, cols=k + 1, row_labels=labels)
+
+
+def attention_overlay(photo: np.ndarray, attention: np.ndarray, floor: float = 0.15) -> np.ndarray:
+    """A photo (H, W, 3) uint8 darkened where an (h, w) attention map looks away: the map is
+    stretched to [0, 1] (near-uniform maps would otherwise leave the photo unchanged), upsampled by
+    repetition, and scales brightness from ``floor`` (ignored) to 1 (attended)."""
+    a = (attention - attention.min()) / (attention.max() - attention.min() + 1e-9)
+    heat = np.kron(a, np.ones((photo.shape[0] // a.shape[0], photo.shape[1] // a.shape[1])))
+    return (photo.astype(float) * (floor + (1 - floor) * heat[..., None])).astype(np.uint8)

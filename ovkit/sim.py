@@ -368,6 +368,15 @@ class ABTest:
             out[arm] = row
         return pd.DataFrame(out).T
 
+    def clicks_by_kind(self) -> pd.DataFrame:
+        """Per arm: share of sessions whose list held the photographed SKU, and clicks per 100
+        sessions on it, on its other colourways and on other products."""
+        per = self.sessions.groupby("arm")[["found", "clicks_exact", "clicks_colourway", "clicks"]].mean()
+        other = per["clicks"] - per["clicks_exact"] - per["clicks_colourway"]
+        return pd.DataFrame({"found": per["found"], "the SKU in the photo": 100 * per["clicks_exact"],
+                             "its other colourways": 100 * per["clicks_colourway"],
+                             "other products": 100 * other})
+
     def lift(self, control: str, treatment: str) -> pd.DataFrame:
         """Relative lift (treatment / control − 1) of each metric with its bootstrap 95% CI."""
         from .metrics import lift_ci

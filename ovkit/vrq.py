@@ -22,7 +22,6 @@ small RQ-VAE, OPQ/PQ alone) and the SID quality report live here too.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import warnings
@@ -184,17 +183,12 @@ def category_labels(catalogue, column: str) -> tuple[np.ndarray, list[str]]:
 # --------------------------------------------------------------------------- faiss helpers
 
 
-@contextlib.contextmanager
 def _one_thread():
-    """faiss training with one thread: multithreaded OPQ is not bit-reproducible."""
-    import faiss
+    """faiss training with one OpenMP thread: multithreaded OPQ is not bit-reproducible (threadpoolctl
+    sets faiss's and torch's OpenMP pools; BLAS is left alone, as faiss.omp_set_num_threads did)."""
+    from threadpoolctl import threadpool_limits
 
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
+    return threadpool_limits(1, user_api="openmp")
 
 
 def kmeans(x: np.ndarray, k: int, seed: int, iters: int = 25) -> np.ndarray:

@@ -9,7 +9,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from conftest import fake_catalogue  # noqa: E402
 
-from ovkit import explore, pipeline  # noqa: E402
+from ovkit import explore, pipeline, plots  # noqa: E402
 
 
 @pytest.fixture
@@ -58,3 +58,16 @@ def test_explorer_and_pipeline_check_their_input(explorer):
                          explorer.codes)
     with pytest.raises(ValueError, match="needs the parameter"):
         pipeline.load({"N_MODELS": 10})
+    required = dict.fromkeys(pipeline.REQUIRED, 0)
+    with pytest.raises(ValueError, match="unknown GEN"):  # before anything is built
+        pipeline.load({**required, "GEN": {"stepz": 1}})
+
+
+def test_attention_overlay_keeps_attended_pixels_and_darkens_the_rest():
+    photo = np.full((8, 8, 3), 200, np.uint8)
+    attention = np.array([[0.3, 0.2], [0.25, 0.25]])  # the top-left quarter is attended most
+    out = plots.attention_overlay(photo, attention)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    # stretched to [0, 1]: top-left 1 (unchanged), bottom 0.5 (0.15 + 0.85 / 2), top-right the floor 0.15
+    for part, value in ((out[:4, :4], 200), (out[4:], 115), (out[:4, 4:], 30)):
+        assert np.abs(part.astype(int) - value).max() <= 1  # truncated to uint8

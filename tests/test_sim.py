@@ -156,6 +156,11 @@ def test_ab_paired_identical_arms_tie_exactly_and_a_better_arm_wins(world):
     assert (sessions["orders"] <= sessions["clicks"]).all()
     assert (sessions["clicks_exact"] + sessions["clicks_colourway"] <= sessions["clicks"]).all()
     assert sessions[sessions["arm"] == "oracle"]["found"].all()  # it always serves the SKU in the photo
+    kinds = result.clicks_by_kind()
+    assert kinds.loc["oracle", "found"] == 1.0
+    per_100 = 100 * sessions.groupby("arm")["clicks"].mean()
+    total = kinds.drop(columns="found").sum(axis=1)
+    assert total.to_numpy() == pytest.approx(per_100[kinds.index].to_numpy())
 
 
 def test_ab_split_assigns_each_user_to_one_arm(world):
