@@ -22,8 +22,7 @@ def hit_rate(ranked, target, k: int) -> float:
 
 def mrr(ranked, target, k: int) -> float:
     """Mean reciprocal rank of the target, 0 beyond the top ``k``."""
-    rank = _rank_of_target(ranked, target, k)
-    return float(np.where(rank < k, 1 / (rank + 1), 0.0).mean())
+    return float(reciprocal_ranks(ranked, target, k).mean())
 
 
 def ndcg(ranked, target, k: int) -> float:
@@ -40,6 +39,12 @@ def ranking_report(ranked, target, ks=(1, 5, 10)) -> dict:
     out["mrr@10"] = mrr(ranked, target, 10)
     out["ndcg@10"] = ndcg(ranked, target, 10)
     return out
+
+
+def reciprocal_ranks(ranked, target, k: int) -> np.ndarray:
+    """Per query: 1 / (rank of the target + 1) within the top ``k``, else 0 (the terms of MRR@k)."""
+    rank = _rank_of_target(ranked, target, k)
+    return np.where(rank < k, 1 / (rank + 1), 0.0)
 
 
 def hits(ranked, target, k: int) -> np.ndarray:
@@ -101,3 +106,48 @@ def lift_ci(control: tuple, treatment: tuple, paired: bool, level: float = 0.95,
     ci = bootstrap((c, t), lift, paired=paired, axis=-1, confidence_level=level, n_resamples=resamples,
                    method="percentile", rng=np.random.default_rng(seed)).confidence_interval
     return float(lift(c, t)), float(ci.low), float(ci.high)
+
+
+def _cluster_units(values, groups, baseline=None) -> np.ndarray:
+    """Per-group rows (3, G): Σ values, Σ baseline (0 without one) and the session count."""
+    values = np.asarray(values, float)
+    groups = np.asarray(groups)
+    b = np.zeros_like(values) if baseline is None else np.asarray(baseline, float)
+    if not len(values) == len(groups) == len(b):
+        lengths = f"{len(values)} values, {len(groups)} groups" + ("" if baseline is None else
+                                                                   f", {len(b)} baseline values")
+        raise ValueError(f"one group per session needed, got {lengths}")
+    _, index = np.unique(groups, return_inverse=True)
+    n_groups = int(index.max()) + 1 if len(index) else 0
+    if n_groups < 2:
+        raise ValueError(f"a cluster bootstrap needs at least 2 groups, got {n_groups}")
+    return np.stack([np.bincount(index, weights=w, minlength=n_groups) for w in (values, b, np.ones_like(b))])
+
+
+def _cluster_stat(units, relative: bool = False, axis=-1):
+    """The session-level statistic from per-group sums: (Σv − Σb) / Σn, or Σv / Σb − 1 if ``relative``."""
+    v, b, n = (units[i].sum(axis) for i in range(3))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a resample with Σb = 0: ±inf
+        return v / b - 1 if relative else (v - b) / n
+
+
+def cluster_mean_ci(values, groups, baseline=None, relative: bool = False, level: float = 0.95,
+                    resamples: int = 2000, seed: int = 0) -> tuple:
+    """Mean of per-session ``values`` (or of ``values − baseline``; with ``relative``,
+    Σvalues / Σbaseline − 1) with a percentile bootstrap CI that resamples whole groups.
+
+    Sessions of one user are not independent, so the bootstrap draws users (``groups``, one label
+    per session) with replacement and keeps all their sessions.
+
+    Returns:
+        (estimate, low, high); the estimate is the plain session-level statistic.
+    """
+    from scipy.stats import bootstrap
+
+    if relative and baseline is None:
+        raise ValueError("a relative difference needs a baseline")
+    units = _cluster_units(values, groups, baseline)
+    stat = lambda u, axis=-1: _cluster_stat(u, relative, axis)
+    ci = bootstrap((units,), stat, axis=-1, confidence_level=level, n_resamples=resamples,
+                   method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return float(stat(units)), float(ci.low), float(ci.high)

@@ -72,3 +72,78 @@ def test_ratio_and_lift_intervals_match_the_delta_method():
     assert paired[2] - paired[1] < (unpaired[2] - unpaired[1]) / 2
     with pytest.raises(ValueError, match="same units"):
         metrics.lift_ci((clicks[0], exposures[0]), (clicks[1][:10], exposures[1][:10]), paired=True)
+
+
+def _sessions(rng, users=300):
+    """Users with 1–6 sessions each and a per-user effect shared by their sessions."""
+    counts = rng.integers(1, 7, users)
+    groups = np.repeat(np.arange(users), counts)
+    level = np.repeat(rng.normal(0, 1, users), counts)
+    baseline = level + rng.normal(0, 0.5, len(groups)) + 5
+    return groups, baseline + 0.2 + rng.normal(0, 0.5, len(groups)), baseline
+
+
+def test_cluster_estimates_are_the_session_level_statistics():
+    groups, values, baseline = _sessions(np.random.default_rng(2))
+    est, low, high = metrics.cluster_mean_ci(values, groups)
+    assert est == pytest.approx(np.mean(values), rel=1e-12) and low < est < high
+    est, low, high = metrics.cluster_mean_ci(values, groups, baseline=baseline)
+    assert est == pytest.approx(np.mean(values - baseline), rel=1e-12) and low < est < high
+    est, low, high = metrics.cluster_mean_ci(values, groups, baseline=baseline, relative=True)
+    assert est == pytest.approx(values.sum() / baseline.sum() - 1, rel=1e-12) and low < est < high
+
+
+def test_cluster_ci_of_copied_sessions_is_the_ci_of_the_users():
+    rng = np.random.default_rng(3)
+    users, copies = 40, 5
+    per_user = rng.normal(0, 1, users)
+    values, groups = np.repeat(per_user, copies), np.repeat(np.arange(users), copies)
+    clustered = metrics.cluster_mean_ci(values, groups, resamples=999, seed=7)
+    # copies add no information: the same draws of users give the same CI as the users' own values
+    assert clustered == pytest.approx(metrics.mean_ci(per_user, resamples=999, seed=7), abs=1e-12)
+    _, low, high = metrics.mean_ci(values, resamples=999, seed=7)  # treats the copies as independent
+    assert high - low < 0.6 * (clustered[2] - clustered[1])  # ~1/sqrt(5) as wide: overconfident
+
+
+def test_cluster_statistic_on_an_explicit_resample():
+    # users a: values [1, 3] baseline [1, 1]; b: [2] / [2]; c: [0, 0, 6] / [1, 1, 2]
+    values, baseline, groups = [1, 3, 2, 0, 0, 6], [1, 1, 2, 1, 1, 2], ["a", "a", "b", "c", "c", "c"]
+    units = metrics._cluster_units(values, groups, baseline=baseline)
+    assert units.tolist() == [[4, 2, 6], [2, 2, 4], [2, 1, 3]]
+    draw = units[:, [0, 0, 2]]  # the resample a, a, c: values 1 3 1 3 0 0 6, baseline 1 1 1 1 1 1 2
+    assert metrics._cluster_stat(draw) == pytest.approx((14 - 8) / 7)  # mean difference over 7 sessions
+    assert metrics._cluster_stat(draw, relative=True) == pytest.approx(14 / 8 - 1)
+    plain = metrics._cluster_units(values, groups)[:, [0, 0, 2]]
+    assert metrics._cluster_stat(plain) == pytest.approx(2.0)  # 14 / 7
+    draw = units[:, [1, 2, 2]]  # b, c, c: values 2 + 6 + 6, baseline 2 + 4 + 4, 7 sessions
+    assert metrics._cluster_stat(draw) == pytest.approx(4 / 7)
+    assert metrics._cluster_stat(draw, relative=True) == pytest.approx(0.4)
+
+
+def test_cluster_ci_matches_the_cluster_robust_delta_method():
+    groups, values, _ = _sessions(np.random.default_rng(4), users=1000)
+    est, low, high = metrics.cluster_mean_ci(values, groups)
+    sums, counts = np.bincount(groups, weights=values), np.bincount(groups)
+    se = _delta_se(sums, counts)  # per-user sums over per-user session counts
+    assert (low, high) == pytest.approx((est - 1.96 * se, est + 1.96 * se), abs=0.2 * se)
+
+
+def test_cluster_ci_errors():
+    with pytest.raises(ValueError, match="5 values, 4 groups"):
+        metrics.cluster_mean_ci(np.ones(5), np.arange(4))
+    with pytest.raises(ValueError, match="3 baseline values"):
+        metrics.cluster_mean_ci(np.ones(4), np.arange(4), baseline=np.ones(3))
+    with pytest.raises(ValueError, match="at least 2 groups, got 1"):
+        metrics.cluster_mean_ci(np.ones(4), np.zeros(4))
+    with pytest.raises(ValueError, match="at least 2 groups, got 0"):
+        metrics.cluster_mean_ci([], [])
+    with pytest.raises(ValueError, match="needs a baseline"):
+        metrics.cluster_mean_ci(np.ones(4), np.arange(4), relative=True)
+
+
+def test_reciprocal_ranks_are_the_per_query_terms_of_mrr():
+    ranked = np.array([[3, 1, 2], [1, 2, 3], [2, 3, 1], [5, 6, 7]])
+    target = np.array([1, 1, 1, 1])
+    np.testing.assert_allclose(metrics.reciprocal_ranks(ranked, target, 3), [1 / 2, 1, 1 / 3, 0])
+    np.testing.assert_allclose(metrics.reciprocal_ranks(ranked, target, 2), [1 / 2, 1, 0, 0])
+    assert metrics.mrr(ranked, target, 3) == pytest.approx((1 / 2 + 1 + 1 / 3) / 4)
