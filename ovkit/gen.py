@@ -16,6 +16,7 @@ pretraining examples during SFT, the DPO pair grades and its NLL anchor. All are
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -234,6 +235,28 @@ class OneVision(nn.Module):
     def device(self):
         return self.sid_tokens.device
 
+    def with_item_vectors(self, vectors: np.ndarray) -> OneVision:
+        """This model with its vision-aligned output prior scoring SKUs against other item vectors.
+
+        E.g. catalogue-view-only vectors instead of the fused catalogue + training-photo vectors the
+        model was trained with. The copy shares every weight and submodule with this model (training
+        or moving one moves the other); only the ``item_vectors`` buffer is its own.
+
+        Args:
+            vectors: (n_items, D) one vector per SKU, in SKU order; normalised here.
+        Returns:
+            The copy; this model is untouched.
+        """
+        vectors = np.asarray(vectors)
+        if vectors.shape != tuple(self.item_vectors.shape):
+            raise ValueError(f"item vectors must have the shape of the model's buffer (n_items, d) = "
+                             f"{tuple(self.item_vectors.shape)}, got {vectors.shape}")
+        twin = copy.copy(self)  # a shallow copy: parameters and submodules are the same objects
+        # its own buffer table, or setting the buffer would replace the original's too
+        twin.__dict__["_buffers"] = dict(self._buffers)
+        twin.item_vectors = torch.from_numpy(_unit(vectors)).to(self.item_vectors.device)
+        return twin
+
     def encode(self, q: Queries, noise: float = 0.0, visual_keep=None) -> Memory:
         """Encoder memory (B, T, d), its padding mask (B, T) (True = ignore) and the output prior.
 
@@ -323,11 +346,25 @@ def beam_search(model: OneVision, q: Queries, k: int = 10, beam: int | None = No
                 constrained: bool = True, visual_keep=None, width=None, stats: dict | None = None):
     """Top-``k`` SKUs per query by beam search masked with the SID trie (every result is a real SKU).
 
-    Returns (items (B, k) int64, log-probabilities (B, k)); a slot no beam could fill holds -1 / -inf.
-    ``constrained=False`` drops the trie mask (to show why it is there): a decoded path that is no
-    SKU's SID comes back as -1. Pruning hooks (``ovkit.prune``): ``visual_keep`` (B, K) bool, the
-    visual tokens to encode; ``width(level, scores (b, beam)) -> int``, how many of the best beams
-    to carry on after each level. ``stats`` collects the encoder tokens and decoder rows computed.
+    Every query is searched on its own terms: its results do not depend on the batch it is in.
+
+    Args:
+        model: the generative model.
+        q: B queries.
+        k: results per query.
+        beam: beams kept after each level (default ``model.cfg.beam``).
+        batch_size: queries searched together.
+        constrained: False drops the trie mask (to show why it is there): a decoded path that is no
+            SKU's SID comes back as -1.
+        visual_keep: (B, K) bool, the visual tokens each query encodes (token pruning, ``ovkit.prune``).
+        width: ``width(level, score (b, n) sorted best first) -> (b,)`` int widths (an int: every
+            row), how many of each query's best beams live on after a level (beam pruning); the
+            others die (score -inf). None: all ``beam`` live.
+        stats: collects ``encoder_tokens`` and ``decoder_rows`` (live beams × levels), summed
+            over queries; both are per query, so the same for a query alone or in a batch.
+    Returns:
+        (items (B, k) int64, log-probabilities (B, k)), best first; a slot no live beam could fill
+        holds -1 / -inf.
     """
     beam = beam or model.cfg.beam
     if beam < k:
@@ -344,31 +381,57 @@ def beam_search(model: OneVision, q: Queries, k: int = 10, beam: int | None = No
     return np.concatenate(items), np.concatenate(scores)
 
 
+def _count(stats, key: str, value: int) -> None:
+    """Add ``value`` to ``stats[key]`` (no-op without stats)."""
+    if stats is not None:
+        stats[key] = stats.get(key, 0) + value
+
+
+def _prune_beams(score, flat, level: int, width):
+    """Kill each row's beams beyond its width, then drop the columns no row keeps alive.
+
+    Args:
+        score: (b, n) beam log-probabilities, sorted best first per row.
+        flat: (b, n) the beams' flat (parent, code) indices.
+        level: the SID level just decoded.
+        width: the pruning hook, or None (only beams that are dead already are dropped).
+    Returns:
+        (score (b, m), flat (b, m)) with m ≤ n; dead beams score -inf.
+    """
+    b, n = score.shape
+    if width is not None:
+        w = torch.as_tensor(width(level, score), dtype=torch.long, device=score.device).expand(b)
+        dead = torch.arange(n, device=score.device)[None] >= w.clamp(1, n)[:, None]
+        score = score.masked_fill(dead, float("-inf"))
+    # rows are sorted, so live beams lead; columns dead in every row need no decoding (at batch 1
+    # this is what makes pruning cheaper, and -inf beams could only produce -inf children anyway)
+    m = max(1, int(torch.isfinite(score).sum(1).max()))
+    return score[:, :m], flat[:, :m]
+
+
 def _beam_batch(model: OneVision, q: Queries, k: int, beam: int, constrained: bool = True, visual_keep=None,
                 width=None, stats=None):
+    """:func:`beam_search` of one batch: (items (b, k), log-probabilities (b, k)) as numpy."""
     trie, dev = model.trie, model.device
     mem = model.encode(q, visual_keep=visual_keep)
     b = len(q)
     score = torch.full((b, 1), 0.0, device=dev)  # one live beam per query: the root
     node = torch.zeros(b, 1, dtype=torch.long, device=dev)  # -1: a prefix no SKU has (unconstrained)
     prefix = torch.zeros(b, 1, 0, dtype=torch.long, device=dev)
-    if stats is not None:
-        stats["encoder_tokens"] = stats.get("encoder_tokens", 0) + int((~mem.mask).sum())
+    _count(stats, "encoder_tokens", int((~mem.mask).sum()))
     for level in range(trie.depth):
         n = score.shape[1]  # beams carried into this level
+        # only live beams count: a query's work must not depend on its batch's widest query
+        _count(stats, "decoder_rows", int(torch.isfinite(score).sum()))
         memory, mask = mem.memory.repeat_interleave(n, 0), mem.mask.repeat_interleave(n, 0)
         rows = torch.arange(b, device=dev).repeat_interleave(n)
         hidden = model.decode(memory, mask, prefix.reshape(b * n, level))[:, -1]
         logp = model.level_logprobs(hidden, level, node.reshape(-1), mem.prior, rows, constrained)
         logp = logp.view(b, n, -1)
-        if stats is not None:
-            stats["decoder_rows"] = stats.get("decoder_rows", 0) + b * n
-        total = (score[..., None] + logp).reshape(b, -1)  # invalid codes stay -inf
-        keep = min(beam, total.shape[1])
-        score, flat = total.topk(keep, dim=1)
-        if width is not None and level < trie.depth - 1:  # pruning: fewer beams into the next level
-            w = max(1, min(keep, int(width(level, score))))
-            score, flat = score[:, :w], flat[:, :w]
+        total = (score[..., None] + logp).reshape(b, -1)  # invalid codes and dead beams' children: -inf
+        score, flat = total.topk(min(beam, total.shape[1]), dim=1)
+        if level < trie.depth - 1:
+            score, flat = _prune_beams(score, flat, level, width)
         parent, code = flat // logp.shape[-1], flat % logp.shape[-1]
         child = torch.as_tensor(trie.child[level], device=dev)
         was = node.gather(1, parent)

@@ -12,20 +12,24 @@ measurements choose:
   best by more than ``delta``; once the best beam holds ``tau`` of the probability, carry only
   ``min_beams`` on. Never fewer than ``min_beams`` beams (so k results still come back).
 
+Every decision is taken per query, on that query's tokens and beams alone: a query gets the same
+top-k alone or in any batch, so quality measured in big batches and latency measured one query at
+a time describe the same search. :func:`sweep` compares policies on the validation split;
+:func:`measure` then measures the chosen one once on the test split.
+
 A :class:`Policy` with the defaults prunes nothing and reproduces :func:`ovkit.gen.beam_search`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import config, gen
+from . import config, gen, timing
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,8 @@ class Policy:
 
     keep_ratio: float = 1.0  # static: share of visual tokens kept (best-scored first)
     token_mass: float = 1.0  # dynamic: keep the fewest tokens holding this share of the attention
-    delta: float = math.inf  # drop beams whose log-probability trails the best by more than this
-    tau: float = 1.0  # once the best beam's probability reaches tau, keep only min_beams
+    delta: float = math.inf  # drop beams whose log-probability trails their query's best by more than this
+    tau: float = 1.0  # once a query's best beam's probability reaches tau, it keeps only min_beams
     min_beams: int = 10  # never fewer live beams (k results still come back)
 
     def __post_init__(self):
@@ -81,18 +85,26 @@ def visual_keep(q: gen.Queries, policy: Policy) -> np.ndarray | None:
 
 
 def beam_width(policy: Policy):
-    """The ``width(level, scores)`` hook of :func:`ovkit.gen.beam_search` (None: no beam pruning)."""
+    """The ``width`` hook of :func:`ovkit.gen.beam_search` (None: no beam pruning).
+
+    Each query is pruned on its own beams only, so its results do not depend on its batch.
+
+    Args:
+        policy: its ``delta``, ``tau`` and ``min_beams`` are used.
+    Returns:
+        ``width(level, score (b, n) sorted best first) -> LongTensor (b,)``, the beams each query
+        carries on, or None.
+    """
     if not math.isfinite(policy.delta) and policy.tau >= 1:
         return None
 
-    def width(level, score: torch.Tensor) -> int:  # score (b, n): sorted, best first
-        n = score.shape[1]
-        if policy.tau < 1 and bool((score[:, 0].exp() >= policy.tau).all()):
-            n = policy.min_beams
+    def width(level, score: torch.Tensor) -> torch.Tensor:
+        n = torch.full(score.shape[:1], score.shape[1], dtype=torch.long, device=score.device)
+        if policy.tau < 1:  # this query's best beam is already confident enough
+            n = torch.where(score[:, 0].exp() >= policy.tau, policy.min_beams, n)
         if math.isfinite(policy.delta):
-            close = (score >= score[:, :1] - policy.delta).sum(1).max()
-            n = min(n, int(close))
-        return max(n, policy.min_beams)
+            n = torch.minimum(n, (score >= score[:, :1] - policy.delta).sum(1))
+        return n.clamp(min=policy.min_beams)
 
     return width
 
@@ -105,61 +117,145 @@ def search(model: gen.OneVision, q: gen.Queries, policy: Policy, k: int = 10, st
                            stats=stats)
 
 
-def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, k: int = 10, repeats: int = 3,
-          timed: int | None = None, batch: int = 64) -> pd.DataFrame:
-    """Quality and cost of every policy (the first should be the unpruned baseline).
+def _labels(policies) -> list[str]:
+    """Unique names of the policies (a repeated policy, e.g. a second baseline, gets ' #2')."""
+    labels = []
+    for policy in policies:
+        name, i = policy.name, 2
+        while name in labels:
+            name, i = f"{policy.name} #{i}", i + 1
+        labels.append(name)
+    return labels
 
-    Quality on all queries (HR@10, MRR@10 against the ordered SKU). Cost on one thread: at batch 1
-    over the first ``timed`` queries, each query run under *every* policy in turn (so a drift of the
-    machine's speed hits all policies alike), the median of ``repeats`` runs, then the p50 over
-    queries; per query in batches of ``batch``; and the encoder tokens and decoder rows (sequences ×
-    levels) actually computed per query at batch 1. Adds the speed-up and the relative HR@10 loss
-    against the first row.
+
+def _quality(model, q, logs, policy: Policy, k: int, split: str):
+    """Items (B, k), the split's metrics and the work per query of one policy on all queries.
+
+    The counts come from one batched search; they are per query, the same as at batch 1.
+    """
+    counts = {}
+    items, _ = search(model, q, policy, k, counts)
+    quality = gen.evaluate(items, logs, split)
+    work = {name: counts[name] / len(q) for name in ("encoder_tokens", "decoder_rows")}
+    return items, quality, work
+
+
+def _one_by_one(model, singles, policy: Policy, k: int):
+    """``run(i)``: search query i alone (``singles``: the queries one by one)."""
+    return lambda i: search(model, singles[i], policy, k)
+
+
+def _in_batches(model, q, policy: Policy, k: int):
+    """``run(rows)``: search the queries of slice ``rows`` together."""
+    return lambda rows: search(model, q.take(rows), policy, k)
+
+
+def _latency(model, q, policies: dict, k: int, timed: int | None, repeats: int,
+             others: dict | None = None) -> pd.DataFrame:
+    """Milliseconds per query (timed, systems) at batch 1 on one thread: all policies — and ``others``,
+    ``run(i)`` callables such as the cascade on query i — interleaved in one loop."""
+    n = len(q) if timed is None else min(timed, len(q))
+    singles = [q.take(slice(i, i + 1)) for i in range(n)]  # sliced outside the clock
+    systems = {label: _one_by_one(model, singles, policy, k) for label, policy in policies.items()}
+    systems |= others or {}
+    with config.one_torch_thread():
+        return timing.interleaved(systems, n, repeats)
+
+
+def _speedups(times: pd.DataFrame, base: str) -> pd.DataFrame:
+    """speedup, speedup_ci_low, speedup_ci_high of every column of ``times`` against ``base``."""
+    rows = [timing.speedup_ci(times, base, label) for label in times.columns]
+    return pd.DataFrame(rows, columns=["speedup", "speedup_ci_low", "speedup_ci_high"])
+
+
+def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "val", k: int = 10,
+          timed: int | None = None, repeats: int = 3, batch: int = 64) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Quality and cost of every policy on one split (validation: choose there, test once later).
+
+    Args:
+        model: the generative model.
+        q: the split's sessions as queries (``gen.session_queries(..., split=split)``).
+        logs: the simulated logs (the split's ordered SKUs).
+        policies: the first is the baseline (normally ``Policy()``).
+        split: "val" or "test".
+        k: results per query.
+        timed: latency at batch 1 over the first ``timed`` queries (None: all).
+        repeats: timings per query and policy (median), and passes of the batched timing.
+        batch: batch size of the batched timing (over the first 2 × ``batch`` queries).
+    Returns:
+        (frame, times). frame, one row per policy: policy, split, hr@10, mrr@10, valid (all
+        queries); latency_ms (p50 at batch 1, all policies timed in one interleaved loop on one
+        thread); speedup (median per-query ratio of the first policy's time to this one's) with
+        speedup_ci_low/high (95% bootstrap over queries); batch{batch}_ms per query;
+        encoder_tokens and decoder_rows per query; hr10_rel_loss against the first row.
+        times: (timed, policies) milliseconds per query, columns the policy names (a repeated
+        name gets ' #2').
     """
     policies = list(policies)
+    labels = _labels(policies)
     rows = []
     for policy in policies:
-        items, _ = search(model, q, policy, k)
-        quality = gen.evaluate(items, logs)
-        rows.append({"policy": policy.name, "hr@10": quality["hr@10"], "mrr@10": quality["mrr@10"],
-                     "valid": quality["valid"]})
-    n = len(q) if timed is None else min(timed, len(q))
-    times = np.zeros((len(policies), n))
-    counts = [{} for _ in policies]
-    batched = np.zeros(len(policies))
-    with config.one_torch_thread():
-        for i in range(min(20, n)):  # warm-up: a process's first searches run slow (allocator, caches)
-            search(model, q.take(slice(i, i + 1)), policies[0], k)
-        for i in config.progress(range(n), desc="latency", unit="query"):
-            one = q.take(slice(i, i + 1))
-            for p, policy in enumerate(policies):
-                runs = []
-                for r in range(repeats):
-                    t0 = time.perf_counter()
-                    search(model, one, policy, k, counts[p] if r == 0 else None)
-                    runs.append(time.perf_counter() - t0)
-                times[p, i] = np.median(runs) * 1000
-        for p, policy in enumerate(policies):
-            part = q.take(slice(0, min(len(q), 2 * batch)))
-            t0 = time.perf_counter()
-            for start in range(0, len(part), batch):
-                search(model, part.take(slice(start, start + batch)), policy, k)
-            batched[p] = (time.perf_counter() - t0) * 1000 / len(part)
+        _, quality, work = _quality(model, q, logs, policy, k, split)
+        rows.append({"policy": policy.name, "split": split, "hr@10": quality["hr@10"],
+                     "mrr@10": quality["mrr@10"], "valid": quality["valid"], **work})
     frame = pd.DataFrame(rows)
-    frame["latency_ms"] = np.median(times, axis=1)
-    frame[f"batch{batch}_ms"] = batched
-    frame["encoder_tokens"] = [c["encoder_tokens"] / n for c in counts]
-    frame["decoder_rows"] = [c["decoder_rows"] / n for c in counts]
+    named = dict(zip(labels, policies, strict=True))
+    times = _latency(model, q, named, k, timed, repeats)
+    frame["latency_ms"] = times.median().to_numpy()
+    frame[["speedup", "speedup_ci_low", "speedup_ci_high"]] = _speedups(times, labels[0]).to_numpy()
+    n = min(len(q), 2 * batch)
+    systems = {label: _in_batches(model, q, policy, k) for label, policy in named.items()}
+    with config.one_torch_thread():
+        frame[f"batch{batch}_ms"] = timing.batched(systems, n, batch, repeats).to_numpy()
     base = frame.iloc[0]
-    frame["speedup"] = base["latency_ms"] / frame["latency_ms"]
     frame["hr10_rel_loss"] = (base["hr@10"] - frame["hr@10"]) / base["hr@10"]
-    return frame
+    return frame, times
 
 
 def best(frame: pd.DataFrame, max_loss: float = 0.01) -> pd.Series:
     """The largest speed-up whose relative HR@10 loss is at most ``max_loss``."""
     ok = frame[frame["hr10_rel_loss"] <= max_loss + 1e-12]
     return ok.loc[ok["speedup"].idxmax()]
+
+
+def measure(model: gen.OneVision, q: gen.Queries, logs, chosen: Policy, k: int = 10, timed: int | None = None,
+            repeats: int = 3, split: str = "test", others: dict | None = None) -> tuple[dict, pd.DataFrame]:
+    """The once-only test measurement of the policy chosen on validation, against the unpruned search.
+
+    Args:
+        model: the generative model.
+        q: the split's sessions as queries.
+        logs: the simulated logs.
+        chosen: the policy (e.g. ``best(val_frame)``'s).
+        k: results per query.
+        timed: latency at batch 1 over the first ``timed`` queries (None: all).
+        repeats: timings per query and system (median).
+        split: normally "test".
+        others: more systems timed in the same loop, name → ``run(i)`` for query i (e.g. the cascade).
+    Returns:
+        (summary, times): the summary dict below and the milliseconds per timed query (columns
+        "unpruned", "pruned" and ``others``).
+        Summary:
+        policy, split, queries, timed; hr@10 / mrr@10 / decoder_rows / encoder_tokens of both
+        (``_unpruned``, ``_pruned``); hr10_rel_loss; speedup with speedup_ci_low/high (median
+        per-query ratio, 95% bootstrap); latency_ms_unpruned/_pruned (p50 at batch 1); topk_changed,
+        the share of queries whose top-k differs from the unpruned one.
+    """
+    out = {"policy": chosen.name, "split": split, "queries": len(q)}
+    items = {}
+    for label, policy in (("unpruned", Policy()), ("pruned", chosen)):
+        items[label], quality, work = _quality(model, q, logs, policy, k, split)
+        out |= {f"hr@10_{label}": quality["hr@10"], f"mrr@10_{label}": quality["mrr@10"],
+                **{f"{name}_{label}": value for name, value in work.items()}}
+    base = out["hr@10_unpruned"]
+    out["hr10_rel_loss"] = (base - out["hr@10_pruned"]) / base if base > 0 else math.nan
+    out["topk_changed"] = float((items["unpruned"] != items["pruned"]).any(1).mean())
+    times = _latency(model, q, {"unpruned": Policy(), "pruned": chosen}, k, timed, repeats, others)
+    out["timed"] = len(times)
+    speedup = timing.speedup_ci(times, "unpruned", "pruned")
+    out |= dict(zip(("speedup", "speedup_ci_low", "speedup_ci_high"), speedup, strict=True))
+    out |= {f"latency_ms_{label}": float(times[label].median()) for label in times.columns}
+    return out, times
 
 
 def settings(policy: Policy) -> dict:

@@ -10,7 +10,15 @@ import pytest
 import torch
 from conftest import fake_catalogue
 
-from ovkit import gen, mca, sim, store, vrq
+from ovkit import config, gen, mca, sim, store, vrq
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one torch thread; on a busy machine, many times faster than on more."""
+    with config.one_torch_thread():
+        yield
+
 
 TINY = {"d_model": 32, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "history": 4, "dropout": 0.0,
         "batch": 32, "beam": 8}
@@ -22,12 +30,16 @@ def random_codes(n=60, sizes=(4, 3, 5), seed=0):
     return space[rng.choice(len(space), n, replace=False)], sizes
 
 
+def tiny_vectors(n=60, dim=16, seed=0):
+    """The item vectors :func:`tiny_model` is built with."""
+    return np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+
+
 def tiny_model(n=60, sizes=(4, 3, 5), dim=16, n_visual=2, seed=0, **overrides):
     codes, sizes = random_codes(n, sizes, seed)
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     model = gen.OneVision(gen.GenConfig.from_overrides({**TINY, **overrides}), gen.Trie(codes, sizes),
-                          rng.normal(size=(n, dim)).astype(np.float32), n_visual)
+                          tiny_vectors(n, dim, seed), n_visual)
     return model.eval()
 
 
@@ -77,6 +89,41 @@ def test_narrow_beams_return_only_real_skus():
     assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
     free, _ = gen.beam_search(model, q, k=8, beam=8, constrained=False)  # without the trie: may miss
     assert set(np.unique(free)) <= set(range(60)) | {-1}
+
+
+def row_widths(widths):
+    """A ``width`` hook giving row i of the batch ``widths[i]`` beams."""
+    return lambda level, score: torch.as_tensor(widths[: len(score)])
+
+
+def test_per_row_widths_prune_each_query_on_its_own():
+    model, q = tiny_model(), tiny_queries(b=6)
+    full_stats = {}
+    full = gen.beam_search(model, q, 8, 12, stats=full_stats)
+    same = gen.beam_search(model, q, 8, 12, width=lambda *_: 12)  # full width: the unpruned search
+    assert all(np.array_equal(a, b) for a, b in zip(full, same, strict=True))
+    widths = [8, 12, 9, 12, 8, 10]
+    batch_stats = {}
+    items, scores = gen.beam_search(model, q, 8, 12, width=row_widths(widths), stats=batch_stats)
+    single_rows = 0
+    for i, w in enumerate(widths):  # alone, with the same width: the same results and the same work
+        stats = {}
+        alone = gen.beam_search(model, q.take(slice(i, i + 1)), 8, 12, width=row_widths([w]), stats=stats)
+        assert np.array_equal(alone[0], items[i : i + 1])
+        assert np.allclose(alone[1], scores[i : i + 1], atol=1e-5)
+        single_rows += stats["decoder_rows"]
+    assert batch_stats["decoder_rows"] == single_rows
+    assert (items >= 0).all() and np.isfinite(scores).all()  # width >= k: dead beams never show up
+    assert batch_stats["decoder_rows"] < full_stats["decoder_rows"]  # the narrow rows did lose beams
+
+
+def test_dead_beams_come_back_only_as_empty_slots():
+    model, q = tiny_model(), tiny_queries(b=4)
+    items, scores = gen.beam_search(model, q, 8, 8, width=lambda level, score: 1)  # one beam: ≤ 5 SKUs
+    live = np.isfinite(scores)
+    assert (live.sum(1) <= 5).all() and ((items >= 0) == live).all()
+    assert (live[:, :-1] >= live[:, 1:]).all()  # live results first
+    assert model.trie.contains(model.trie.codes[items[live]]).all()
 
 
 def test_beam_narrower_than_k_is_refused():
@@ -177,3 +224,18 @@ def test_bad_settings():
                                ({"sft_replay": 1.0}, "sft_replay"), ({"depth": 3}, "unknown GEN")):
         with pytest.raises(ValueError, match=message):
             gen.GenConfig.from_overrides(override)
+
+
+def test_item_vectors_can_be_swapped_without_touching_the_model():
+    model, q = tiny_model(), tiny_queries(b=8)
+    before = gen.beam_search(model, q, 8)
+    state = {name: value.clone() for name, value in model.state_dict().items()}
+    same = model.with_item_vectors(tiny_vectors())
+    assert all(np.array_equal(a, b) for a, b in zip(gen.beam_search(same, q, 8), before, strict=True))
+    other = model.with_item_vectors(np.random.default_rng(9).normal(size=(60, 16)))
+    assert not np.array_equal(gen.beam_search(other, q, 8)[0], before[0])
+    assert other.token.weight is model.token.weight  # the weights are shared, not copied
+    assert all(torch.equal(value, model.state_dict()[name]) for name, value in state.items())
+    assert all(np.array_equal(a, b) for a, b in zip(gen.beam_search(model, q, 8), before, strict=True))
+    with pytest.raises(ValueError, match=r"shape of the model's buffer \(n_items, d\) = \(60, 16\)"):
+        model.with_item_vectors(np.zeros((60, 8)))

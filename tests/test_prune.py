@@ -1,4 +1,5 @@
-"""Pruning policies: the null policy is exact, pruned searches stay valid, counts are honest."""
+"""Pruning policies: the null policy is exact, pruned searches stay valid, counts are honest, every
+decision is per query (the same top-k alone or in a batch), and the sweep / test-once API."""
 
 import math
 import types
@@ -6,9 +7,49 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from test_gen import tiny_model, tiny_queries
 
-from ovkit import gen, prune
+from ovkit import config, gen, prune
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one torch thread; on a busy machine, many times faster than on more."""
+    with config.one_torch_thread():
+        yield
+
+
+GRID = [{}, {"delta": 1.0}, {"delta": 2.0}, {"delta": 4.0}, {"tau": 0.3}, {"tau": 0.6}, {"keep_ratio": 0.5},
+        {"keep_ratio": 0.75}, {"token_mass": 0.6}, {"token_mass": 0.9}, {"delta": 2.0, "token_mass": 0.9},
+        {"delta": 1.0, "tau": 0.6}]
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    """24 queries of a 200-SKU model searched with 30 beams, half of them confident (the query is
+    close to one SKU's vector, so its beams are peaked) and half not, so pruning cuts some queries'
+    beams and not others'."""
+    model = tiny_model(n=200, sizes=(16, 8, 4), n_visual=4, beam=30, prior_scale=8.0)
+    q = tiny_queries(b=24, n_visual=4, n_items=200)
+    rng = np.random.default_rng(5)
+    sure = np.arange(0, 24, 2)
+    vectors = model.item_vectors.numpy()[rng.choice(200, len(sure), replace=False)]
+    q.global_[sure] = 4 * vectors + 0.5 * rng.normal(size=vectors.shape)
+    return model, q
+
+
+def pruned_rows(model, q, policy):
+    """Per query: whether the policy's beam pruning cut any of its live beams (B,) bool."""
+    hook, cut = prune.beam_width(policy), np.zeros(len(q), bool)
+
+    def width(level, score):
+        w = hook(level, score)
+        cut[:] |= (w < torch.isfinite(score).sum(1)).numpy()
+        return w
+
+    gen.beam_search(model, q, 10, width=width)
+    return cut
 
 
 def test_null_policy_reproduces_the_unpruned_search_exactly():
@@ -28,6 +69,42 @@ def test_pruned_searches_return_only_real_skus_and_compute_less():
     assert (items >= 0).all() and model.trie.contains(model.trie.codes[items]).all()
     assert (np.diff(scores, axis=1) <= 1e-6).all()
     assert pruned["decoder_rows"] < full["decoder_rows"] and pruned["encoder_tokens"] < full["encoder_tokens"]
+
+
+@pytest.mark.parametrize("settings", GRID, ids=lambda s: prune.Policy(**s).name)
+def test_a_query_gets_the_same_results_alone_or_in_a_batch(mixed, settings):
+    model, q = mixed
+    policy = prune.Policy(**settings)
+    batch_stats = {}
+    items, scores = prune.search(model, q, policy, 10, batch_stats)
+    single_stats = {}
+    for i in range(len(q)):
+        alone = prune.search(model, q.take(slice(i, i + 1)), policy, 10, single_stats)
+        assert np.array_equal(alone[0], items[i : i + 1]), f"query {i}"
+        assert np.allclose(alone[1], scores[i : i + 1], atol=1e-4)
+    assert batch_stats == single_stats  # the work counted is per query too
+    assert (items >= 0).all()
+
+
+def test_the_fixture_prunes_some_queries_and_not_others(mixed):
+    """Guards the test above against passing vacuously."""
+    model, q = mixed
+    cut = {s["delta"] if "delta" in s else s["tau"]: pruned_rows(model, q, prune.Policy(**s))
+           for s in GRID if set(s) in ({"delta"}, {"tau"})}
+    assert all(c.any() for c in cut.values())  # every beam rule prunes some queries …
+    assert sum(0 < c.sum() < len(q) for c in cut.values()) >= 3  # … and most leave some alone
+    for mass in (0.6, 0.9):
+        kept = prune.visual_keep(q, prune.Policy(token_mass=mass)).sum(1)
+        assert len(np.unique(kept)) > 1  # queries keep different numbers of visual tokens
+
+
+def test_small_delta_computes_fewer_decoder_rows_at_batch_1(mixed):
+    model, q = mixed
+    for i in range(4):
+        full, pruned = {}, {}
+        prune.search(model, q.take(slice(i, i + 1)), prune.Policy(), 10, full)
+        prune.search(model, q.take(slice(i, i + 1)), prune.Policy(delta=1.0), 10, pruned)
+        assert pruned["decoder_rows"] < full["decoder_rows"]
 
 
 def test_token_counts_are_the_tokens_encoded():
@@ -61,17 +138,49 @@ def test_bad_policies():
         prune.search(tiny_model(), tiny_queries(), prune.Policy(min_beams=5), 10)
 
 
-def test_sweep_measures_every_policy_against_the_first():
+def fake_logs(n, seed=0):
+    """Logs with ``n`` validation and ``n`` test sessions (random target SKUs)."""
+    rng = np.random.default_rng(seed)
+    sessions = lambda: pd.DataFrame({col: rng.integers(0, 60, n) for col in ("ordered", "intent", "clicked")})
+    return types.SimpleNamespace(val_sessions=sessions(), val_histories={}, test_sessions=sessions(),
+                                 test_histories={})
 
+
+def test_sweep_measures_every_policy_against_the_first():
     model, q = tiny_model(beam=20), tiny_queries(b=8)
-    rng = np.random.default_rng(0)
-    test = pd.DataFrame({"ordered": rng.integers(0, 60, 8), "intent": rng.integers(0, 60, 8),
-                         "clicked": rng.integers(0, 60, 8)})
-    logs = types.SimpleNamespace(test_sessions=test, test_histories={})
-    policies = [prune.Policy(), prune.Policy(delta=0.5)]
-    frame = prune.sweep(model, q, logs, policies, timed=4, repeats=1, batch=4)
-    assert list(frame["policy"]) == ["unpruned", "δ 0.5"] and frame.loc[0, "speedup"] == 1.0
-    assert frame.loc[1, "decoder_rows"] < frame.loc[0, "decoder_rows"] and (frame["valid"] == 1.0).all()
+    policies = [prune.Policy(), prune.Policy(delta=0.5), prune.Policy()]
+    frame, times = prune.sweep(model, q, fake_logs(8), policies, timed=4, repeats=1, batch=4)
+    assert list(frame["policy"]) == ["unpruned", "δ 0.5", "unpruned"] and (frame["split"] == "val").all()
+    assert list(times.columns) == ["unpruned", "δ 0.5", "unpruned #2"] and times.shape == (4, 3)
+    first = frame.loc[0]
+    assert first["speedup"] == first["speedup_ci_low"] == first["speedup_ci_high"] == 1.0
+    assert (frame["speedup_ci_low"] <= frame["speedup"]).all()
+    assert (frame["speedup"] <= frame["speedup_ci_high"]).all()
+    assert np.allclose(frame["latency_ms"], times.median().to_numpy()) and (frame["batch4_ms"] > 0).all()
+    assert frame.loc[1, "decoder_rows"] < frame.loc[0, "decoder_rows"] == frame.loc[2, "decoder_rows"]
+    assert (frame["valid"] == 1.0).all() and frame.loc[2, "hr10_rel_loss"] == 0.0
+    stats = {}
+    prune.search(model, q, prune.Policy(delta=0.5), 10, stats)
+    assert frame.loc[1, "encoder_tokens"] == stats["encoder_tokens"] / len(q)
+
+
+def test_measure_compares_the_chosen_policy_with_the_unpruned_search_once():
+    model, q = tiny_model(beam=20), tiny_queries(b=8)
+    logs = fake_logs(8)
+    chosen = prune.Policy(delta=0.5)
+    out, times = prune.measure(model, q, logs, chosen, timed=3, repeats=1, others={"other": lambda i: None})
+    assert list(times.columns) == ["unpruned", "pruned", "other"] and len(times) == 3
+    assert out["split"] == "test" and out["policy"] == "δ 0.5" and out["timed"] == 3
+    items = {label: prune.search(model, q, policy, 10)[0] for label, policy in
+             (("unpruned", prune.Policy()), ("pruned", chosen))}
+    for label in items:
+        assert out[f"hr@10_{label}"] == gen.evaluate(items[label], logs, "test")["hr@10"]
+        assert out[f"latency_ms_{label}"] > 0
+    assert out["decoder_rows_pruned"] < out["decoder_rows_unpruned"]
+    assert out["topk_changed"] == (items["unpruned"] != items["pruned"]).any(1).mean()
+    assert out["speedup_ci_low"] <= out["speedup"] <= out["speedup_ci_high"]
+    assert {"mrr@10_unpruned", "mrr@10_pruned", "hr10_rel_loss"} <= set(out)
+    assert prune.measure(model, q, logs, prune.Policy(), timed=2, repeats=1)[0]["topk_changed"] == 0.0
 
 
 def test_best_is_the_fastest_within_the_loss_budget_and_settings_round_trip():
