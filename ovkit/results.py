@@ -3,18 +3,28 @@
 Each notebook's metrics land in ``runs/<profile>/metrics/<nb>.json`` (the prefix before the first
 dot names the notebook); the runner merges them into ``runs/<profile>/metrics.json``. Keys are
 stable: tests, benchmarks and the report read them.
+
+Each file also records its provenance under the reserved key ``_provenance``: the parameter hash of
+the run (``OVKIT_PARAMS_HASH``, set by the runner; ``interactive`` by hand), the code's git commit
+(``OVKIT_COMMIT``, or computed here) and the profile. A file only ever holds numbers of one
+provenance: recording under another starts the file afresh.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from .paths import current_profile, runs_dir
+from .paths import current_profile, project_root, runs_dir
+
+PROVENANCE_KEY = "_provenance"  # reserved: not a metric; load_metrics skips keys starting with "_"
+PARAMS_ENV, COMMIT_ENV = "OVKIT_PARAMS_HASH", "OVKIT_COMMIT"
 
 
 def _metrics_dir(profile: str | None = None) -> Path:
@@ -31,18 +41,57 @@ def _plain(value):
     return value
 
 
+def git_commit(root: Path | None = None) -> str:
+    """The checkout's short commit, ``+dirty`` with uncommitted changes to tracked files; else ``unknown``."""
+    root = root or project_root()
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # a read-only look: never take the index lock
+
+    def git(*args) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                                  timeout=10, env=env)
+        except (OSError, subprocess.SubprocessError):  # no git, or it hung
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    sha = git("rev-parse", "--short", "HEAD")
+    if not sha:
+        return "unknown"
+    status = git("status", "--porcelain", "--untracked-files=no")
+    clean = status == ""  # a status git could not give counts as dirty: it cannot vouch for the numbers
+    return sha if clean else f"{sha}+dirty"
+
+
+@functools.cache
+def _session_commit(root: Path) -> str:
+    """The commit for interactive use, computed once per process (git is slow-ish, and record is hot)."""
+    return git_commit(root)
+
+
+def current_provenance() -> dict:
+    """Where numbers recorded now come from: parameter hash, commit and profile."""
+    return {"params": os.environ.get(PARAMS_ENV) or "interactive",
+            "commit": os.environ.get(COMMIT_ENV) or _session_commit(project_root()),
+            "profile": current_profile()}
+
+
 def record(key: str, value) -> None:
     """Store one metric, e.g. ``record("01.recall@1.aligned", 0.41)``.
 
-    The part of ``key`` before the first dot (``"01"``) names the notebook file it goes to.
+    The part of ``key`` before the first dot (``"01"``) names the notebook file it goes to. The file
+    is started afresh when its numbers came from another parameter set, commit or profile.
     """
-    if "." not in key:
+    if "." not in key or key.startswith("_"):
         raise ValueError(f"metric key {key!r} must look like '<notebook>.<name>', e.g. '00.n_skus'")
     notebook = key.split(".", 1)[0]
     path = _metrics_dir() / f"{notebook}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    provenance = current_provenance()
     metrics = json.loads(path.read_text()) if path.exists() else {}
+    if metrics.get(PROVENANCE_KEY) != provenance:  # older numbers came from another run: don't mix them
+        metrics = {}
     metrics[key] = _plain(value)
+    metrics[PROVENANCE_KEY] = provenance
     _write_atomic(path, json.dumps(metrics, indent=1, sort_keys=True))
 
 
@@ -110,9 +159,37 @@ def load_tables(profile: str | None = None) -> dict:
     return {p.stem: p.read_text() for p in sorted(folder.glob("*.md"))}
 
 
+def _metric_files(profile: str | None) -> dict:
+    """Notebook → contents of its metrics file, in notebook order."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(_metrics_dir(profile).glob("*.json"))}
+
+
 def load_metrics(profile: str | None = None) -> dict:
-    """All metrics recorded under a profile, merged across notebooks."""
+    """All metrics recorded under a profile, merged across notebooks (reserved ``_`` keys left out)."""
     merged = {}
-    for path in sorted(_metrics_dir(profile).glob("*.json")):
-        merged.update(json.loads(path.read_text()))
+    for metrics in _metric_files(profile).values():
+        merged.update({k: v for k, v in metrics.items() if not k.startswith("_")})
     return merged
+
+
+def load_provenance(profile: str | None = None) -> dict:
+    """Notebook → provenance of its metrics file (``None`` for files written before provenance)."""
+    return {nb: metrics.get(PROVENANCE_KEY) for nb, metrics in _metric_files(profile).items()}
+
+
+def provenance_warning(profile: str | None = None) -> str | None:
+    """A one-paragraph warning when the profile's metrics come from different runs; None when they agree."""
+    groups: dict = {}
+    for nb, prov in load_provenance(profile).items():
+        origin = (prov.get("params"), prov.get("commit")) if isinstance(prov, dict) else None
+        groups.setdefault(origin, []).append(nb)
+    if len(groups) <= 1 and None not in groups:
+        return None
+    parts = []
+    for origin, notebooks in groups.items():
+        names = f"notebook{'s' if len(notebooks) > 1 else ''} {', '.join(notebooks)}"
+        parts.append(f"{names}: no provenance (recorded by an older kit)" if origin is None
+                     else f"{names}: parameters {origin[0]}, commit {origin[1]}")
+    return ("These metrics do not all come from one run, so they may not be comparable — "
+            + "; ".join(parts) + ". A full `ovkit run` of the profile (without --only / --from) "
+            "records them all afresh.")

@@ -5,13 +5,23 @@ receives the ones its ``parameters`` cell declares. Executed copies go to
 ``runs/<profile>/notebooks/``, metrics are merged into ``runs/<profile>/metrics.json`` and a
 ``runs/<profile>/report.md`` summarises the run. Stages are cached, so a re-run after a failure
 resumes where the work stopped.
+
+A full run (no ``--only``, no ``--from``) starts the profile's recorded results afresh: before the
+first notebook it removes ``runs/<profile>/metrics/``, ``tables/``, ``figures/`` and ``timings.json``
+(the executed notebooks and the stage cache in ``artifacts/`` stay). A partial run keeps them, so
+its numbers sit next to older ones; every metrics file records its provenance (the run's parameter
+hash and git commit, passed to the kernels as ``OVKIT_PARAMS_HASH`` and ``OVKIT_COMMIT``) and the
+report warns when they differ.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +31,7 @@ import yaml
 from .config import progress
 from .paths import project_root, runs_dir
 from .report import write
-from .results import load_metrics
+from .results import COMMIT_ENV, PARAMS_ENV, git_commit, load_metrics
 
 KERNEL = "python3"
 
@@ -127,12 +137,37 @@ def check_kernel() -> None:
         )
 
 
+def params_hash(values: dict) -> str:
+    """A stable 12-hex-digit hash of a parameter set (sorted JSON, so key order does not matter)."""
+    text = json.dumps(values, sort_keys=True, default=str)  # default: YAML dates and the like
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def clear_results(out_dir: Path) -> None:
+    """Remove a profile's recorded metrics, tables, figures and timings (not notebooks or artifacts)."""
+    for name in ("metrics", "tables", "figures"):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    (out_dir / "timings.json").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _kernel_env(values: dict):
+    """Set the variables the kernels inherit (so record() writes to this run), restoring them after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
 def run(profile: str, only: list[str] | None = None, start: str | None = None,
         overrides: list[str] | None = None) -> Path:
     """Run the profile's notebooks; returns the path of the report."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     notebooks = discover()
     values = load_profile(profile)
     validate_parameters(values, notebooks, f"params/{profile}.yaml")
@@ -143,10 +178,27 @@ def run(profile: str, only: list[str] | None = None, start: str | None = None,
     check_kernel()
 
     out_dir = runs_dir() / profile
+    if not only and not start:  # a full run: no numbers of an earlier run may mix into this one
+        clear_results(out_dir)
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    env = {"OVKIT_PROFILE": profile, PARAMS_ENV: params_hash(values), COMMIT_ENV: git_commit()}
+    with _kernel_env(env):
+        failure = _execute(chosen, values, out_dir, profile)
+    metrics = load_metrics(profile)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    report = write(profile, values, failure)
+    if failure:
+        raise RunError(failure)
+    return report
+
+
+def _execute(chosen: list[Notebook], values: dict, out_dir: Path, profile: str) -> str | None:
+    """Execute the notebooks in order, recording timings; returns the failure message, if any."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     timings_file = out_dir / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-    os.environ["OVKIT_PROFILE"] = profile  # the kernels inherit it: record() writes to this run
     failure = None
     for nb in progress(chosen, desc=f"ovkit run {profile}", unit="notebook"):
         params = {k: v for k, v in values.items() if k in nb.parameters}
@@ -169,9 +221,4 @@ def run(profile: str, only: list[str] | None = None, start: str | None = None,
         timings_file.write_text(json.dumps(timings, indent=1, sort_keys=True))
         if failure:
             break
-    metrics = load_metrics(profile)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
-    report = write(profile, values, failure)
-    if failure:
-        raise RunError(failure)
-    return report
+    return failure

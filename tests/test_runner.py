@@ -1,11 +1,12 @@
 """The notebook runner on a throwaway project of two tiny notebooks."""
 
 import json
+import os
 
 import nbformat
 import pytest
 
-from ovkit import runner
+from ovkit import results, runner
 from ovkit.runner import RunError
 
 
@@ -61,6 +62,41 @@ def test_parse_overrides_reads_yaml_values():
         runner.parse_overrides(["A"])
 
 
+def test_params_hash_is_stable_and_tracks_values():
+    a = runner.params_hash({"SIZE": 3, "SEED": 7, "RENDER": {"x": 1, "y": [1, 2]}})
+    assert a == runner.params_hash({"RENDER": {"y": [1, 2], "x": 1}, "SEED": 7, "SIZE": 3})
+    assert len(a) == 12 and int(a, 16) >= 0
+    assert a != runner.params_hash({"SIZE": 3, "SEED": 8, "RENDER": {"x": 1, "y": [1, 2]}})
+
+
+def test_full_run_starts_afresh_and_partial_run_keeps_results(project, kit_home, monkeypatch):
+    monkeypatch.delenv(results.PARAMS_ENV, raising=False)
+    monkeypatch.delenv(results.COMMIT_ENV, raising=False)
+    out = kit_home / "runs" / "tiny"
+    stale = [out / "metrics" / "09.json", out / "tables" / "09.t.md", out / "figures" / "09.f.png",
+             out / "timings.json"]
+    kept = [out / "notebooks" / "09_old.ipynb", kit_home / "artifacts" / "stage" / "x"]
+    for path in stale + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    (out / "metrics" / "09.json").write_text(json.dumps({"09.old": 1}))  # from a kit before provenance
+
+    runner.run("tiny", only=["00"])
+    assert all(p.exists() for p in stale + kept)
+    assert json.loads((out / "metrics.json").read_text()) == {"00.size": 30, "09.old": 1}
+    provenance = {"params": runner.params_hash({"SIZE": 3, "SEED": 7}),
+                  "commit": results.git_commit(project), "profile": "tiny"}
+    assert results.load_provenance("tiny") == {"00": provenance, "09": None}
+    assert "notebook 09: no provenance" in results.provenance_warning("tiny")
+
+    runner.run("tiny")
+    assert not any(p.exists() for p in stale[:-1]) and all(p.exists() for p in kept)
+    assert set(json.loads((out / "timings.json").read_text())) == {"00_first.ipynb", "01_second.ipynb"}
+    assert json.loads((out / "metrics.json").read_text()) == {"00.size": 30, "01.seed": 7}
+    assert results.provenance_warning("tiny") is None
+    assert results.PARAMS_ENV not in os.environ  # the run's variables don't outlive it
+
+
 def test_run_executes_merges_metrics_and_reports(project, kit_home):
     report = runner.run("tiny", overrides=["SIZE=4"])
     out = kit_home / "runs" / "tiny"
@@ -81,3 +117,6 @@ def test_failing_notebook_names_notebook_and_cell(project, kit_home):
     # --from resumes at the failed notebook
     runner.run("tiny", start="01")
     assert json.loads((kit_home / "runs" / "tiny" / "metrics.json").read_text())["01.seed"] == 7
+    # 00's numbers came from the run with FAIL=true: another parameter set, and the report's caller is told
+    text = results.provenance_warning("tiny")
+    assert "notebook 00: parameters" in text and "notebook 01: parameters" in text
