@@ -1,9 +1,12 @@
 """The claims ledger and the run report (notebook 06, ``ovkit run``).
 
-Every OneVision claim the kit can test is one row: what the paper says, what this run measured,
-a verdict — **reproduced**, **partly** or **not** — and the metric key(s) that are the evidence.
-Verdict rules are kit choices, written next to each claim (``rule``) so a reader can disagree with
-them; a claim whose metrics are missing is **not measured** (run the notebook named).
+Every OneVision claim the kit can test is one row: what the paper says and its number, what this run
+measured, a verdict — **reproduced**, **partly**, **inconclusive** or **not reproduced** — and the
+headline metric key. Verdicts come from two generic rules on 95% confidence intervals,
+``judge_effect`` (an effect in the claim's direction) and ``judge_noninferior`` ("on par"), plus one
+rule for a deterministic catalogue property; each claim states its rule, margin and tolerance in words
+(``rule``) so a reader can disagree. A claim whose metrics are missing is **not measured** (run the
+notebook named).
 
 ``write(profile)`` puts the ledger, the key figures, the per-notebook timings, every recorded table
 and metric into ``runs/<profile>/report.md``.
@@ -12,6 +15,7 @@ and metric into ``runs/<profile>/report.md``.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +23,29 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .paths import current_profile, runs_dir
-from .results import _write_atomic, load_figures, load_metrics, load_tables, markdown_table
+from .results import (
+    _write_atomic,
+    load_figures,
+    load_metrics,
+    load_provenance,
+    load_tables,
+    markdown_table,
+    provenance_warning,
+)
 
-REPRODUCED, PARTLY, NOT, MISSING = "reproduced", "partly", "not reproduced", "not measured"
+REPRODUCED, PARTLY, INCONCLUSIVE, NOT = "reproduced", "partly", "inconclusive", "not reproduced"
+MISSING = "not measured"
+VERDICTS = (REPRODUCED, PARTLY, INCONCLUSIVE, NOT)
+NO_NUMBER = "— (no number)"
+
+__all__ = ["REPRODUCED", "PARTLY", "INCONCLUSIVE", "NOT", "MISSING", "VERDICTS", "Claim", "CLAIMS",
+           "judge_effect", "judge_noninferior", "ledger", "write"]
+
+MINIMUM = 0.01  # smallest effect of interest for claims without a paper number (1 point of a rate)
+ON_PAR_MARGIN = 0.05  # non-inferiority margin, relative to the reference
+ICR_TOLERANCE = 0.01  # run-to-run spread of ICR seen across machines (97.0% vs 97.6%)
+SEPARATION = 0.95  # share of colourway pairs that must get different SIDs
+MAX_PRUNING_LOSS = 0.01  # relative HR@10 loss on test that still counts as on-par quality
 
 
 @dataclass(frozen=True)
@@ -30,9 +54,74 @@ class Claim:
 
     topic: str
     paper: str  # what the paper reports
-    keys: tuple  # metric keys the verdict reads (the first is the headline number)
+    paper_value: str  # the paper's number as text ("+2.15%", "1.21×", "on par", NO_NUMBER)
+    keys: tuple  # metric keys the verdict needs (the first is the headline number)
     rule: str  # the verdict rule, in words
     judge: Callable  # metrics dict → (measured text, verdict)
+
+
+def judge_effect(est: float, low: float, high: float, paper: float | None = None,
+                 minimum: float | None = None) -> str:
+    """Verdict on an effect with a 95% CI [low, high], positive in the claim's direction.
+
+    With the paper's value P: the CI above 0 and holding P → reproduced, above 0 but missing P →
+    partly; reaching 0 and P → inconclusive; reaching 0 but not P → not reproduced. Without one, a
+    smallest effect of interest ``minimum`` takes P's place as a lower bound: above 0 and reaching it
+    → reproduced, above 0 but below it → partly. ``est`` is for the record; the CI decides.
+
+    Args:
+        paper: the paper's effect (> 0), or None.
+        minimum: the smallest effect of interest (> 0); give exactly one of ``paper`` and ``minimum``.
+
+    Returns:
+        One of ``VERDICTS``; a CI with a NaN end (an undefined resample) is inconclusive.
+    """
+    if (paper is None) == (minimum is None):
+        raise ValueError("give the paper's value or a smallest effect of interest, exactly one")
+    target = paper if paper is not None else minimum
+    if not target > 0:
+        raise ValueError(f"the paper's value or minimum must be > 0, got {target}")
+    if math.isnan(low) or math.isnan(high):
+        return INCONCLUSIVE
+    if low > high:
+        raise ValueError(f"a CI's low end {low} is above its high end {high}")
+    if low > 0:
+        if paper is not None:
+            return REPRODUCED if low <= paper <= high else PARTLY
+        return REPRODUCED if high >= minimum else PARTLY
+    return INCONCLUSIVE if high >= target else NOT
+
+
+def judge_noninferior(intervals: dict, margin: float) -> str:
+    """Verdict on "on par": relative differences (system − reference) / reference with 95% CIs.
+
+    A metric is non-inferior if its CI's low end is ≥ −margin, inferior if its high end is < −margin,
+    undetermined otherwise.
+
+    Args:
+        intervals: metric name → (estimate, low, high).
+        margin: the non-inferiority margin (> 0), e.g. 0.05 for 5%.
+
+    Returns:
+        not reproduced if any metric is inferior; reproduced if all are non-inferior; partly if some
+        are; inconclusive if none is determined.
+    """
+    if not intervals:
+        raise ValueError("no metrics to judge")
+    lows = [low for _, low, _ in intervals.values()]
+    highs = [high for _, _, high in intervals.values()]
+    if any(high < -margin for high in highs):
+        return NOT
+    fine = sum(low >= -margin for low in lows)
+    return REPRODUCED if fine == len(lows) else PARTLY if fine else INCONCLUSIVE
+
+
+def _ci_keys(key: str) -> tuple:
+    return key, f"{key}_ci_low", f"{key}_ci_high"
+
+
+def _ci(m: dict, key: str) -> tuple:
+    return tuple(m[k] for k in _ci_keys(key))
 
 
 def _interval(m: dict, key: str, pct: bool = False) -> str:
@@ -44,86 +133,124 @@ def _interval(m: dict, key: str, pct: bool = False) -> str:
     return text
 
 
-def _gain(m: dict, key: str, pct: bool = False) -> tuple:
-    """A gain with a 95% CI: reproduced if the CI is above 0, partly if the estimate is."""
-    verdict = REPRODUCED if m[f"{key}_ci_low"] > 0 else PARTLY if m[key] > 0 else NOT
-    return _interval(m, key, pct), verdict
+def _effect(key: str, paper: float | None = None, minimum: float | None = None, pct: bool = False):
+    """A judge for one effect key with CI companions."""
+    return lambda m: (_interval(m, key, pct), judge_effect(*_ci(m, key), paper=paper, minimum=minimum))
 
 
 def _alignment(m):
-    ratio = m["01.aligned_over_frozen@1"]
-    verdict = REPRODUCED if ratio >= 1.2 else PARTLY if ratio > 1 else NOT
-    return (f"Recall@1 {m['01.recall@1.aligned']:.3f} aligned vs {m['01.recall@1.frozen']:.3f} frozen "
-            f"({ratio:.2f}×)"), verdict
+    key = "01.recall@1_diff.aligned_vs_frozen"
+    text = (f"Recall@1 {m['01.recall@1.aligned']:.3f} vs {m['01.recall@1.frozen']:.3f} frozen: "
+            f"{_interval(m, key)}")
+    if "01.view_gap.aligned" in m and "01.view_gap.frozen" in m:  # context only, not judged
+        text += f"; view gap {m['01.view_gap.aligned']:+.3f} vs {m['01.view_gap.frozen']:+.3f}"
+    return text, judge_effect(*_ci(m, key), minimum=MINIMUM)
 
 
 def _consistency(m):
-    vrq = m["02.consistency@1.vrq"]
-    others = {k.rsplit(".", 1)[1]: v for k, v in m.items()
-              if k.startswith("02.consistency@1.") and not k.endswith(".vrq")}
-    best = max(others, key=others.get) if others else None
-    verdict = REPRODUCED if all(vrq > v for v in others.values()) else \
-        PARTLY if vrq > min(others.values(), default=0) else NOT
-    text = f"level-1 consistency {vrq:.3f}"
-    if best:
-        text += f" (best baseline {best} {others[best]:.3f})"
-    return text, verdict
+    key, best = "02.consistency@1_diff.vrq_vs_best", m["02.best_baseline@1"]
+    text = f"level-1 consistency {m['02.consistency@1.vrq']:.3f}"
+    if f"02.consistency@1.{best}" in m:
+        text += f" vs {m[f'02.consistency@1.{best}']:.3f}"
+    text += f" {best} (best baseline): {_interval(m, key)}"
+    return text, judge_effect(*_ci(m, key), minimum=MINIMUM)
+
+
+def _baseline_icr(m: dict) -> dict:
+    """Every recorded ``02.icr.<name>`` other than VRQ's, by name."""
+    return {k.removeprefix("02.icr."): v for k, v in m.items()
+            if k.startswith("02.icr.") and k != "02.icr.vrq"}
 
 
 def _unique(m):
-    unique, separated = m["02.unique_after_dedup.vrq"], m["02.colour_separation.vrq"]
-    verdict = REPRODUCED if unique == 1 and separated >= 0.95 else PARTLY if unique == 1 else NOT
-    return (f"{unique:.1%} unique ({m.get('02.icr.vrq', float('nan')):.1%} before disambiguation); "
+    icr, separated, others = m["02.icr.vrq"], m["02.colour_separation.vrq"], _baseline_icr(m)
+    if not others:
+        return "run notebook 02 (no baseline 02.icr.<name>)", MISSING
+    best = max(others, key=others.get)
+    d = icr - others[best]
+    if abs(d) < ICR_TOLERANCE:
+        verdict = INCONCLUSIVE
+    elif d > 0:
+        verdict = REPRODUCED if separated >= SEPARATION else PARTLY
+    else:  # VRQ is below the best baseline; partly if it still clearly beats one
+        verdict = PARTLY if any(icr - v >= ICR_TOLERANCE for v in others.values()) else NOT
+    return (f"{icr:.1%} unique before disambiguation vs {others[best]:.1%} {best} (best baseline); "
             f"{separated:.1%} of colourway pairs get different SIDs"), verdict
 
 
 def _on_par(m):
-    ratio, low = m["04.hr@10_ratio_vs_mca"], m["04.hr@10_diff.dpo_vs_mca_ci_low"]
-    high = m["04.hr@10_diff.dpo_vs_mca_ci_high"]
-    verdict = REPRODUCED if ratio >= 0.95 and high >= 0 else PARTLY if ratio >= 0.9 else NOT
-    return (f"HR@10 {m['04.hr@10.dpo']:.3f} vs {m['03.hr@10.mca']:.3f} ({ratio:.3f}×; difference "
-            f"CI [{low:+.3f}, {high:+.3f}])"), verdict
+    keys = {"HR@10": "04.hr@10_rel_diff.dpo_vs_mca", "MRR@10": "04.mrr@10_rel_diff.dpo_vs_mca"}
+    text = ""
+    if "04.hr@10.dpo" in m and "04.hr@10.mca_reference" in m:
+        text = f"HR@10 {m['04.hr@10.dpo']:.3f} vs {m['04.hr@10.mca_reference']:.3f} MCA"
+        text += f" ({m['04.reference_mca']}); " if "04.reference_mca" in m else "; "
+    text += "DPO − MCA relative: " + ", ".join(f"{name} {_interval(m, key, pct=True)}"
+                                               for name, key in keys.items())
+    return text, judge_noninferior({name: _ci(m, key) for name, key in keys.items()}, ON_PAR_MARGIN)
 
 
 def _pruning(m):
-    speedup = m["05.speedup_at_1pct"]
-    verdict = REPRODUCED if speedup >= 1.15 else PARTLY if speedup > 1.05 else NOT
-    return (f"{speedup:.2f}× at batch 1 ({m['05.best_policy']}), HR@10 change "
-            f"{0.0 - m['05.hr10_rel_loss_at_best']:+.1%}"), verdict
+    speedup, low, high = _ci(m, "05.speedup_at_1pct")
+    loss = m["05.hr10_rel_loss_at_best"]
+    verdict = judge_effect(speedup - 1, low - 1, high - 1, paper=0.21)
+    if verdict == REPRODUCED and loss > MAX_PRUNING_LOSS:  # the speed was bought with quality
+        verdict = PARTLY
+    chosen = f", chosen on {m['05.chosen_on']}" if "05.chosen_on" in m else ""
+    return (f"{speedup:.2f}× [{low:.2f}, {high:.2f}] at batch 1 ({m['05.best_policy']}{chosen}), "
+            f"HR@10 change on test {-loss:+.1%}"), verdict
+
+
+def _effect_rule(what: str, paper: str | None = None) -> str:
+    """The judge_effect rule in words, for ``what`` against the paper's value or MINIMUM."""
+    if paper:
+        return (f"95% CI of the {what}: above 0 and holding {paper} → reproduced; above 0 but missing "
+                f"{paper} → partly; holding 0 and {paper} → inconclusive; reaching 0 but below {paper} → "
+                "not reproduced")
+    m = f"+{MINIMUM:g}"
+    return (f"95% CI of the {what}: above 0 and reaching {m} (smallest effect of interest) → reproduced; "
+            f"above 0 but below {m} → partly; holding 0 and {m} → inconclusive; reaching 0 but below {m} "
+            "→ not reproduced")
 
 
 CLAIMS = [
-    Claim("multi-view alignment", "aligning query photos with catalogue images closes the view gap",
-          ("01.aligned_over_frozen@1", "01.recall@1.aligned", "01.recall@1.frozen"),
-          "reproduced: aligned Recall@1 ≥ 1.2× frozen; partly: > 1×", _alignment),
-    Claim("VRQ: views share shallow codes", "all views of a product share its shallow SID codes",
-          ("02.consistency@1.vrq",),
-          "reproduced: VRQ's level-1 consistency beats every baseline at the same budget; partly: some",
-          _consistency),
-    Claim("VRQ: unique IDs", "deep codes keep near-identical products apart; every product has its own ID",
-          ("02.unique_after_dedup.vrq", "02.colour_separation.vrq"),
-          "reproduced: all SIDs unique and ≥ 95% of colourways apart; partly: unique only", _unique),
-    Claim("offline quality on par with MCA", "HR@K / MRR on par with the online cascade",
-          ("04.hr@10_ratio_vs_mca", "04.hr@10_diff.dpo_vs_mca_ci_low", "04.hr@10_diff.dpo_vs_mca_ci_high"),
-          "reproduced: HR@10 ≥ 0.95× MCA and the difference's CI reaches 0; partly: ≥ 0.9×", _on_par),
-    Claim("SFT adds personalisation", "SFT with user context improves on pretraining",
-          ("04.hr@10_diff.sft_vs_pretrain", "04.hr@10_diff.sft_vs_pretrain_ci_low"),
-          "reproduced: HR@10 gain's 95% CI above 0; partly: gain > 0",
-          lambda m: _gain(m, "04.hr@10_diff.sft_vs_pretrain")),
-    Claim("DPO improves further", "DPO on user preferences improves on SFT",
-          ("04.hr@10_diff.dpo_vs_sft", "04.hr@10_diff.dpo_vs_sft_ci_low"),
-          "reproduced: HR@10 gain's 95% CI above 0; partly: gain > 0",
-          lambda m: _gain(m, "04.hr@10_diff.dpo_vs_sft")),
-    Claim("dynamic pruning", "+21% inference efficiency at on-par quality",
-          ("05.speedup_at_1pct", "05.hr10_rel_loss_at_best", "05.best_policy"),
-          "reproduced: ≥ 1.15× at ≤ 1% HR@10 loss; partly: > 1.05×", _pruning),
-    Claim("online: item CTR", "+2.15% item CTR over MCA", ("06.ctr.lift", "06.ctr.lift_ci_low"),
-          "reproduced: lift's 95% CI above 0; partly: lift > 0", lambda m: _gain(m, "06.ctr.lift", pct=True)),
-    Claim("online: CVR", "+2.27% CVR over MCA", ("06.cvr.lift", "06.cvr.lift_ci_low"),
-          "reproduced: lift's 95% CI above 0; partly: lift > 0", lambda m: _gain(m, "06.cvr.lift", pct=True)),
-    Claim("online: order volume", "+3.12% orders over MCA", ("06.orders.lift", "06.orders.lift_ci_low"),
-          "reproduced: lift's 95% CI above 0; partly: lift > 0",
-          lambda m: _gain(m, "06.orders.lift", pct=True)),
+    Claim("multi-view alignment", "aligning query photos with catalogue images closes the multi-view gap",
+          NO_NUMBER, (*_ci_keys("01.recall@1_diff.aligned_vs_frozen"), "01.recall@1.aligned",
+                      "01.recall@1.frozen"),
+          _effect_rule("Recall@1 difference aligned − frozen (over SKUs)") + "; the view gap is context",
+          _alignment),
+    Claim("VRQ: views share shallow codes", "all views of a product share its shallow SID codes", NO_NUMBER,
+          (*_ci_keys("02.consistency@1_diff.vrq_vs_best"), "02.best_baseline@1", "02.consistency@1.vrq"),
+          _effect_rule("level-1 consistency difference VRQ − best baseline (over SKUs)"), _consistency),
+    Claim("VRQ: unique IDs, near-duplicates apart",
+          "deep codes keep near-identical products apart; every product has its own ID", NO_NUMBER,
+          ("02.icr.vrq", "02.colour_separation.vrq"),
+          f"deterministic, tolerance {ICR_TOLERANCE:g} (run-to-run spread): d = VRQ's ICR before "
+          f"disambiguation − the best baseline's; |d| < {ICR_TOLERANCE:g} → inconclusive; d ≥ "
+          f"{ICR_TOLERANCE:g} and ≥ {SEPARATION:.0%} of colourway pairs apart → reproduced, else partly; "
+          f"d ≤ −{ICR_TOLERANCE:g} → partly if VRQ beats some baseline by ≥ {ICR_TOLERANCE:g}, else not "
+          "reproduced", _unique),
+    Claim("offline quality on par with MCA", "HitRate and MRR on par with the online cascade", "on par",
+          (*_ci_keys("04.hr@10_rel_diff.dpo_vs_mca"), *_ci_keys("04.mrr@10_rel_diff.dpo_vs_mca")),
+          f"non-inferiority, margin {ON_PAR_MARGIN:.0%} relative, on HR@10 and MRR@10 (DPO − MCA) / MCA: "
+          f"a metric passes if its 95% CI's low end ≥ −{ON_PAR_MARGIN:.0%}, fails if its high end < "
+          f"−{ON_PAR_MARGIN:.0%}; any fails → not reproduced; all pass → reproduced; some pass → partly; "
+          "none decided → inconclusive", _on_par),
+    Claim("SFT adds personalisation", "SFT with user context improves on pretraining", NO_NUMBER,
+          _ci_keys("04.hr@10_diff.sft_vs_pretrain"), _effect_rule("HR@10 difference SFT − pretrain"),
+          _effect("04.hr@10_diff.sft_vs_pretrain", minimum=MINIMUM)),
+    Claim("DPO improves further", "DPO on user preferences improves on SFT", NO_NUMBER,
+          _ci_keys("04.hr@10_diff.dpo_vs_sft"), _effect_rule("HR@10 difference DPO − SFT"),
+          _effect("04.hr@10_diff.dpo_vs_sft", minimum=MINIMUM)),
+    Claim("dynamic pruning", "+21% inference efficiency at on-par quality", "1.21×",
+          (*_ci_keys("05.speedup_at_1pct"), "05.hr10_rel_loss_at_best", "05.best_policy"),
+          _effect_rule("speedup at batch 1 minus 1", "+0.21 (1.21×)") + "; a reproduced speedup with a "
+          f"relative HR@10 loss on test > {MAX_PRUNING_LOSS:.0%} becomes partly", _pruning),
+    Claim("online: item CTR", "+2.15% item CTR over MCA", "+2.15%", _ci_keys("06.ctr.lift"),
+          _effect_rule("CTR lift", "+2.15%"), _effect("06.ctr.lift", paper=0.0215, pct=True)),
+    Claim("online: CVR", "+2.27% CVR over MCA", "+2.27%", _ci_keys("06.cvr.lift"),
+          _effect_rule("CVR lift", "+2.27%"), _effect("06.cvr.lift", paper=0.0227, pct=True)),
+    Claim("online: order volume", "+3.12% orders over MCA", "+3.12%", _ci_keys("06.orders.lift"),
+          _effect_rule("order lift", "+3.12%"), _effect("06.orders.lift", paper=0.0312, pct=True)),
 ]
 
 
@@ -137,8 +264,9 @@ def ledger(metrics: dict | None = None, profile: str | None = None) -> pd.DataFr
             measured, verdict = f"run notebook {missing[0][:2]} (no {missing[0]})", MISSING
         else:
             measured, verdict = claim.judge(m)
-        rows.append({"claim": claim.topic, "paper": claim.paper, "kit": measured, "verdict": verdict,
-                     "evidence": ", ".join(f"`{k}`" for k in claim.keys[:1]), "rule": claim.rule})
+        rows.append({"claim": claim.topic, "paper": claim.paper, "paper_value": claim.paper_value,
+                     "kit": measured, "verdict": verdict, "evidence": f"`{claim.keys[0]}`",
+                     "rule": claim.rule})
     return pd.DataFrame(rows)
 
 
@@ -155,9 +283,13 @@ def write(profile: str | None = None, parameters: dict | None = None, failure: s
     lines = [f"# ovkit run: profile `{profile}`", "", f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}.", ""]
     if failure:
         lines += ["**The run failed:**", "", "```", failure, "```", ""]
-    table = ledger(metrics).set_index("claim")[["paper", "kit", "verdict", "evidence"]]
-    lines += ["## Claims ledger", "", "OneVision's claims, what this run measured, and the verdict "
-              "(rules: `ovkit.report.CLAIMS`).", "", markdown_table(table).strip(), ""]
+    if warning := provenance_warning(profile):
+        lines += [f"**Warning:** {warning}", ""]
+    runs = {(p or {}).get("commit", "?") for p in load_provenance(profile).values()}
+    lines += [f"Code: commit {', '.join(sorted(runs)) or 'unknown'}.", ""]
+    table = ledger(metrics).set_index("claim")[["paper", "paper_value", "kit", "verdict", "evidence"]]
+    lines += ["## Claims ledger", "", "OneVision's claims, the paper's number beside what this run measured, "
+              "and the verdict (rules: `ovkit.report.CLAIMS`).", "", markdown_table(table).strip(), ""]
     figures = load_figures(profile)
     if figures:
         lines += ["## Key figures", ""]

@@ -1,4 +1,6 @@
-"""The claims ledger's verdicts and the run report."""
+"""The claims ledger's rules, verdicts and columns, and the run report."""
+
+import math
 
 import matplotlib
 
@@ -8,20 +10,64 @@ import pytest  # noqa: E402
 
 import ovkit  # noqa: E402
 from ovkit import report  # noqa: E402
+from ovkit.report import INCONCLUSIVE, MISSING, NOT, PARTLY, REPRODUCED  # noqa: E402
 
+
+def ci(key, est, low, high):
+    """A metric and its CI companions."""
+    return {key: est, f"{key}_ci_low": low, f"{key}_ci_high": high}
+
+
+ALIGN, CONSIST = "01.recall@1_diff.aligned_vs_frozen", "02.consistency@1_diff.vrq_vs_best"
+HR_PAR, MRR_PAR = "04.hr@10_rel_diff.dpo_vs_mca", "04.mrr@10_rel_diff.dpo_vs_mca"
+SFT, DPO = "04.hr@10_diff.sft_vs_pretrain", "04.hr@10_diff.dpo_vs_sft"
+SPEED, CTR, CVR, ORDERS = "05.speedup_at_1pct", "06.ctr.lift", "06.cvr.lift", "06.orders.lift"
+
+# every claim reproduced
 MEASURED = {
-    "01.aligned_over_frozen@1": 1.65, "01.recall@1.aligned": 0.174, "01.recall@1.frozen": 0.106,
-    "02.consistency@1.vrq": 0.515, "02.consistency@1.rqvae": 0.445, "02.consistency@1.opq": 0.177,
-    "02.unique_after_dedup.vrq": 1.0, "02.colour_separation.vrq": 0.988, "02.icr.vrq": 0.97,
-    "04.hr@10_ratio_vs_mca": 1.0, "04.hr@10.dpo": 0.31, "03.hr@10.mca": 0.31,
-    "04.hr@10_diff.dpo_vs_mca_ci_low": -0.023, "04.hr@10_diff.dpo_vs_mca_ci_high": 0.025,
-    "04.hr@10_diff.sft_vs_pretrain": 0.002, "04.hr@10_diff.sft_vs_pretrain_ci_low": -0.012,
-    "04.hr@10_diff.sft_vs_pretrain_ci_high": 0.015,
-    "04.hr@10_diff.dpo_vs_sft": -0.01, "04.hr@10_diff.dpo_vs_sft_ci_low": -0.02,
-    "04.hr@10_diff.dpo_vs_sft_ci_high": -0.002,
-    "05.speedup_at_1pct": 1.21, "05.hr10_rel_loss_at_best": -0.005, "05.best_policy": "δ 1",
-    "06.ctr.lift": 0.03, "06.ctr.lift_ci_low": 0.01, "06.ctr.lift_ci_high": 0.05,
-    "06.cvr.lift": -0.01, "06.cvr.lift_ci_low": -0.03, "06.cvr.lift_ci_high": 0.01,
+    **ci(ALIGN, 0.068, 0.055, 0.080), "01.recall@1.aligned": 0.174, "01.recall@1.frozen": 0.106,
+    "01.view_gap.aligned": -0.126, "01.view_gap.frozen": -0.120,
+    **ci(CONSIST, 0.07, 0.05, 0.09), "02.best_baseline@1": "rqvae", "02.consistency@1.vrq": 0.515,
+    "02.consistency@1.rqvae": 0.445,
+    "02.icr.vrq": 0.99, "02.icr.rqvae": 0.967, "02.icr.opq": 0.95, "02.icr.rq_kmeans_frozen": 0.258,
+    "02.colour_separation.vrq": 0.988,
+    **ci(HR_PAR, -0.006, -0.04, 0.03), **ci(MRR_PAR, -0.01, -0.045, 0.03),
+    "04.hr@10.dpo": 0.31, "04.hr@10.mca_reference": 0.312, "04.reference_mca": "mca_tuned",
+    **ci(SFT, 0.03, 0.015, 0.045), **ci(DPO, 0.02, 0.005, 0.035),
+    **ci(SPEED, 1.21, 1.15, 1.28), "05.hr10_rel_loss_at_best": 0.003, "05.best_policy": "δ 1",
+    "05.chosen_on": "val",
+    **ci(CTR, 0.03, 0.01, 0.05), **ci(CVR, 0.025, 0.005, 0.045), **ci(ORDERS, 0.0373, 0.0064, 0.0675),
+}
+
+
+def _effects(key, partly, inconclusive, not_reproduced):
+    return {PARTLY: ci(key, *partly), INCONCLUSIVE: ci(key, *inconclusive), NOT: ci(key, *not_reproduced)}
+
+
+# claim → verdict → change to MEASURED that yields it
+CASES = {
+    "multi-view alignment": _effects(ALIGN, (0.005, 0.002, 0.008), (0.01, -0.005, 0.025),
+                                     (-0.02, -0.03, -0.01)),
+    "VRQ: views share shallow codes": _effects(CONSIST, (0.004, 0.001, 0.009), (0.0, -0.02, 0.02),
+                                               (0.001, -0.004, 0.006)),
+    "VRQ: unique IDs, near-duplicates apart": {
+        PARTLY: {"02.colour_separation.vrq": 0.9},  # uniquer than every baseline, colourways collide
+        INCONCLUSIVE: {"02.icr.vrq": 0.972},  # within the tolerance of the best baseline
+        NOT: {"02.icr.vrq": 0.2},  # below every baseline
+    },
+    "offline quality on par with MCA": {
+        PARTLY: ci(MRR_PAR, -0.02, -0.07, 0.03),  # HR@10 non-inferior, MRR@10 undetermined
+        INCONCLUSIVE: {**ci(HR_PAR, -0.02, -0.07, 0.03), **ci(MRR_PAR, -0.02, -0.08, 0.04)},
+        NOT: ci(MRR_PAR, -0.08, -0.1, -0.06),  # MRR@10 inferior
+    },
+    "SFT adds personalisation": _effects(SFT, (0.005, 0.001, 0.009), (0.002, -0.012, 0.015),
+                                         (-0.02, -0.04, -0.001)),
+    "DPO improves further": _effects(DPO, (0.005, 0.001, 0.009), (0.002, -0.012, 0.015),
+                                     (-0.01, -0.02, -0.002)),
+    "dynamic pruning": _effects(SPEED, (1.08, 1.03, 1.12), (1.1, 0.95, 1.25), (1.0, 0.95, 1.05)),
+    "online: item CTR": _effects(CTR, (0.08, 0.05, 0.11), (0.01, -0.01, 0.03), (-0.01, -0.03, 0.01)),
+    "online: CVR": _effects(CVR, (0.01, 0.002, 0.02), (0.01, -0.01, 0.03), (-0.05, -0.08, -0.02)),
+    "online: order volume": _effects(ORDERS, (0.1, 0.06, 0.14), (0.0, -0.03, 0.04), (0.0, -0.02, 0.03)),
 }
 
 
@@ -29,37 +75,128 @@ def verdicts(metrics):
     return report.ledger(metrics).set_index("claim")["verdict"].to_dict()
 
 
-def test_ledger_applies_each_rule():
-    v = verdicts(MEASURED)
-    assert v["multi-view alignment"] == v["VRQ: views share shallow codes"] == "reproduced"
-    assert v["VRQ: unique IDs"] == "reproduced"
-    assert v["offline quality on par with MCA"] == v["dynamic pruning"] == "reproduced"
-    assert v["SFT adds personalisation"] == "partly"  # gain > 0, CI reaches below 0
-    assert v["DPO improves further"] == "not reproduced"
-    assert v["online: item CTR"] == "reproduced" and v["online: CVR"] == "not reproduced"
-    assert v["online: order volume"] == "not measured"  # 06.orders.lift was never recorded
-    row = report.ledger(MEASURED).set_index("claim").loc["online: order volume"]
-    assert "run notebook 06" in row["kit"] and row["evidence"] == "`06.orders.lift`"
-    kit = report.ledger(MEASURED).set_index("claim").loc["online: item CTR", "kit"]
-    assert kit == "+3.00% [+1.00%, +5.00%]"
+def row(metrics, claim):
+    return report.ledger(metrics).set_index("claim").loc[claim]
 
 
-@pytest.mark.parametrize("change,claim,verdict", [
-    ({"02.consistency@1.rqvae": 0.6}, "VRQ: views share shallow codes", "partly"),
-    ({"02.consistency@1.rqvae": 0.6, "02.consistency@1.opq": 0.6}, "VRQ: views share shallow codes",
-     "not reproduced"),
-    ({"02.unique_after_dedup.vrq": 0.99}, "VRQ: unique IDs", "not reproduced"),
-    ({"02.colour_separation.vrq": 0.9}, "VRQ: unique IDs", "partly"),
-    ({"04.hr@10_ratio_vs_mca": 0.93}, "offline quality on par with MCA", "partly"),
-    ({"04.hr@10_ratio_vs_mca": 0.96, "04.hr@10_diff.dpo_vs_mca_ci_high": -0.001},
-     "offline quality on par with MCA", "partly"),
-    ({"04.hr@10_ratio_vs_mca": 0.8}, "offline quality on par with MCA", "not reproduced"),
-    ({"05.speedup_at_1pct": 1.1}, "dynamic pruning", "partly"),
-    ({"05.speedup_at_1pct": 1.0}, "dynamic pruning", "not reproduced"),
-    ({"01.aligned_over_frozen@1": 0.9}, "multi-view alignment", "not reproduced"),
+def test_every_claim_has_a_case_for_every_verdict():
+    assert list(CASES) == [c.topic for c in report.CLAIMS]
+    assert all(set(cases) | {REPRODUCED} == set(report.VERDICTS) for cases in CASES.values())
+    assert set(verdicts(MEASURED).values()) == {REPRODUCED}
+
+
+@pytest.mark.parametrize("claim,verdict", [(c, v) for c, cases in CASES.items() for v in cases])
+def test_each_rule_gives_each_verdict(claim, verdict):
+    v = verdicts({**MEASURED, **CASES[claim][verdict]})
+    assert v[claim] == verdict
+    assert all(v[other] == REPRODUCED for other in v if other != claim)  # one claim's keys only
+
+
+@pytest.mark.parametrize("change,verdict", [
+    ({"02.icr.vrq": 0.867}, PARTLY),  # 10 points below rqvae but far above rq_kmeans_frozen
+    ({"02.icr.vrq": 0.9771}, REPRODUCED),  # d = +0.0101, just past the 0.01 tolerance
+    ({"02.icr.vrq": 0.9769}, INCONCLUSIVE),  # d = +0.0099
+    ({"02.icr.vrq": 0.9571}, INCONCLUSIVE),  # d = −0.0099
+    ({"02.icr.vrq": 0.99, "02.icr.rq_kmeans_frozen": 0.985}, INCONCLUSIVE),  # the best baseline counts
+    ({"02.icr.vrq": 0.5, "02.icr.rqvae": 0.6, "02.icr.opq": 0.6, "02.icr.rq_kmeans_frozen": 0.6}, NOT),
 ])
-def test_ledger_verdict_boundaries(change, claim, verdict):
-    assert verdicts({**MEASURED, **change})[claim] == verdict
+def test_uniqueness_rule_boundaries(change, verdict):
+    assert verdicts({**MEASURED, **change})["VRQ: unique IDs, near-duplicates apart"] == verdict
+
+
+def test_pruning_that_costs_quality_is_partly():
+    claim = "dynamic pruning"
+    assert verdicts({**MEASURED, "05.hr10_rel_loss_at_best": 0.02})[claim] == PARTLY
+    assert verdicts({**MEASURED, "05.hr10_rel_loss_at_best": 0.01})[claim] == REPRODUCED  # ≤ 1% is on par
+    lossy_and_slow = {**MEASURED, "05.hr10_rel_loss_at_best": 0.02, **ci(SPEED, 1.0, 0.95, 1.05)}
+    assert verdicts(lossy_and_slow)[claim] == NOT
+
+
+@pytest.mark.parametrize("low,high,verdict", [
+    (0.01, 0.05, REPRODUCED), (0.0215, 0.03, REPRODUCED), (0.001, 0.0215, REPRODUCED),  # P on either end
+    (0.001, 0.02, PARTLY), (0.025, 0.05, PARTLY),  # real, but smaller / larger than the paper's
+    (0.0, 0.03, INCONCLUSIVE), (-0.01, 0.0215, INCONCLUSIVE),  # holds 0 (0 counts) and P
+    (0.0, 0.02, NOT), (-0.05, -0.01, NOT),  # excludes P below / the opposite effect
+    (math.nan, 0.03, INCONCLUSIVE),
+])
+def test_judge_effect_with_the_paper_value(low, high, verdict):
+    assert report.judge_effect((low + high) / 2, low, high, paper=0.0215) == verdict
+
+
+@pytest.mark.parametrize("low,high,verdict", [
+    (0.001, 0.01, REPRODUCED), (0.02, 0.5, REPRODUCED),  # a lower bound: no upper limit
+    (0.001, 0.0099, PARTLY),
+    (0.0, 0.01, INCONCLUSIVE), (-0.5, 0.5, INCONCLUSIVE),
+    (-0.01, 0.0099, NOT), (-0.05, -0.01, NOT),
+])
+def test_judge_effect_with_a_smallest_effect_of_interest(low, high, verdict):
+    assert report.judge_effect((low + high) / 2, low, high, minimum=0.01) == verdict
+
+
+def test_judge_effect_errors():
+    with pytest.raises(ValueError, match="exactly one"):
+        report.judge_effect(0.1, 0.0, 0.2)
+    with pytest.raises(ValueError, match="exactly one"):
+        report.judge_effect(0.1, 0.0, 0.2, paper=0.1, minimum=0.01)
+    with pytest.raises(ValueError, match="must be > 0"):
+        report.judge_effect(0.1, 0.0, 0.2, paper=-0.02)
+    with pytest.raises(ValueError, match="low end"):
+        report.judge_effect(0.1, 0.2, 0.0, minimum=0.01)
+
+
+@pytest.mark.parametrize("intervals,verdict", [
+    ({"hr": (0.0, -0.05, 0.04), "mrr": (0.01, -0.02, 0.05)}, REPRODUCED),  # −margin itself passes
+    ({"hr": (0.0, -0.05, 0.04), "mrr": (0.0, -0.06, 0.04)}, PARTLY),
+    ({"hr": (-0.05, -0.06, -0.05), "mrr": (0.0, -0.08, 0.04)}, INCONCLUSIVE),  # high = −margin: not inferior
+    ({"hr": (0.0, -0.01, 0.01), "mrr": (-0.1, -0.15, -0.051)}, NOT),  # one inferior outweighs the rest
+    ({"hr": (-0.2, -0.3, -0.1)}, NOT),
+])
+def test_judge_noninferior(intervals, verdict):
+    assert report.judge_noninferior(intervals, margin=0.05) == verdict
+
+
+def test_judge_noninferior_needs_metrics():
+    with pytest.raises(ValueError, match="no metrics"):
+        report.judge_noninferior({}, margin=0.05)
+
+
+def test_missing_metrics_are_not_measured():
+    no_orders = {k: v for k, v in MEASURED.items() if not k.startswith(ORDERS)}
+    r = row(no_orders, "online: order volume")
+    assert r["verdict"] == MISSING and r["kit"] == "run notebook 06 (no 06.orders.lift)"
+    assert r["evidence"] == "`06.orders.lift`"
+    no_high = {k: v for k, v in MEASURED.items() if k != f"{SFT}_ci_high"}
+    assert row(no_high, "SFT adds personalisation")["kit"] == f"run notebook 04 (no {SFT}_ci_high)"
+    no_baselines = {k: v for k, v in MEASURED.items() if not k.startswith("02.icr.") or k == "02.icr.vrq"}
+    r = row(no_baselines, "VRQ: unique IDs, near-duplicates apart")
+    assert r["verdict"] == MISSING and "02.icr.<name>" in r["kit"]
+    assert set(verdicts({}).values()) == {MISSING}
+
+
+def test_ledger_columns_paper_values_and_kit_text():
+    table = report.ledger(MEASURED)
+    assert list(table.columns) == ["claim", "paper", "paper_value", "kit", "verdict", "evidence", "rule"]
+    values = table.set_index("claim")["paper_value"]
+    assert values["online: item CTR"] == "+2.15%" and values["online: CVR"] == "+2.27%"
+    assert values["online: order volume"] == "+3.12%" and values["dynamic pruning"] == "1.21×"
+    assert values["offline quality on par with MCA"] == "on par"
+    assert values["multi-view alignment"] == values["DPO improves further"] == "— (no number)"
+    kit = table.set_index("claim")["kit"]
+    assert kit["online: order volume"] == "+3.73% [+0.64%, +6.75%]"
+    assert kit["multi-view alignment"] == ("Recall@1 0.174 vs 0.106 frozen: +0.068 [+0.055, +0.080]; "
+                                           "view gap -0.126 vs -0.120")
+    assert kit["dynamic pruning"] == ("1.21× [1.15, 1.28] at batch 1 (δ 1, chosen on val), "
+                                      "HR@10 change on test -0.3%")
+    assert "rqvae (best baseline)" in kit["VRQ: views share shallow codes"]
+    unique = kit["VRQ: unique IDs, near-duplicates apart"]
+    assert unique.startswith("99.0% unique before disambiguation vs 96.7% rqvae (best baseline); 98.8%")
+    assert "(mca_tuned)" in kit["offline quality on par with MCA"]
+    assert "MRR@10 -1.00% [-4.50%, +3.00%]" in kit["offline quality on par with MCA"]
+    rules = table.set_index("claim")["rule"]
+    assert "margin 5%" in rules["offline quality on par with MCA"]
+    assert "tolerance 0.01" in rules["VRQ: unique IDs, near-duplicates apart"]
+    assert "+0.01 (smallest effect of interest)" in rules["SFT adds personalisation"]
+    assert "+2.15%" in rules["online: item CTR"] and "> 1%" in rules["dynamic pruning"]
 
 
 def test_report_holds_ledger_figures_tables_and_timings(kit_home):
@@ -75,9 +212,23 @@ def test_report_holds_ledger_figures_tables_and_timings(kit_home):
     timings = '{"00_a.ipynb": {"seconds": 3.0, "status": "ok"}}'
     (kit_home / "runs" / "pytest" / "timings.json").write_text(timings)
     text = report.write("pytest", {"SEED": 0}).read_text()
-    assert "## Claims ledger" in text and "| dynamic pruning |" in text and "reproduced" in text
+    assert "## Claims ledger" in text and "| claim | paper | paper_value | kit | verdict | evidence |" in text
+    ctr = "| online: item CTR | +2.15% item CTR over MCA | +2.15% | +3.00% [+1.00%, +5.00%] | reproduced |"
+    assert ctr in text
+    assert "| dynamic pruning |" in text
     assert "![05.pareto](figures/05.pareto.png)" in text and "latency vs HR@10" in text
     assert "## Table `04.offline`" in text and "| 00_a.ipynb | ok | 3.0 |" in text
     assert "| `06.ctr.lift` | 0.03 |" in text and "SEED: 0" in text
     with pytest.raises(ValueError, match="<notebook>.<name>"):
         ovkit.record_figure("pareto", fig, "no notebook prefix")
+
+
+def test_report_warns_when_metrics_come_from_different_runs(kit_home, monkeypatch):
+    monkeypatch.setenv("OVKIT_PARAMS_HASH", "aaaaaaaaaaaa")
+    monkeypatch.setenv("OVKIT_COMMIT", "1111111")
+    ovkit.record("01.recall@1.aligned", 0.2)
+    assert "**Warning:**" not in report.write("pytest").read_text()
+    monkeypatch.setenv("OVKIT_PARAMS_HASH", "bbbbbbbbbbbb")
+    ovkit.record("04.hr@10.dpo", 0.3)
+    text = report.write("pytest").read_text()
+    assert "**Warning:**" in text and "aaaaaaaaaaaa" in text and "bbbbbbbbbbbb" in text
