@@ -306,16 +306,24 @@ def pooled_embeddings(maps, batch_size: int = 1024) -> np.ndarray:
 
 
 class VisualRecall:
-    """Top-N SKUs for query embeddings by inner product over all catalogue views (faiss)."""
+    """Top-N SKUs for query embeddings by inner product (faiss) over all catalogue views, or over one
+    vector per SKU when ``item_vectors`` (n_items, d) is given (e.g. fused multi-view vectors)."""
 
-    def __init__(self, catalogue, view_embeddings: np.ndarray, index: str = "flat"):
+    def __init__(self, catalogue, view_embeddings: np.ndarray, index: str = "flat",
+                 item_vectors: np.ndarray | None = None):
         import faiss
 
-        views = catalogue.catalog_views()
-        self.item_of = views["item_id"].to_numpy()
         self.n_items = len(catalogue.items)
-        self.views_per_item = int(views.groupby("item_id").size().max())
-        vectors = np.ascontiguousarray(view_embeddings[views["view_id"].to_numpy()], np.float32)
+        if item_vectors is None:
+            views = catalogue.catalog_views()
+            self.item_of = views["item_id"].to_numpy()
+            self.views_per_item = int(views.groupby("item_id").size().max())
+            vectors = np.ascontiguousarray(view_embeddings[views["view_id"].to_numpy()], np.float32)
+        else:
+            if len(item_vectors) != self.n_items:
+                raise ValueError(f"{len(item_vectors)} item vectors for {self.n_items} SKUs")
+            self.item_of, self.views_per_item = np.arange(self.n_items), 1
+            vectors = np.ascontiguousarray(item_vectors, np.float32)
         if index == "hnsw":
             self.index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
             self.index.hnsw.efSearch = 128
@@ -346,6 +354,13 @@ def rank_items(catalogue, view_embeddings, query_view_ids, k: int = 10):
     """
     recall = VisualRecall(catalogue, view_embeddings)
     return recall.search(view_embeddings[np.asarray(query_view_ids)], k)
+
+
+def recall_hits(catalogue, view_embeddings, query_view_ids, k: int = 1) -> np.ndarray:
+    """Per query view: 1.0 if its own SKU is in the top ``k`` (for paired confidence intervals)."""
+    top, _ = rank_items(catalogue, view_embeddings, query_view_ids, k)
+    truth = catalogue.views["item_id"].to_numpy()[np.asarray(query_view_ids)]
+    return (top == truth[:, None]).any(1).astype(float)
 
 
 def evaluate(catalogue, view_embeddings, query_view_ids, ks=(1, 10)) -> dict:

@@ -1,7 +1,9 @@
 """The multi-stage cascade (MCA) baseline (notebook 03): recall → pre-rank → rank.
 
 - **Feature extraction**: the aligned embedding of notebook 01.
-- **Recall**: faiss top-N SKUs by visual similarity (a SKU scores its best catalogue view); exact
+- **Recall**: faiss top-N SKUs by visual similarity (a SKU scores its best catalogue view, or — with
+  ``vectors="fused"`` — its fused multi-view vector, the same catalogue + training-photo vectors
+  OneVision's output prior reads, so both systems can be compared on equal information); exact
   (``IndexFlatIP``) or approximate (HNSW) search.
 - **Pre-rank**: logistic regression on cheap features (visual score and rank, product-type vote of
   the recalled list, popularity) → top-M.
@@ -24,6 +26,7 @@ import pandas as pd
 from .align import VisualRecall
 from .config import with_overrides
 from .vrq import catalogue_only_vectors
+from .vrq import item_vectors as fused_item_vectors
 
 CHEAP = ["visual", "visual_rank", "type_vote", "model_vote", "popularity"]
 RICH = CHEAP + ["hist_type", "hist_colour", "hist_creator", "hist_model", "hist_price_gap", "hist_len",
@@ -37,6 +40,7 @@ class MCAConfig:
     recall: int = 200  # N candidates from visual recall
     prerank: int = 50  # M candidates kept by the pre-ranker
     index: str = "flat"  # flat (exact) or hnsw (approximate)
+    vectors: str = "catalogue"  # recall index: catalogue views, or "fused" SKU vectors (+ training photos)
     order_weight: float = 3.0  # sample weight of an ordered exposure (clicks weigh 1)
     trees: int = 200  # boosting iterations of the ranker
     depth: int = 3  # depth of each tree (shallow: ~1,000 clicks to learn from)
@@ -49,6 +53,8 @@ class MCAConfig:
         cfg = with_overrides(cls, overrides, "MCA")
         if cfg.index not in ("flat", "hnsw"):
             raise ValueError(f"MCA index must be 'flat' or 'hnsw', got {cfg.index!r}")
+        if cfg.vectors not in ("catalogue", "fused"):
+            raise ValueError(f"MCA vectors must be 'catalogue' or 'fused', got {cfg.vectors!r}")
         if cfg.rank_on not in ("candidates", "exposures"):
             raise ValueError(f"MCA rank_on must be 'candidates' or 'exposures', got {cfg.rank_on!r}")
         if not 10 <= cfg.prerank <= cfg.recall:
@@ -106,14 +112,22 @@ def history_features(items: pd.DataFrame, candidates, histories: list,
 class Cascade:
     """Recall → pre-rank → rank, fitted on logged exposures."""
 
-    def __init__(self, catalogue, view_embeddings: np.ndarray, cfg: MCAConfig):
+    def __init__(self, catalogue, view_embeddings: np.ndarray, cfg: MCAConfig,
+                 fused_vectors: np.ndarray | None = None):
+        """``fused_vectors`` (n_items, d): the SKU vectors of ``vectors="fused"`` (default: VRQ's
+        fusion, ``vrq.item_vectors``; pass ``ids.item_vectors`` to index exactly OneVision's)."""
         if cfg.recall > len(catalogue.items):
             raise ValueError(f"asked for {cfg.recall} recall candidates but the catalogue has "
                              f"{len(catalogue.items)} SKUs: lower MCA recall")
         self.cat, self.emb, self.cfg = catalogue, view_embeddings, cfg
-        self.recall = VisualRecall(catalogue, view_embeddings, cfg.index)
+        if cfg.vectors == "fused":
+            self.item_vectors = fused_item_vectors(catalogue, view_embeddings) if fused_vectors is None \
+                else np.asarray(fused_vectors, np.float32)
+            self.recall = VisualRecall(catalogue, view_embeddings, cfg.index, self.item_vectors)
+        else:
+            self.item_vectors = catalogue_only_vectors(catalogue, view_embeddings)
+            self.recall = VisualRecall(catalogue, view_embeddings, cfg.index)
         self.clicks = self.exposures = np.zeros(len(catalogue.items))
-        self.item_vectors = catalogue_only_vectors(catalogue, view_embeddings)
         self.model_of = catalogue.items["model_id"].to_numpy()
         self.skus_of_model = catalogue.items.groupby("model_id")["item_id"].apply(np.asarray).to_dict()
         self.prerank_model = self.rank_model = None
@@ -252,17 +266,21 @@ def latency(cascade: Cascade, view_ids, histories: list, repeats: int = 1) -> pd
     return frame.quantile([0.5, 0.95]).T.rename(columns={0.5: "p50", 0.95: "p95"})
 
 
-def offline_eval(cascade: Cascade, logs, k: int = 10):
-    """Visual-only retrieval vs the full cascade on the test sessions.
+def offline_eval(cascade: Cascade, logs, k: int = 10, split: str = "test"):
+    """Visual-only retrieval vs the full cascade on the test (or ``"val"``) sessions.
 
     Returns (table of HR@1/5/10, MRR@10, NDCG@10 against the ordered SKU, exact-SKU recall@10 and
-    HR@10 against the clicked SKU; the cascade's stage lists; the stage losses).
+    HR@10 against the clicked SKU — its ``attrs["ranked"]`` holds both systems' lists; the cascade's
+    stage lists; the stage losses).
     """
     from . import metrics
 
-    test = logs.test_sessions
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    test, hists = (logs.test_sessions, logs.test_histories) if split == "test" else \
+        (logs.val_sessions, logs.val_histories)
     views = test["view_id"].to_numpy()
-    stages = cascade.rank(views, [logs.test_histories[s] for s in test["session"]], k)
+    stages = cascade.rank(views, [hists[s] for s in test["session"]], k)
     visual, _ = cascade.recall.search(cascade.emb[views], k)
     rows = {}
     for name, ranked in (("visual_only", visual), ("mca", stages["rank"])):
@@ -270,4 +288,6 @@ def offline_eval(cascade: Cascade, logs, k: int = 10):
         row["recall_exact@10"] = metrics.hit_rate(ranked, test["intent"].to_numpy(), 10)
         row["hr@10_clicked"] = metrics.hit_rate(ranked, test["clicked"].to_numpy(), 10)
         rows[name] = row
-    return pd.DataFrame(rows).T, stages, stage_loss(stages, test["ordered"].to_numpy(), k)
+    table = pd.DataFrame(rows).T
+    table.attrs["ranked"] = {"visual_only": visual, "mca": stages["rank"]}  # for paired intervals
+    return table, stages, stage_loss(stages, test["ordered"].to_numpy(), k)

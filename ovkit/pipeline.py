@@ -8,6 +8,7 @@ exactly as the notebooks build them, so the same parameters always give the same
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ class Pipeline:
     stages: dict  # "pretrain" / "sft" / "dpo" → gen.Trained (empty when loaded with train=False)
     gen_cfg: object  # gen.GenConfig
     device: str  # where the models run
+    _variants: dict = dataclasses.field(default_factory=dict, repr=False)  # cascades on other indexes
 
     @property
     def embeddings(self) -> np.ndarray:
@@ -44,6 +46,41 @@ class Pipeline:
     def model(self):
         """The final OneVision model (after DPO)."""
         return self.stages["dpo"].model
+
+    def cascade_on(self, vectors: str):
+        """The cascade with its recall index on ``"catalogue"`` views or ``"fused"`` SKU vectors (the
+        ones OneVision's prior reads), fitted on the same logs; the configured one is ``cascade``."""
+        from . import mca
+
+        if vectors == self.cascade.cfg.vectors:
+            return self.cascade
+        if vectors not in self._variants:
+            cfg = mca.MCAConfig.from_overrides({**dataclasses.asdict(self.cascade.cfg), "vectors": vectors})
+            variant = mca.Cascade(self.catalogue, self.embeddings, cfg, fused_vectors=self.ids.item_vectors)
+            self._variants[vectors] = variant.fit(self.logs.train_log, self.logs.train_histories)
+        return self._variants[vectors]
+
+    def reference_cascade(self) -> tuple:
+        """The cascade OneVision is judged against: its better index by HR@10 on the *validation*
+        sessions (chosen there, never on test). Returns (vectors, cascade, validation HR@10 by index)."""
+        from . import mca
+
+        scores = {v: mca.offline_eval(self.cascade_on(v), self.logs, split="val")[0].loc["mca", "hr@10"]
+                  for v in ("catalogue", "fused")}
+        best = max(scores, key=scores.get)  # a tie keeps the catalogue index (the shop's default)
+        return best, self.cascade_on(best), scores
+
+    def model_on(self, vectors: str, stage: str = "dpo"):
+        """A OneVision stage whose output prior reads ``"fused"`` SKU vectors (as trained) or
+        ``"catalogue"``-view-only vectors (the information the catalogue cascade indexes)."""
+        from . import vrq
+
+        model = self.stages[stage].model
+        if vectors == "fused":
+            return model
+        if vectors != "catalogue":
+            raise ValueError(f"vectors must be 'catalogue' or 'fused', got {vectors!r}")
+        return model.with_item_vectors(vrq.catalogue_only_vectors(self.catalogue, self.embeddings))
 
     def queries(self, split: str = "test", with_user: bool = True):
         """gen.Queries of the test (or validation) sessions."""
@@ -80,7 +117,7 @@ def load(params: dict, train: bool = True) -> Pipeline:
                                               device=device)
     run = align.aligned(cat, maps, artifact, p["ALIGN"], device)
     ids = vrq.semantic_ids(cat, run["embeddings"], run["artifact"], p["VRQ"])
-    cascade = mca.Cascade(cat, run["embeddings"], mca_cfg)
+    cascade = mca.Cascade(cat, run["embeddings"], mca_cfg, fused_vectors=ids.item_vectors)
     logs = sim.simulate(cat, run["embeddings"], sim_cfg, retrieve=cascade.retrieve)
     cascade.fit(logs.train_log, logs.train_histories)
     stages = gen.train_stages(cat, run, ids, logs, p["GEN"], device) if train else {}

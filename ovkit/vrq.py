@@ -835,6 +835,15 @@ def sid_metrics(codes: Codes, catalogue, query_codes: np.ndarray, query_items: n
     return out
 
 
+def consistency_hits(codes: Codes, catalogue, embeddings: dict, query_view_ids, level: int = 1) -> np.ndarray:
+    """Per query photo: 1.0 if the first ``level`` codes encoded from the photo alone equal its SKU's
+    (the per-photo terms of ``consistency@level``, for paired confidence intervals)."""
+    query_view_ids = np.asarray(query_view_ids)
+    truth = catalogue.views["item_id"].to_numpy()[query_view_ids]
+    query_codes = codes.encode(embeddings[codes.space][query_view_ids])
+    return (query_codes[:, :level] == codes.items[truth, :level]).all(1).astype(float)
+
+
 def report(methods: list[Codes], catalogue, embeddings: dict, query_view_ids) -> pd.DataFrame:
     """The SID quality table: one row per method (see :func:`sid_metrics`)."""
     query_view_ids = np.asarray(query_view_ids)

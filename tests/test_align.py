@@ -39,6 +39,16 @@ def test_recall_matches_brute_force(cat):
         assert result[f"recall@{k}"] == pytest.approx(_brute_force_recall(cat, emb, queries, k))
 
 
+def test_recall_hits_are_the_per_query_terms_of_recall(cat):
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(len(cat.views), 16)).astype(np.float32)
+    queries = cat.query_views()["view_id"].to_numpy()
+    for k in (1, 3):
+        hits = align.recall_hits(cat, emb, queries, k)
+        assert hits.shape == (len(queries),) and set(np.unique(hits)) <= {0.0, 1.0}
+        assert hits.mean() == pytest.approx(_brute_force_recall(cat, emb, queries, k))
+
+
 def test_perfect_embeddings_give_perfect_recall_and_positive_gap(cat):
     emb = np.eye(len(cat.items), dtype=np.float32)[cat.views["item_id"].to_numpy()]
     result = align.evaluate(cat, emb, cat.query_views()["view_id"].to_numpy())

@@ -212,6 +212,19 @@ def test_metrics_on_a_hand_computed_example():
     assert m["candidates@1"] == 2.0 and m["candidates@2"] == pytest.approx((1 + 1 + 0 + 1) / 4)
 
 
+def test_consistency_hits_are_the_per_photo_terms_of_consistency(fake):
+    cat, emb = fake
+    ids = vrq.build_ids(cat, emb, vrq.VRQConfig.from_overrides(SMALL))
+    codes = vrq.Codes("vrq", ids["raw"], tuple(ids["sizes"]), ids["quantizer"].encode, 0.0, "aligned")
+    views = cat.views
+    photos = views[(views["kind"] == "query") & (views["split"] == "test")]["view_id"].to_numpy()
+    table = vrq.report([codes], cat, {"aligned": emb}, photos)
+    for level in (1, 2):
+        hits = vrq.consistency_hits(codes, cat, {"aligned": emb}, photos, level)
+        assert hits.shape == photos.shape
+        assert hits.mean() == pytest.approx(table.loc["vrq", f"consistency@{level}"])
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -1,0 +1,73 @@
+"""The cascade's recall indexes: catalogue views or fused SKU vectors (equal information with OneVision)."""
+
+import numpy as np
+import pytest
+from conftest import fake_catalogue
+
+from ovkit import align, mca, sim, vrq
+
+MCA = mca.MCAConfig(recall=40, prerank=20)
+
+
+def _test_photos(cat):
+    return cat.views[(cat.views["kind"] == "query") & (cat.views["split"] == "test")]["view_id"]
+
+
+@pytest.fixture(scope="module")
+def fake():
+    cat, emb = fake_catalogue(n_models=30, colourways=3, query_views=9)
+    cfg = sim.SimConfig(n_users=30, train_sessions=8, test_sessions=2, explore_pool=30)
+    logs = sim.simulate(cat, emb, cfg, retrieve=mca.Cascade(cat, emb, MCA).retrieve)
+    return cat, emb, logs
+
+
+def test_fused_index_ranks_skus_by_their_fused_vector(fake):
+    cat, emb, _ = fake
+    fused = mca.Cascade(cat, emb, mca.MCAConfig(recall=40, prerank=20, vectors="fused", sibling_expand=0))
+    vectors = vrq.item_vectors(cat, emb)
+    np.testing.assert_allclose(fused.item_vectors, vectors)
+    queries = emb[_test_photos(cat).to_numpy()[:25]]
+    items, scores = fused.recall.search(queries, 10)
+    expected = np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :10]
+    assert (items[:, 0] == expected[:, 0]).all()
+    expected_scores = np.take_along_axis(queries @ vectors.T, items, 1)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_catalogue_index_scores_a_sku_by_its_best_catalogue_view(fake):
+    cat, emb, _ = fake
+    cascade = mca.Cascade(cat, emb, mca.MCAConfig(recall=40, prerank=20, sibling_expand=0))
+    views = cat.catalog_views()
+    query = emb[_test_photos(cat).to_numpy()[:1]]
+    sims = (query @ emb[views["view_id"].to_numpy()].T)[0]
+    best = {}
+    for item, s in zip(views["item_id"], sims, strict=True):
+        best[item] = max(best.get(item, -np.inf), s)
+    items, _ = cascade.recall.search(query, 5)
+    assert list(items[0]) == sorted(best, key=lambda i: -best[i])[:5]
+
+
+def test_given_fused_vectors_are_used_as_they_are(fake):
+    cat, emb, _ = fake
+    given = np.random.default_rng(0).normal(size=(len(cat.items), emb.shape[1])).astype(np.float32)
+    cfg = mca.MCAConfig(recall=40, prerank=20, vectors="fused")
+    cascade = mca.Cascade(cat, emb, cfg, fused_vectors=given)
+    np.testing.assert_array_equal(cascade.item_vectors, given)
+    with pytest.raises(ValueError, match="item vectors for"):
+        align.VisualRecall(cat, emb, item_vectors=given[:-1])
+
+
+def test_vectors_setting_is_validated():
+    with pytest.raises(ValueError, match="MCA vectors must be 'catalogue' or 'fused'"):
+        mca.MCAConfig.from_overrides({"vectors": "both"})
+
+
+def test_offline_eval_on_validation_sessions(fake):
+    cat, emb, logs = fake
+    cascade = mca.Cascade(cat, emb, MCA).fit(logs.train_log, logs.train_histories)
+    table, stages, _ = mca.offline_eval(cascade, logs, split="val")
+    assert stages["rank"].shape == (len(logs.val_sessions), 10)
+    assert set(table.attrs["ranked"]) == {"visual_only", "mca"}
+    np.testing.assert_array_equal(table.attrs["ranked"]["mca"], stages["rank"])
+    with pytest.raises(ValueError, match="split must be 'test' or 'val'"):
+        mca.offline_eval(cascade, logs, split="train")
