@@ -270,8 +270,8 @@ def offline_eval(cascade: Cascade, logs, k: int = 10, split: str = "test"):
     """Visual-only retrieval vs the full cascade on the test (or ``"val"``) sessions.
 
     Returns (table of HR@1/5/10, MRR@10, NDCG@10 against the ordered SKU, exact-SKU recall@10 and
-    HR@10 against the clicked SKU — its ``attrs["ranked"]`` holds both systems' lists; the cascade's
-    stage lists; the stage losses).
+    HR@10 against the clicked SKU; the cascade's stage lists — "recall", "prerank", "rank" — and
+    visual-only's list, "visual_only"; the stage losses).
     """
     from . import metrics
 
@@ -288,6 +288,6 @@ def offline_eval(cascade: Cascade, logs, k: int = 10, split: str = "test"):
         row["recall_exact@10"] = metrics.hit_rate(ranked, test["intent"].to_numpy(), 10)
         row["hr@10_clicked"] = metrics.hit_rate(ranked, test["clicked"].to_numpy(), 10)
         rows[name] = row
-    table = pd.DataFrame(rows).T
-    table.attrs["ranked"] = {"visual_only": visual, "mca": stages["rank"]}  # for paired intervals
-    return table, stages, stage_loss(stages, test["ordered"].to_numpy(), k)
+    losses = stage_loss(stages, test["ordered"].to_numpy(), k)
+    stages["visual_only"] = visual  # for paired intervals: both systems' lists, session by session
+    return pd.DataFrame(rows).T, stages, losses

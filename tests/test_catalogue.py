@@ -84,11 +84,15 @@ def test_interrupted_build_leaves_nothing_readable(kit_home, tiny_sh3f, monkeypa
     def explode(*args, **kwargs):
         raise KeyboardInterrupt
 
+    original = build_module.assign_splits
     monkeypatch.setattr(build_module, "assign_splits", explode)
     with pytest.raises(KeyboardInterrupt):
         data.catalogue(source=tiny_sh3f, workers=1, **SMALL)
     root = kit_home / "artifacts" / "catalogue"
     assert list(root.iterdir()) == []  # neither a partial artifact nor a temp folder
-    monkeypatch.undo()
+    # restore only the patched function: monkeypatch.undo() would also undo kit_home's folders, so the
+    # rebuild and clean_partial below would touch the user's real stage cache (and delete a build in progress)
+    monkeypatch.setattr(build_module, "assign_splits", original)
     assert data.catalogue(source=tiny_sh3f, workers=1, **SMALL).summary()["n_skus"] == 6
     assert store.clean_partial() == 0
+    assert list(root.iterdir()) != []  # the rebuild went to the test's own cache

@@ -67,7 +67,8 @@ def test_offline_eval_on_validation_sessions(fake):
     cascade = mca.Cascade(cat, emb, MCA).fit(logs.train_log, logs.train_histories)
     table, stages, _ = mca.offline_eval(cascade, logs, split="val")
     assert stages["rank"].shape == (len(logs.val_sessions), 10)
-    assert set(table.attrs["ranked"]) == {"visual_only", "mca"}
-    np.testing.assert_array_equal(table.attrs["ranked"]["mca"], stages["rank"])
+    assert set(stages) == {"recall", "prerank", "rank", "visual_only"}
+    assert list(table.index) == ["visual_only", "mca"]
+    assert stages["visual_only"].shape == stages["rank"].shape
     with pytest.raises(ValueError, match="split must be 'test' or 'val'"):
         mca.offline_eval(cascade, logs, split="train")
