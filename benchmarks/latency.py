@@ -1,13 +1,16 @@
-"""Latency of OneVision unpruned, OneVision with the best pruning policy and the MCA cascade,
-measured side by side in one run on the same test queries (batch 1, one thread).
+"""Latency of OneVision unpruned, OneVision with the chosen pruning policy and the reference cascade,
+timed in one loop on the same test queries (batch 1, one thread; interleaved per query in a random
+order, each system warmed up), plus the same queries in batches of 64.
 
     python benchmarks/latency.py                      # smoke profile, policy from notebook 05's run
     python benchmarks/latency.py --profile default
     python benchmarks/latency.py --policy '{"delta": 2.0}'
 
 Uses the stage cache (builds what is missing: for the default profile run notebooks 00-04 first).
-The policy defaults to the one notebook 05 chose (``05.best_policy_settings`` in
-``runs/<profile>/metrics.json``), else ``{"delta": 2.0}``. Prints p50 latencies and ratios.
+The policy defaults to the one notebook 05 chose on validation sessions (``05.best_policy_settings``
+in ``runs/<profile>/metrics.json``), else ``{"delta": 2.0}``; the reference cascade is the cascade's
+better index on validation sessions, as in notebooks 04-06. Prints p50 latencies and speed-ups as
+median per-query ratios with bootstrap 95% intervals.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ import time
 
 
 def main() -> None:
-    from ovkit import mca, pipeline, prune
+    from ovkit import config, pipeline, prune, timing
     from ovkit.paths import runs_dir
     from ovkit.runner import load_profile
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--queries", type=int, default=100, help="test queries timed one by one")
-    parser.add_argument("--repeats", type=int, default=3, help="timings per query (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per query and system (median)")
     parser.add_argument("--policy", help='pruning settings as JSON, e.g. \'{"delta": 2.0}\'')
     args = parser.parse_args()
 
@@ -38,23 +41,38 @@ def main() -> None:
 
     started = time.perf_counter()
     built = pipeline.load(load_profile(args.profile))  # the stage cache (builds what is missing)
-    cascade, logs, model, queries = built.cascade, built.logs, built.model, built.queries()
-    print(f"loaded the {args.profile} profile in {time.perf_counter() - started:.0f} s; "
-          f"timing {args.queries} queries × {args.repeats}")
-    n = min(args.queries, len(queries))
-    frame = prune.sweep(model, queries, logs, [prune.Policy(), policy], timed=n, repeats=args.repeats)
-    test = logs.test_sessions.head(n)
-    histories = [logs.test_histories[s] for s in test["session"]]
-    cascade_ms = mca.latency(cascade, test["view_id"].to_numpy(), histories, repeats=args.repeats)
-    cascade_ms = cascade_ms.loc["total", "p50"]
-    unpruned, pruned = frame.iloc[0], frame.iloc[1]
-    print(f"{'system':<34}{'p50 ms':>8}{'HR@10':>8}")
-    print(f"{'OneVision, unpruned':<34}{unpruned['latency_ms']:>8.2f}{unpruned['hr@10']:>8.3f}")
-    print(f"{'OneVision, ' + policy.name:<34}{pruned['latency_ms']:>8.2f}{pruned['hr@10']:>8.3f}")
-    print(f"{'MCA cascade':<34}{cascade_ms:>8.2f}")
-    print(f"pruning speed-up {pruned['speedup']:.2f}× at batch 1 "
-          f"({unpruned['batch64_ms'] / pruned['batch64_ms']:.2f}× in batches of 64); "
-          f"OneVision pruned / MCA = {pruned['latency_ms'] / cascade_ms:.2f}")
+    index, cascade, _ = built.reference_cascade()
+    logs, model, queries = built.logs, built.model, built.queries()
+    print(f"loaded the {args.profile} profile in {time.perf_counter() - started:.0f} s; timing "
+          f"{min(args.queries, len(queries))} test queries × {args.repeats}, one loop, random order")
+    test = logs.test_sessions
+    views, hists = test["view_id"].to_numpy(), [logs.test_histories[s] for s in test["session"]]
+    others = {"MCA": lambda i: cascade.rank(views[i : i + 1], hists[i : i + 1], k=10)}
+    result, times = prune.measure(model, queries, logs, policy, timed=args.queries, repeats=args.repeats,
+                                  others=others)
+    n = len(times)
+    with config.one_torch_thread():
+        batched = timing.batched({
+            "unpruned": lambda rows: prune.search(model, queries.take(rows), prune.Policy(), 10),
+            "pruned": lambda rows: prune.search(model, queries.take(rows), policy, 10),
+            "MCA": lambda rows: cascade.rank(views[rows], hists[rows], k=10)},
+            n, batch=64, repeats=args.repeats)
+
+    def ratio(base, other):
+        r, low, high = timing.speedup_ci(times, base, other)
+        return f"{r:.2f}× [{low:.2f}, {high:.2f}]"
+
+    print(f"{'system':<34}{'p50 ms':>8}{'batch 64 ms':>13}{'HR@10':>8}")
+    rows = (("OneVision, unpruned", "unpruned", result["hr@10_unpruned"]),
+            (f"OneVision, {policy.name}", "pruned", result["hr@10_pruned"]),
+            (f"MCA ({index} index)", "MCA", None))
+    for label, column, hr in rows:
+        quality = f"{hr:>8.3f}" if hr is not None else ""
+        print(f"{label:<34}{times[column].median():>8.2f}{batched[column]:>13.2f}{quality}")
+    print(f"pruning speed-up at batch 1 (unpruned ms / pruned ms, median per query, 95% CI): "
+          f"{ratio('unpruned', 'pruned')}; in batches of 64: {batched['unpruned'] / batched['pruned']:.2f}×")
+    print(f"cascade ms / OneVision ms at batch 1: unpruned {ratio('MCA', 'unpruned')}, "
+          f"pruned {ratio('MCA', 'pruned')} (> 1: OneVision faster)")
 
 
 if __name__ == "__main__":
