@@ -197,7 +197,7 @@ def _pruning(m):
         verdict = PARTLY
     chosen = f", chosen on {m['05.chosen_on']}" if "05.chosen_on" in m else ""
     return (f"{speedup:.2f}× [{low:.2f}, {high:.2f}] at batch 1 ({m['05.best_policy']}{chosen}), "
-            f"HR@10 change on test {-loss:+.1%}"), verdict
+            f"HR@10 change on test {0.0 - loss:+.1%}"), verdict
 
 
 def _effect_rule(what: str, paper: str | None = None) -> str:
