@@ -693,27 +693,6 @@ def evaluate(ranked: np.ndarray, logs, split: str = "test") -> dict:
     return row
 
 
-def latency(model: OneVision, q: Queries, k: int = 10, batch: int = 64) -> pd.DataFrame:
-    """Milliseconds per query of beam search at batch 1 (p50/p95, one query at a time) and in
-    batches of ``batch`` (per query), both on one thread like the cascade's latency."""
-    clock, rows = time.perf_counter, {}
-    with config.one_torch_thread():
-        single = []
-        for i in range(len(q)):
-            t0 = clock()
-            beam_search(model, q.take(slice(i, i + 1)), k)
-            single.append((clock() - t0) * 1000)
-        rows["batch 1"] = {"p50": np.percentile(single, 50), "p95": np.percentile(single, 95)}
-        per = []
-        for start in range(0, len(q), batch):
-            part = q.take(slice(start, start + batch))
-            t0 = clock()
-            beam_search(model, part, k)
-            per.append((clock() - t0) * 1000 / len(part))
-        rows[f"batch {batch}"] = {"p50": np.percentile(per, 50), "p95": np.percentile(per, 95)}
-    return pd.DataFrame(rows).T
-
-
 # --------------------------------------------------------------------------- new photos
 
 
