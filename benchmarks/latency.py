@@ -47,16 +47,13 @@ def main() -> None:
           f"{min(args.queries, len(queries))} test queries × {args.repeats}, one loop, random order")
     test = logs.test_sessions
     views, hists = test["view_id"].to_numpy(), [logs.test_histories[s] for s in test["session"]]
-    others = {"MCA": lambda i: cascade.rank(views[i : i + 1], hists[i : i + 1], k=10)}
+    run_cascade = cascade.runner(views, hists)
     result, times = prune.measure(model, queries, logs, policy, timed=args.queries, repeats=args.repeats,
-                                  others=others)
-    n = len(times)
+                                  others={"MCA": run_cascade})
+    systems = {"unpruned": prune.runner(model, queries, prune.Policy()),
+               "pruned": prune.runner(model, queries, policy), "MCA": run_cascade}
     with config.one_torch_thread():
-        batched = timing.batched({
-            "unpruned": lambda rows: prune.search(model, queries.take(rows), prune.Policy(), 10),
-            "pruned": lambda rows: prune.search(model, queries.take(rows), policy, 10),
-            "MCA": lambda rows: cascade.rank(views[rows], hists[rows], k=10)},
-            n, batch=64, repeats=args.repeats)
+        batched = timing.batched(systems, len(times), batch=64, repeats=args.repeats)
 
     def ratio(base, other):
         r, low, high = timing.speedup_ci(times, base, other)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import timing
 from .align import VisualRecall
 from .config import with_overrides
 from .vrq import catalogue_only_vectors
@@ -221,6 +222,17 @@ class Cascade:
 
         with threadpool_limits(1):
             return self._rank(view_ids, histories, k, timings)
+
+    def runner(self, view_ids, histories: list, k: int = 10):
+        """``run(which)`` for :mod:`ovkit.timing`: the top-``k`` of query ``which`` alone (an index)
+        or of the queries of a slice together; ``view_ids`` (Q,) and ``histories`` (Q lists)."""
+        view_ids = np.asarray(view_ids)
+
+        def run(which):
+            rows = timing.rows(which)
+            return self.rank(view_ids[rows], histories[rows], k)["rank"]
+
+        return run
 
     def _rank(self, view_ids, histories, k, timings):
         cfg = self.cfg

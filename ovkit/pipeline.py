@@ -60,13 +60,28 @@ class Pipeline:
             self._variants[vectors] = variant.fit(self.logs.train_log, self.logs.train_histories)
         return self._variants[vectors]
 
+    def cascade_results(self, split: str = "test") -> tuple:
+        """The cascade and visual-only retrieval on both indexes, on the test (or val) sessions.
+
+        Returns (table, ranked): rows ``mca``, ``visual_only`` (catalogue index), ``mca_fused``,
+        ``visual_only_fused`` with ``mca.offline_eval``'s columns, and each row's top-10 lists.
+        """
+        import pandas as pd
+
+        from . import mca
+
+        rows, ranked = {}, {}
+        for vectors, suffix in (("catalogue", ""), ("fused", "_fused")):
+            table, lists, _ = mca.offline_eval(self.cascade_on(vectors), self.logs, split=split)
+            for name, column in (("mca", "rank"), ("visual_only", "visual_only")):
+                rows[name + suffix], ranked[name + suffix] = table.loc[name], lists[column]
+        return pd.DataFrame(rows).T, ranked
+
     def reference_cascade(self) -> tuple:
         """The cascade OneVision is judged against: its better index by HR@10 on the *validation*
         sessions (chosen there, never on test). Returns (vectors, cascade, validation HR@10 by index)."""
-        from . import mca
-
-        scores = {v: mca.offline_eval(self.cascade_on(v), self.logs, split="val")[0].loc["mca", "hr@10"]
-                  for v in ("catalogue", "fused")}
+        table = self.cascade_results("val")[0]
+        scores = {"catalogue": table.loc["mca", "hr@10"], "fused": table.loc["mca_fused", "hr@10"]}
         best = max(scores, key=scores.get)  # a tie keeps the catalogue index (the shop's default)
         return best, self.cascade_on(best), scores
 

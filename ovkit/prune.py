@@ -140,14 +140,10 @@ def _quality(model, q, logs, policy: Policy, k: int, split: str):
     return items, quality, work
 
 
-def _one_by_one(model, singles, policy: Policy, k: int):
-    """``run(i)``: search query i alone (``singles``: the queries one by one)."""
-    return lambda i: search(model, singles[i], policy, k)
-
-
-def _in_batches(model, q, policy: Policy, k: int):
-    """``run(rows)``: search the queries of slice ``rows`` together."""
-    return lambda rows: search(model, q.take(rows), policy, k)
+def runner(model: gen.OneVision, q: gen.Queries, policy: Policy, k: int = 10):
+    """``run(which)`` for :mod:`ovkit.timing`: search query ``which`` alone (an index) or the queries
+    of a slice together, under ``policy``."""
+    return lambda which: search(model, q.take(timing.rows(which)), policy, k)
 
 
 def _latency(model, q, policies: dict, k: int, timed: int | None, repeats: int,
@@ -155,9 +151,7 @@ def _latency(model, q, policies: dict, k: int, timed: int | None, repeats: int,
     """Milliseconds per query (timed, systems) at batch 1 on one thread: all policies — and ``others``,
     ``run(i)`` callables such as the cascade on query i — interleaved in one loop."""
     n = len(q) if timed is None else min(timed, len(q))
-    singles = [q.take(slice(i, i + 1)) for i in range(n)]  # sliced outside the clock
-    systems = {label: _one_by_one(model, singles, policy, k) for label, policy in policies.items()}
-    systems |= others or {}
+    systems = {label: runner(model, q, policy, k) for label, policy in policies.items()} | (others or {})
     with config.one_torch_thread():
         return timing.interleaved(systems, n, repeats)
 
@@ -204,7 +198,7 @@ def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "va
     frame["latency_ms"] = times.median().to_numpy()
     frame[["speedup", "speedup_ci_low", "speedup_ci_high"]] = _speedups(times, labels[0]).to_numpy()
     n = min(len(q), 2 * batch)
-    systems = {label: _in_batches(model, q, policy, k) for label, policy in named.items()}
+    systems = {label: runner(model, q, policy, k) for label, policy in named.items()}
     with config.one_torch_thread():
         frame[f"batch{batch}_ms"] = timing.batched(systems, n, batch, repeats).to_numpy()
     base = frame.iloc[0]

@@ -19,6 +19,14 @@ from scipy import stats
 from . import config
 
 
+def rows(which) -> slice:
+    """The queries a system answers: index ``i`` → ``slice(i, i + 1)`` (batch 1); a slice as it is.
+
+    So one ``run(which)`` serves both :func:`interleaved` (indices) and :func:`batched` (slices).
+    """
+    return which if isinstance(which, slice) else slice(int(which), int(which) + 1)
+
+
 def _check(systems: dict) -> list[str]:
     if not systems:
         raise ValueError("no systems to time: pass a dict {name: callable}")

@@ -72,3 +72,31 @@ def test_offline_eval_on_validation_sessions(fake):
     assert stages["visual_only"].shape == stages["rank"].shape
     with pytest.raises(ValueError, match="split must be 'test' or 'val'"):
         mca.offline_eval(cascade, logs, split="train")
+
+
+def test_runner_answers_one_query_or_a_slice_as_rank_does(fake):
+    cat, emb, logs = fake
+    cascade = mca.Cascade(cat, emb, MCA).fit(logs.train_log, logs.train_histories)
+    test = logs.test_sessions.head(6)
+    views, hists = test["view_id"].to_numpy(), [logs.test_histories[s] for s in test["session"]]
+    run = cascade.runner(views, hists)
+    np.testing.assert_array_equal(run(3), cascade.rank(views[3:4], hists[3:4])["rank"])
+    np.testing.assert_array_equal(run(slice(0, 6)), cascade.rank(views, hists)["rank"])
+
+
+def test_pipeline_compares_both_indexes_and_picks_the_reference_on_validation(fake):
+    import types
+
+    from ovkit import pipeline
+
+    cat, emb, logs = fake
+    cascade = mca.Cascade(cat, emb, MCA).fit(logs.train_log, logs.train_histories)
+    ids = types.SimpleNamespace(item_vectors=vrq.item_vectors(cat, emb))
+    built = pipeline.Pipeline({}, cat, None, {"embeddings": emb}, ids, cascade, logs, {}, None, "cpu")
+    table, ranked = built.cascade_results()
+    assert list(table.index) == ["mca", "visual_only", "mca_fused", "visual_only_fused"] == list(ranked)
+    assert built.cascade_on("fused").cfg.vectors == "fused" and built.cascade_on("catalogue") is cascade
+    index, chosen, scores = built.reference_cascade()
+    val = built.cascade_results("val")[0]
+    assert scores == {"catalogue": val.loc["mca", "hr@10"], "fused": val.loc["mca_fused", "hr@10"]}
+    assert index == max(scores, key=scores.get) and chosen is built.cascade_on(index)

@@ -189,3 +189,11 @@ def test_best_is_the_fastest_within_the_loss_budget_and_settings_round_trip():
     policy = prune.Policy(delta=2.0, token_mass=0.9)
     assert prune.settings(policy) == {"token_mass": 0.9, "delta": 2.0}
     assert prune.Policy(**prune.settings(policy)) == policy and prune.settings(prune.Policy()) == {}
+
+
+def test_runner_answers_one_query_or_a_slice_as_search_does():
+    model, q = tiny_model(beam=20), tiny_queries(b=6)
+    policy = prune.Policy(delta=0.5)
+    run = prune.runner(model, q, policy)
+    np.testing.assert_array_equal(run(2)[0], prune.search(model, q.take(slice(2, 3)), policy)[0])
+    np.testing.assert_array_equal(run(slice(1, 5))[0], prune.search(model, q.take(slice(1, 5)), policy)[0])

@@ -67,3 +67,8 @@ def test_no_systems_is_an_error():
         timing.batched({}, 5, 2)
     with pytest.raises(ValueError, match="no queries"):
         timing.batched({"x": print}, 0, 2)
+
+
+def test_rows_turns_an_index_into_a_batch_of_one():
+    assert timing.rows(3) == slice(3, 4) and timing.rows(np.int64(0)) == slice(0, 1)
+    assert timing.rows(slice(2, 9)) == slice(2, 9)
