@@ -106,6 +106,76 @@ def validate_parameters(values: dict, notebooks: list[Notebook], origin: str) ->
         )
 
 
+# Parameters that override a settings dataclass: checked (names, types, ranges) before any notebook runs.
+SETTINGS = {"RENDER": ("ovkit.data", "RenderConfig"), "ALIGN": ("ovkit.align", "AlignConfig"),
+            "VRQ": ("ovkit.vrq", "VRQConfig"), "SIM": ("ovkit.sim", "SimConfig"),
+            "MCA": ("ovkit.mca", "MCAConfig"), "GEN": ("ovkit.gen", "GenConfig"),
+            "AB": ("ovkit.sim", "ABConfig")}
+_ANNOTATIONS = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "list": list}
+
+
+def merge_overrides(values: dict, extra: dict) -> tuple[dict, list[str]]:
+    """Profile values updated by ``-p`` overrides; a dict override merges into the profile's dict.
+
+    ``-p 'VRQ={levels: [16, 16]}'`` keeps the profile's other VRQ settings (e.g. ``opq_size``).
+    Returns the merged values and one line per merged dict, saying what it kept.
+    """
+    merged, notes = dict(values), []
+    for name, value in extra.items():
+        base = values.get(name)
+        if isinstance(base, dict) and isinstance(value, dict):
+            kept = {k: v for k, v in base.items() if k not in value}
+            merged[name] = {**base, **value}
+            if kept:
+                notes.append(f"{name}: -p {sorted(value)} merged into the profile's {name}, "
+                             f"which keeps {kept}")
+        else:
+            merged[name] = value
+    return merged, notes
+
+
+def check_values(values: dict, notebooks: list[Notebook]) -> None:
+    """Every value must fit its parameters-cell annotation, and every settings dict its dataclass.
+
+    All problems are reported at once, naming the parameter and the expected type, before any
+    notebook runs (so a typo in ``GEN`` does not surface after an hour of notebooks 00–03).
+    """
+    import importlib
+
+    from .config import matches_type
+
+    declared = {name: spec for nb in notebooks for name, spec in nb.parameters.items()}
+    problems = []
+    for name, value in values.items():
+        expected = declared[name].get("inferred_type_name", "None")
+        hint = _ANNOTATIONS.get(expected)
+        if hint is not None and not matches_type(value, hint):
+            problems.append(f"{name}={value!r} ({type(value).__name__}) should be {expected}, "
+                            f"like the notebooks' default {declared[name].get('default')}")
+        elif name in SETTINGS and isinstance(value, dict):
+            module, cls = SETTINGS[name]
+            try:
+                getattr(importlib.import_module(module), cls).from_overrides(value)
+            except (ValueError, TypeError) as err:
+                problems.append(f"{name}: {err}")
+    if problems:
+        raise RunError("bad parameter value(s):\n- " + "\n- ".join(problems))
+
+
+def check_data_source(values: dict) -> None:
+    """``DATA_SOURCE`` is checked before notebook 00: a dataset folder fully (every image opened)."""
+    from .data import folder, sh3d
+
+    source = values.get("DATA_SOURCE") or ""
+    try:
+        if folder.is_folder_dataset(source):
+            folder.validate(Path(source), open_images=True)
+        elif source:
+            sh3d.resolve_sh3f(source, fetch=False)
+    except sh3d.DataError as err:
+        raise RunError(f"DATA_SOURCE={source}: {err}") from err
+
+
 def select(notebooks: list[Notebook], only: list[str] | None, start: str | None) -> list[Notebook]:
     numbers = [nb.number for nb in notebooks]
     for n in (only or []) + ([start] if start else []):
@@ -173,7 +243,11 @@ def run(profile: str, only: list[str] | None = None, start: str | None = None,
     validate_parameters(values, notebooks, f"params/{profile}.yaml")
     extra = parse_overrides(overrides or [])
     validate_parameters(extra, notebooks, "-p")
-    values.update(extra)
+    values, notes = merge_overrides(values, extra)
+    for note in notes:
+        print(note)
+    check_values(values, notebooks)
+    check_data_source(values)
     chosen = select(notebooks, only, start)
     check_kernel()
 

@@ -40,7 +40,7 @@ STAGE_VERSION = 1
 class VRQConfig:
     """VRQ settings (kit choices where the paper is silent). Defaults suit the default profile."""
 
-    levels: tuple = (32, 32, 32)  # residual k-means codebook sizes, coarse to fine (powers of two)
+    levels: tuple[int, ...] = (32, 32, 32)  # residual k-means codebook sizes, coarse to fine (powers of two)
     opq_codes: int = 2  # M codes of the OPQ tail on the last residual (0: no tail)
     opq_size: int = 32  # entries per OPQ code (a power of two)
     query_weight: float = 0.5  # weight of training query views in the fused item vector (0: catalogue only)

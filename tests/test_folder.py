@@ -7,6 +7,7 @@ from PIL import Image
 
 from ovkit import data
 from ovkit.data import DataError
+from ovkit.data.folder import validate
 
 
 @pytest.fixture
@@ -15,7 +16,8 @@ def folder(tmp_path):
     (root / "img").mkdir(parents=True)
     rows = []
     for item in ("a", "b"):
-        for k, (kind, split) in enumerate([("catalog", ""), ("query", "train"), ("query", "test")]):
+        for k, (kind, split) in enumerate([("catalog", ""), ("query", "train"), ("query", "test"),
+                                           ("query", "val")]):
             path = f"img/{item}{k}.png"
             colour = (255, 0, 0) if item == "a" else (0, 0, 255)
             Image.new("RGB", (40 + 10 * k, 30), colour).save(root / path)
@@ -29,8 +31,9 @@ def folder(tmp_path):
 def test_valid_folder_builds_a_catalogue(kit_home, folder):
     cat = data.catalogue(source=folder, render={"image_size": 24})
     s = cat.summary()
-    assert (s["n_skus"], s["n_catalog_views"], s["n_query_views"]) == (2, 2, 4)
-    assert cat.pixels.shape == (6, 24, 24, 3)
+    assert (s["n_skus"], s["n_catalog_views"], s["n_query_views"]) == (2, 2, 6)
+    assert cat.pixels.shape == (8, 24, 24, 3)
+    assert not cat.rendered
     assert list(cat.items["sku"]) == ["a", "b"] and "brand" in cat.items
     first = cat.images([0])[0]
     assert first[12, 12, 0] > 200 and first[12, 12, 2] < 50  # item a is red
@@ -56,14 +59,54 @@ def test_bad_folder_input_is_named(kit_home, folder, change, message):
         data.catalogue(source=folder)
 
 
-def test_corrupt_image_is_named(kit_home, folder):
+def test_corrupt_images_are_all_named_at_once(kit_home, folder):
     (folder / "img" / "a1.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="cannot read image .*a1.png"):
+    png = (folder / "img" / "b2.png").read_bytes()
+    (folder / "img" / "b2.png").write_bytes(png[: len(png) // 2])  # truncated
+    for call in (lambda: validate(folder, open_images=True), lambda: data.catalogue(source=folder)):
+        with pytest.raises(DataError, match=r"(?s)2 image file\(s\) cannot be read.*a1.png.*b2.png"):
+            call()
+
+
+def test_every_problem_is_listed_in_one_error(kit_home, folder):
+    _edit(folder, item_id=(1, "zzz"), kind=(2, "selfie"), path=(3, "img/gone.png"))
+    with pytest.raises(DataError) as err:
+        data.catalogue(source=folder)
+    text = str(err.value)
+    assert "3 problem(s)" in text and "zzz" in text and "selfie" in text and "gone.png" in text
+    assert not (kit_home / "artifacts" / "catalogue").exists()  # nothing was hashed or built
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda f: (f / "images.csv").unlink(), "images.csv is missing"),
+    (lambda f: (f / "items.csv").write_text(""), "items.csv cannot be read as CSV"),
+    (lambda f: (f / "items.csv").write_text("item_id,category\n"), "items.csv has a header but no rows"),
+    (lambda f: (f / "images.csv").write_text("file,item\nx.png,a\n"), "images.csv lacks column"),
+])
+def test_missing_or_empty_tables_are_named(kit_home, folder, damage, message):
+    damage(folder)
+    with pytest.raises(DataError, match=message):
         data.catalogue(source=folder)
 
 
+def test_a_split_without_photos_is_named(kit_home, folder):
+    images = pd.read_csv(folder / "images.csv")
+    images.loc[images["split"] == "val", "split"] = "train"
+    images.to_csv(folder / "images.csv", index=False)
+    with pytest.raises(DataError, match=r"no query image in split\(s\) \['val'\]"):
+        data.catalogue(source=folder)
+
+
+def test_minimal_columns_get_stand_ins(kit_home, folder):
+    minimal = pd.DataFrame({"item_id": ["a", "b"], "category": ["cup", "mug"]})
+    minimal.to_csv(folder / "items.csv", index=False)
+    items = data.catalogue(source=folder, render={"image_size": 16}).items
+    assert list(items["fine_type"]) == ["cup", "mug"] and list(items["model_id"]) == [0, 1]
+    assert set(items["creator"]) == {"unknown"} and set(items["price"]) == {1.0}
+
+
 def test_item_without_training_queries_is_cold(kit_home, folder):
-    _edit(folder, split=(4, "val"))  # b's only train query becomes val
+    _edit(folder, split=(5, "val"))  # b's only train query becomes val
     cat = data.catalogue(source=folder, render={"image_size": 16})
     assert cat.items.set_index("sku")["cold"].to_dict() == {"a": False, "b": True}
     assert np.asarray(cat.pixels).dtype == np.uint8

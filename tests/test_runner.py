@@ -23,11 +23,12 @@ def project(kit_home, monkeypatch):
     root = kit_home / "project"
     (root / "notebooks").mkdir(parents=True)
     (root / "params").mkdir()
-    _notebook(root / "notebooks" / "00_first.ipynb", "SIZE: int = 1  # size\nSEED: int = 0",
+    _notebook(root / "notebooks" / "00_first.ipynb",
+              "SIZE: int = 1  # size\nSEED: int = 0\nDATA_SOURCE: str = ''",
               "import ovkit\novkit.record('00.size', SIZE * 10)")
-    _notebook(root / "notebooks" / "01_second.ipynb", "SEED: int = 0\nFAIL: bool = False",
+    _notebook(root / "notebooks" / "01_second.ipynb", "SEED: int = 0\nFAIL: bool = False\nVRQ: dict = {}",
               "import ovkit\nassert not FAIL, 'asked to fail'\novkit.record('01.seed', SEED)")
-    (root / "params" / "tiny.yaml").write_text("SIZE: 3\nSEED: 7\n")
+    (root / "params" / "tiny.yaml").write_text("SIZE: 3\nSEED: 7\nVRQ: {levels: [8, 8], opq_size: 8}\n")
     monkeypatch.setenv("OVKIT_ROOT", str(root))
     return root
 
@@ -35,12 +36,12 @@ def project(kit_home, monkeypatch):
 def test_discover_reads_parameter_cells(project):
     found = runner.discover()
     assert [nb.number for nb in found] == ["00", "01"]
-    assert set(found[1].parameters) == {"SEED", "FAIL"}
+    assert set(found[1].parameters) == {"SEED", "FAIL", "VRQ"}
 
 
 def test_unknown_parameter_lists_valid_names(project):
     notebooks = runner.discover()
-    expected = r"(?s)'SIZ' \(did you mean 'SIZE'\?\).*Valid parameters: FAIL, SEED, SIZE"
+    expected = r"(?s)'SIZ' \(did you mean 'SIZE'\?\).*Valid parameters: DATA_SOURCE, FAIL, SEED, SIZE, VRQ"
     with pytest.raises(RunError, match=expected):
         runner.validate_parameters({"SIZ": 1}, notebooks, "-p")
     (project / "params" / "typo.yaml").write_text("SEEED: 1\n")
@@ -84,7 +85,8 @@ def test_full_run_starts_afresh_and_partial_run_keeps_results(project, kit_home,
     runner.run("tiny", only=["00"])
     assert all(p.exists() for p in stale + kept)
     assert json.loads((out / "metrics.json").read_text()) == {"00.size": 30, "09.old": 1}
-    provenance = {"params": runner.params_hash({"SIZE": 3, "SEED": 7}),
+    tiny = {"SIZE": 3, "SEED": 7, "VRQ": {"levels": [8, 8], "opq_size": 8}}
+    provenance = {"params": runner.params_hash(tiny),
                   "commit": results.git_commit(project), "profile": "tiny"}
     assert results.load_provenance("tiny") == {"00": provenance, "09": None}
     assert "notebook 09: no provenance" in results.provenance_warning("tiny")
@@ -120,3 +122,43 @@ def test_failing_notebook_names_notebook_and_cell(project, kit_home):
     # 00's numbers came from the run with FAIL=true: another parameter set, and the report's caller is told
     text = results.provenance_warning("tiny")
     assert "notebook 00: parameters" in text and "notebook 01: parameters" in text
+
+
+@pytest.mark.parametrize("override,message", [
+    ("SIZE=abc", r"SIZE='abc' \(str\) should be int"),
+    ("FAIL=3", r"FAIL=3 \(int\) should be bool"),
+    ("VRQ={levels: [8, x]}", r"VRQ: VRQ levels=\[8, 'x'\] is not tuple\[int, ...\]"),
+    ("VRQ={levels: [3]}", r"VRQ: VRQ codebook sizes must be powers of two"),
+    ("VRQ={levls: [8]}", r"VRQ: unknown VRQ setting\(s\) \['levls'\]"),
+    ("VRQ=5", r"VRQ=5 \(int\) should be dict"),
+])
+def test_bad_values_stop_the_run_before_any_notebook(project, kit_home, override, message):
+    with pytest.raises(RunError, match=r"(?s)bad parameter value\(s\):.*" + message):
+        runner.run("tiny", overrides=[override])
+    assert not (kit_home / "runs" / "tiny" / "notebooks").exists()
+
+
+def test_all_bad_values_are_listed_at_once(project):
+    with pytest.raises(RunError, match=r"(?s)SIZE=.*FAIL="):
+        runner.run("tiny", overrides=["SIZE=x", "FAIL=x"])
+
+
+def test_dict_override_merges_into_the_profile(project, kit_home, capsys):
+    merged, notes = runner.merge_overrides({"VRQ": {"levels": [8, 8], "opq_size": 8}, "SIZE": 3},
+                                           {"VRQ": {"levels": [4]}, "SIZE": 5})
+    assert merged == {"VRQ": {"levels": [4], "opq_size": 8}, "SIZE": 5}
+    assert notes == ["VRQ: -p ['levels'] merged into the profile's VRQ, which keeps {'opq_size': 8}"]
+    runner.run("tiny", only=["00"], overrides=["VRQ={levels: [4, 4]}"])
+    assert "which keeps {'opq_size': 8}" in capsys.readouterr().out
+
+
+def test_bad_dataset_folder_stops_the_run_before_any_notebook(project, kit_home):
+    shop = kit_home / "shop"
+    shop.mkdir()
+    (shop / "images.csv").write_text("path,item_id,kind,split\n")
+    expected = r"(?s)DATA_SOURCE=.*shop.*items.csv is missing.*images.csv has a header"
+    with pytest.raises(RunError, match=expected):
+        runner.run("tiny", overrides=[f"DATA_SOURCE={shop}"])
+    assert not (kit_home / "runs" / "tiny" / "notebooks").exists()
+    with pytest.raises(RunError, match="does not exist"):
+        runner.run("tiny", overrides=[f"DATA_SOURCE={kit_home / 'nowhere'}"])

@@ -61,6 +61,11 @@ class Catalogue:
     def catalog_views(self) -> pd.DataFrame:
         return self.views[self.views["kind"] == "catalog"]
 
+    @property
+    def rendered(self) -> bool:
+        """True for the kit's Sweet Home 3D renders (colourways, render settings); False for a folder."""
+        return self.meta["params"]["kind"] == "sh3d"
+
     def summary(self) -> dict:
         """Counts that describe the catalogue (the numbers notebook 00 records)."""
         queries = self.views[self.views["kind"] == "query"]
@@ -111,6 +116,7 @@ def catalogue(
     started = time.perf_counter()
     if _folder.is_folder_dataset(source):
         root = Path(source).resolve()
+        _folder.validate(root)  # every problem of the tables at once, before anything is hashed
         params = {"kind": "folder", "root": str(root), "fingerprint": _folder.fingerprint(root),
                   "image_size": cfg.image_size}
         build = lambda out: _folder.build(out, root, cfg.image_size)  # noqa: E731

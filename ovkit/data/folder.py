@@ -8,6 +8,8 @@ images are never in ``train`` count as cold. Images are padded to a square and r
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -24,28 +26,52 @@ SPLITS = ("train", "val", "test")
 
 
 def is_folder_dataset(path) -> bool:
-    return bool(path) and Path(path).is_dir() and (Path(path) / "items.csv").exists()
+    """A folder with ``items.csv`` or ``images.csv`` (validate() says what else it needs)."""
+    return bool(path) and Path(path).is_dir() and any((Path(path) / n).exists() for n in TABLES)
 
 
-def validate(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read and check the two tables; every problem found is listed in one clear error."""
+TABLES = ("items.csv", "images.csv")
+
+
+def _read_table(path: Path, problems: list) -> pd.DataFrame | None:
+    """A CSV table as strings, or None with the reason added to ``problems``."""
+    if not path.exists():
+        problems.append(f"{path.name} is missing")
+        return None
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        problems.append(f"{path.name} cannot be read as CSV ({str(err).strip()})")
+        return None
+    if table.empty:
+        problems.append(f"{path.name} has a header but no rows")
+        return None
+    return table
+
+
+def validate(root: Path, open_images: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read and check the two tables; every problem found is listed in one clear error.
+
+    Args:
+        root: the dataset folder.
+        open_images: also decode every image (slower; ``ovkit run`` does it before notebook 00).
+    Returns:
+        ``(items, images)`` as read, with ``images["split"]`` filled in (``catalog`` for catalogue images).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"dataset folder {root} does not exist")
     problems = []
-    for name in ("items.csv", "images.csv"):
-        if not (root / name).exists():
-            problems.append(f"{name} is missing")
-    if problems:
-        raise DataError(f"{root} is not an ovkit dataset folder: " + "; ".join(problems))
-    items = pd.read_csv(root / "items.csv")
-    images = pd.read_csv(root / "images.csv", dtype={"path": str})
+    items, images = (_read_table(root / name, problems) for name in TABLES)
     for table, name, required in ((items, "items.csv", ITEM_COLUMNS), (images, "images.csv", IMAGE_COLUMNS)):
-        missing = [c for c in required if c not in table.columns]
+        missing = [] if table is None else [c for c in required if c not in table.columns]
         if missing:
-            problems.append(f"{name} lacks column(s) {missing}")
+            problems.append(f"{name} lacks column(s) {missing} (it has {list(table.columns)})")
     if problems:
-        raise DataError(f"{root}: " + "; ".join(problems))
+        raise _problems(root, problems)
 
-    items["item_id"] = items["item_id"].astype(str)
-    images["item_id"] = images["item_id"].astype(str)
+    if (items["item_id"] == "").any():
+        problems.append(f"items.csv has {int((items['item_id'] == '').sum())} row(s) without an item_id")
     if items["item_id"].duplicated().any():
         repeated = items["item_id"][items["item_id"].duplicated()].tolist()
         problems.append(f"items.csv repeats item_id(s) {repeated[:5]}")
@@ -56,40 +82,78 @@ def validate(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if bad_kind:
         problems.append(f"images.csv has bad kind value(s) {bad_kind[:5]}; use 'catalog' or 'query'")
     if "split" not in images.columns:
-        images["split"] = np.where(images["kind"] == "catalog", "catalog", "")
-    images["split"] = images["split"].fillna("").astype(str)
+        images["split"] = ""
     images.loc[images["kind"] == "catalog", "split"] = "catalog"
-    bad_split = images.loc[(images["kind"] == "query") & ~images["split"].isin(SPLITS), "split"]
-    if len(bad_split):
-        problems.append(f"query images need split train/val/test, found {sorted(set(bad_split))[:5]}")
+    queries = images[images["kind"] == "query"]
+    bad_split = sorted(set(queries.loc[~queries["split"].isin(SPLITS), "split"]))
+    if bad_split:
+        problems.append(f"query images need split train/val/test, found {bad_split[:5]}")
+    empty = [s for s in SPLITS if not (queries["split"] == s).any()]
+    if empty and not bad_split:
+        problems.append(f"no query image in split(s) {empty}: alignment trains on 'train' photos, "
+                        "choices are made on 'val' and results reported on 'test'")
     missing_files = [p for p in images["path"] if not (root / p).is_file()]
     if missing_files:
         problems.append(f"{len(missing_files)} image file(s) missing, e.g. {missing_files[:3]}")
+    elif open_images:
+        paths = progress(images["path"], desc="checking images", unit="image")
+        unreadable = [f"{p} ({reason})" for p in paths if (reason := _unreadable(root / p))]
+        if unreadable:
+            problems.append(f"{len(unreadable)} image file(s) cannot be read, e.g. {unreadable[:3]}")
     no_catalog = sorted(set(items["item_id"]) - set(images.loc[images["kind"] == "catalog", "item_id"]))
     if no_catalog:
         problems.append(f"{len(no_catalog)} item(s) have no catalog image, e.g. {no_catalog[:5]}")
     if problems:
-        raise DataError(f"{root}: dataset problems:\n- " + "\n- ".join(problems))
+        raise _problems(root, problems)
     return items, images
+
+
+def _problems(root: Path, problems: list[str]) -> DataError:
+    return DataError(f"{root} is not a valid ovkit dataset folder ({len(problems)} problem(s); the "
+                     f"format is in the README's 'Bring your own data'):\n- " + "\n- ".join(problems))
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why an image file cannot be decoded, or None when it can."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        return str(err) or type(err).__name__
+    return None
 
 
 def load_image(path: Path, size: int) -> np.ndarray:
     """An image file as (size,size,3) uint8: padded to a square with white, then resized."""
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"cannot read image {path} ({err}); fix or remove it from images.csv") from err
+    with Image.open(path) as im:
+        im = im.convert("RGB")
     side = max(im.size)
     square = Image.new("RGB", (side, side), (255, 255, 255))
     square.paste(im, ((side - im.width) // 2, (side - im.height) // 2))
     return np.asarray(square.resize((size, size), Image.LANCZOS))
 
 
+def load_images(root: Path, paths, size: int) -> np.ndarray:
+    """All images as (N,size,size,3) uint8; every unreadable file is named in one error."""
+    pixels, unreadable = np.zeros((len(paths), size, size, 3), np.uint8), []
+    for i, p in enumerate(progress(paths, desc="loading images", unit="image")):
+        try:
+            pixels[i] = load_image(root / p, size)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            unreadable.append(f"{p} ({err})")
+    if unreadable:
+        raise _problems(root, [f"{len(unreadable)} image file(s) cannot be read, e.g. {unreadable[:3]} "
+                               "(fix them or remove their rows from images.csv)"])
+    return pixels
+
+
 def build(folder: Path, root: Path, image_size: int) -> dict:
     """Write the catalogue tables and pixels for a user's dataset folder."""
     items, images = validate(root)
     items = items.rename(columns={"item_id": "sku"}).reset_index(drop=True)
+    for column in items.columns.drop("sku"):  # tables are read as text; numbers become numbers again
+        with contextlib.suppress(ValueError, TypeError):
+            items[column] = pd.to_numeric(items[column])
     items.insert(0, "item_id", np.arange(len(items)))
     index = dict(zip(items["sku"], items["item_id"], strict=True))
     # Optional attributes the later notebooks use; sensible stand-ins when a dataset lacks them.
@@ -97,10 +161,11 @@ def build(folder: Path, root: Path, image_size: int) -> dict:
     items["fine_type"] = items.get("fine_type", items["category"])
     items["colour"] = items.get("colour", "unknown")
     items["name"] = items.get("name", items["sku"])
+    items["creator"] = items.get("creator", "unknown")  # the shopper simulator's brand taste
+    items["price"] = items.get("price", 1.0)  # one price: the simulated shoppers ignore price
     train_items = set(images.loc[(images["kind"] == "query") & (images["split"] == "train"), "item_id"])
     items["cold"] = ~items["sku"].isin(train_items)
-    pixels = np.stack([load_image(root / p, image_size)
-                       for p in progress(images["path"], desc="loading images", unit="image")])
+    pixels = load_images(root, list(images["path"]), image_size)
     views = pd.DataFrame({
         "view_id": np.arange(len(images)),
         "item_id": images["item_id"].map(index).to_numpy(),
@@ -116,8 +181,6 @@ def build(folder: Path, root: Path, image_size: int) -> dict:
 
 def fingerprint(root: Path) -> str:
     """Identity of a dataset folder: its tables' content and the image files' sizes and times."""
-    import hashlib
-
     h = hashlib.sha256()
     for name in ("items.csv", "images.csv"):
         h.update((root / name).read_bytes())

@@ -32,18 +32,18 @@ class RenderConfig:
     catalog_yaw: float = 30.0  # canonical pose: degrees around the object, 0 = front
     catalog_pitch: float = 20.0  # degrees above the horizon
     catalog_margin: float = 0.06  # white border around the product, fraction of the side
-    query_pitch: tuple = (0.0, 60.0)  # shopper's elevation range, degrees
-    query_distance: tuple = (1.0, 1.5)  # camera distance range, × the distance that fits the object
+    query_pitch: tuple[float, float] = (0.0, 60.0)  # shopper's elevation range, degrees
+    query_distance: tuple[float, float] = (1.0, 1.5)  # camera distance range, × the fitting distance
     query_roll: float = 10.0  # max camera roll, degrees
-    crop_scale: tuple = (1.1, 1.7)  # crop side / object box side
+    crop_scale: tuple[float, float] = (1.1, 1.7)  # crop side / object box side
     crop_shift: float = 0.15  # max crop-centre offset, fraction of the crop side
-    backgrounds: tuple = (
+    backgrounds: tuple[str, ...] = (
         "grass", "brick", "gravel", "camera", "motorcycle", "rocket", "coffee",
         "wood", "turf", "tray",
     )
-    light_ambient: tuple = (0.35, 0.75)  # TinyRenderer ambient coefficient range
-    light_diffuse: tuple = (0.35, 0.75)
-    light_specular: tuple = (0.0, 0.4)
+    light_ambient: tuple[float, float] = (0.35, 0.75)  # TinyRenderer ambient coefficient range
+    light_diffuse: tuple[float, float] = (0.35, 0.75)
+    light_specular: tuple[float, float] = (0.0, 0.4)
     occlusion_prob: float = 0.4  # share of query views with an occluder
     occlusion_max: float = 0.35  # largest share of the object box an occluder covers
     blur_max: float = 1.2  # largest Gaussian blur sigma, output pixels

@@ -134,7 +134,8 @@ def resolve_sh3f(source: str | os.PathLike | None = None, fetch: bool = True) ->
         if path.is_dir():
             files = sorted(path.glob("*.sh3f")) or sorted(path.glob("**/*.sh3f"))
             if not files:
-                raise DataError(f"{path} holds no .sh3f files.")
+                raise DataError(f"{path} holds no .sh3f files, and no items.csv / images.csv of a dataset "
+                                "folder (see the README's 'Bring your own data').")
             return files
         if path.suffix == ".sh3f":
             return [path]
