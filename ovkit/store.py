@@ -5,6 +5,10 @@ An artifact is a folder ``artifacts/<stage>/<key>/`` holding the stage's files a
 the artifacts it was built from, so changing any of them builds a new artifact and a downstream
 stage is rebuilt whenever an upstream one changes. A stage is built in a temporary folder and
 renamed into place only when complete: an interrupted build leaves no folder a reader would take.
+
+``meta.json`` records the size and BLAKE2 hash of every file the build wrote; reading an artifact
+checks them (the hash once per process and file), so a truncated or damaged file is never loaded:
+the stage is rebuilt, with a line saying why.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from pathlib import Path
 from .paths import artifacts_dir
 
 META = "meta.json"
+
+
+class DamagedArtifact(RuntimeError):
+    """A cached artifact's files do not match what its build recorded."""
 
 
 @dataclass(frozen=True)
@@ -66,18 +74,69 @@ def stage_key(stage: str, params: dict, upstream: Iterable[Artifact] = (), versi
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _file_hash(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _record_files(folder: Path) -> dict:
+    """Size and hash of every file a build wrote (relative path → record)."""
+    return {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "blake2b": _file_hash(p)}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != META}
+
+
+_VERIFIED: set = set()  # (path, size, mtime) of files whose hash was checked by this process
+
+
+def verify(artifact: Artifact) -> None:
+    """Raise :class:`DamagedArtifact` naming the first file that is missing, resized or changed.
+
+    Artifacts written before files were recorded (no ``files`` in their meta) are taken as they are.
+    """
+    for name, expected in artifact.meta.get("files", {}).items():
+        path = artifact.path / name
+        if not path.is_file():
+            raise DamagedArtifact(f"{path} is missing")
+        stat = path.stat()
+        if stat.st_size != expected["bytes"]:
+            raise DamagedArtifact(f"{path} has {stat.st_size} bytes, the build wrote {expected['bytes']}")
+        seen = (str(path), stat.st_size, stat.st_mtime_ns)
+        if seen not in _VERIFIED:
+            if _file_hash(path) != expected["blake2b"]:
+                raise DamagedArtifact(f"{path} changed after the build (its hash differs)")
+            _VERIFIED.add(seen)
+
+
 def _read(path: Path) -> Artifact | None:
+    """The artifact in ``path``; None when there is none; DamagedArtifact when it is damaged."""
     meta_file = path / META
     if not meta_file.exists():
         return None
-    meta = json.loads(meta_file.read_text())
-    return Artifact(stage=meta["stage"], key=meta["key"], path=path, meta=meta)
+    try:
+        meta = json.loads(meta_file.read_text())
+        artifact = Artifact(stage=meta["stage"], key=meta["key"], path=path, meta=meta)
+    except (ValueError, KeyError) as err:
+        raise DamagedArtifact(f"{meta_file} is unreadable ({err})") from err
+    verify(artifact)
+    return artifact
+
+
+def _read_or_rebuild(path: Path) -> Artifact | None:
+    """The cached artifact, or None (build it) when missing or damaged; damage is reported."""
+    try:
+        return _read(path)
+    except DamagedArtifact as err:
+        print(f"ovkit: the cached {path.parent.name} stage {path.name} is damaged ({err}); rebuilding it")
+        return None
 
 
 def lookup(stage: str, params: dict, upstream: Iterable[Artifact] = (), version: int = 1):
     """The cached artifact for these inputs, or None."""
     key = stage_key(stage, params, upstream, version)
-    return _read(artifacts_dir() / stage / key)
+    return _read_or_rebuild(artifacts_dir() / stage / key)
 
 
 def cached(
@@ -104,7 +163,7 @@ def cached(
     upstream = list(upstream)
     key = stage_key(stage, params, upstream, version)
     final = artifacts_dir() / stage / key
-    if not rebuild and (found := _read(final)) is not None:
+    if not rebuild and (found := _read_or_rebuild(final)) is not None:
         return found
 
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +181,7 @@ def cached(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "build_seconds": round(time.perf_counter() - started, 3),
             **_canonical(extra),
+            "files": _record_files(tmp),
         }
         (tmp / META).write_text(json.dumps(meta, indent=1))
         if final.exists():  # rebuild=True, or another process finished first
@@ -137,11 +197,25 @@ def cached(
     return dataclasses.replace(_read(final), fresh=True)
 
 
+def _builder_alive(folder: Path) -> bool:
+    """Is the process that owns a ``.tmp-<key>-<pid>-<id>`` build folder still running (on this host)?"""
+    try:
+        pid = int(folder.name.split("-")[2])
+        os.kill(pid, 0)
+    except (IndexError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
 def clean_partial() -> int:
-    """Remove leftovers of interrupted builds; returns how many folders were removed."""
+    """Remove leftovers of interrupted builds, never a build still running; returns how many."""
     root = artifacts_dir()
     removed = 0
     for leftover in list(root.glob("*/.tmp-*")) + list(root.glob("*/.old-*")):
+        if leftover.name.startswith(".tmp-") and _builder_alive(leftover):
+            continue
         shutil.rmtree(leftover, ignore_errors=True)
         removed += 1
     return removed

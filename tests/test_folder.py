@@ -110,3 +110,12 @@ def test_item_without_training_queries_is_cold(kit_home, folder):
     cat = data.catalogue(source=folder, render={"image_size": 16})
     assert cat.items.set_index("sku")["cold"].to_dict() == {"a": False, "b": True}
     assert np.asarray(cat.pixels).dtype == np.uint8
+
+
+def test_truncated_pixels_are_rebuilt_not_loaded(kit_home, folder, capsys):
+    first = data.catalogue(source=folder, render={"image_size": 16})
+    pixels = first.artifact / "pixels.npy"
+    pixels.write_bytes(pixels.read_bytes()[:100])
+    again = data.catalogue(source=folder, render={"image_size": 16})
+    assert again.artifact.fresh and again.pixels.shape == first.pixels.shape
+    assert "pixels.npy has 100 bytes" in capsys.readouterr().out

@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 
 from ovkit import store
@@ -64,3 +66,49 @@ def test_folder_without_meta_is_not_read(kit_home):
 
 def test_key_is_stable_and_order_independent():
     assert store.stage_key("s", {"a": 1, "b": [1, 2]}) == store.stage_key("s", {"b": (1, 2), "a": 1})
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p.write_bytes(p.read_bytes()[:3]),  # truncated
+    lambda p: p.write_bytes(p.read_bytes()[::-1]),  # same size, other bytes
+    lambda p: p.unlink(),
+])
+def test_damaged_file_is_detected_and_the_stage_rebuilt(kit_home, capsys, damage):
+    calls = []
+    first = store.cached("demo", {"k": 1}, _writer(calls, "complete"))
+    assert first.meta["files"]["out.txt"]["bytes"] == len("complete")
+    damage(first / "out.txt")
+    store._VERIFIED.clear()  # a new process: nothing verified yet
+    again = store.cached("demo", {"k": 1}, _writer(calls, "complete"))
+    assert len(calls) == 2 and again.fresh and (again / "out.txt").read_text() == "complete"
+    out = capsys.readouterr().out
+    assert "the cached demo stage" in out and "is damaged" in out and "rebuilding it" in out
+    assert store.lookup("demo", {"k": 1}) is not None  # the rebuilt one verifies
+
+
+def test_unreadable_meta_counts_as_damaged(kit_home):
+    calls = []
+    first = store.cached("demo", {"k": 1}, _writer(calls))
+    (first / "meta.json").write_text('{"stage": "de')
+    assert store.lookup("demo", {"k": 1}) is None
+    store.cached("demo", {"k": 1}, _writer(calls))
+    assert len(calls) == 2
+
+
+def test_clean_partial_keeps_a_running_build(kit_home):
+    started, release = threading.Event(), threading.Event()
+
+    def slow(folder):
+        (folder / "out.txt").write_text("x")
+        started.set()
+        release.wait(10)
+
+    builder = threading.Thread(target=store.cached, args=("demo", {"k": 1}, slow))
+    builder.start()
+    started.wait(10)
+    dead = kit_home / "artifacts" / "demo" / ".tmp-0123456789abcdef-999999999-abcdef"
+    dead.mkdir()  # a build whose process is gone
+    assert store.clean_partial() == 1 and not dead.exists()
+    release.set()
+    builder.join()
+    assert store.lookup("demo", {"k": 1}) is not None

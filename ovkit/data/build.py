@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -87,15 +89,37 @@ def _worker_renderer() -> render.Renderer:
     return _RENDERER[1]
 
 
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool whose workers exit when the process that made them dies (even by kill -9).
+
+    fork where the OS has it: spawn would re-run a user's script that lacks a __main__ guard.
+    """
+    method = "fork" if "fork" in get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=_exit_with_parent,
+                               initargs=(os.getpid(),))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: a daemon thread ends the worker once its parent is gone.
+
+    A killed parent cannot shut its pool down, and its workers (~700 MB each while rendering)
+    would otherwise live on, re-parented to init.
+    """
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def render_models(order, n_models, colourways, query_views, cfg, seed, workers):
     """Render models in ``order`` until ``n_models`` succeed (0 = all); returns (done, skipped)."""
     target = n_models or len(order)
     jobs = ((m, i, colourways, query_views, cfg, seed) for i, m in enumerate(order))
     done, skipped = [], []
     bar = progress(total=target, desc="rendering models", unit="model")
-    # fork where the OS has it: spawn would re-run a user's script that lacks a __main__ guard.
-    method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(workers, mp_context=get_context(method)) if workers > 1 else None
+    pool = worker_pool(workers) if workers > 1 else None
     try:
         results = pool.map(_render_model, jobs, chunksize=1) if pool else map(_render_model, jobs)
         for model, result in results:

@@ -1,0 +1,58 @@
+"""Render workers never outlive a killed build."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = """
+import sys, time
+from ovkit.data import build, render, sh3d
+
+sh3d.load_mesh = lambda model: time.sleep(120)  # every model renders 'forever'
+print("ready", flush=True)
+build.render_models(["a", "b", "c", "d"], 4, 1, 1, render.RenderConfig(), 0, workers=2)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid) and not fields.get("State", "").startswith("Z"):
+            found.append(int(status.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text().split("State:\t", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; only its exit status waits to be collected
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads /proc (Linux)")
+def test_killed_build_leaves_no_render_worker(kit_home):
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    deadline = time.time() + 30
+    while len(workers := _children(proc.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the build did not start its render workers"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    survivors = [w for w in workers if _alive(w)]
+    for w in survivors:  # don't leave them behind even when the test fails
+        os.kill(w, signal.SIGKILL)
+    assert not survivors, f"render workers {survivors} outlived their killed build"
