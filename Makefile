@@ -42,8 +42,11 @@ nbval: setup
 	$(TEST_ENV) $(PY) -m pytest -q --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
 
+# Jupyter refuses to run as root (containers, cloud notebooks) unless asked explicitly.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: setup
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(LAB_FLAGS)
 
 bench: data
 	$(PY) benchmarks/catalogue.py

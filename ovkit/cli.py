@@ -1,4 +1,4 @@
-"""The ``ovkit`` command: ``ovkit run``, ``ovkit fetch``, ``ovkit clean-partial``."""
+"""The ``ovkit`` command: ``run``, ``fetch``, ``clean-partial``, ``compare``, ``export-folder``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,20 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("clean-partial", help="remove leftovers of interrupted stage builds")
 
+    compare = sub.add_parser("compare", help="list the metrics that differ between two runs (exit 1 if any)")
+    compare.add_argument("run_a", help="a run folder (runs/smoke, or a copy) or a profile name")
+    compare.add_argument("run_b")
+    compare.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0: exact)")
+    compare.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+    compare.add_argument("--timings", action="store_true", help="compare timing metrics too")
+
+    export = sub.add_parser("export-folder", help="write a built catalogue as a dataset folder (items.csv, "
+                                                  "images.csv, PNGs)")
+    export.add_argument("destination", help="the folder to write (must be empty or new)")
+    export.add_argument("--profile", default="smoke", help="the catalogue of this profile's parameters")
+    export.add_argument("-p", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a catalogue parameter (N_MODELS, COLOURWAYS, ...); repeatable")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -38,15 +52,48 @@ def main(argv: list[str] | None = None) -> int:
             from .store import clean_partial
 
             print(f"removed {clean_partial()} partial artifact folder(s)")
+        elif args.command == "compare":
+            return _compare(args)
+        elif args.command == "export-folder":
+            root = _export(args)
+            print(f"wrote {root}: use it with  ovkit run -p DATA_SOURCE={root}")
     except Exception as err:  # a clear one-paragraph error, not a traceback, for expected failures
         from .data.sh3d import DataError
         from .runner import RunError
 
-        if isinstance(err, (RunError, DataError, ValueError)):
+        if isinstance(err, (RunError, DataError, ValueError, FileNotFoundError, FileExistsError)):
             print(f"ovkit: error: {err}", file=sys.stderr)
             return 1
         raise
     return 0
+
+
+def _export(args):
+    """Build (or load) the catalogue of a profile's parameters and write it as a dataset folder."""
+    from . import data
+    from .data import folder
+    from .runner import load_profile, merge_overrides, parse_overrides
+
+    values, _ = merge_overrides(load_profile(args.profile), parse_overrides(args.overrides))
+    names = {"N_MODELS": "n_models", "COLOURWAYS": "colourways", "QUERY_VIEWS": "query_views",
+             "COLD_FRACTION": "cold_fraction", "RENDER": "render", "DATA_SOURCE": "source", "SEED": "seed"}
+    cat = data.catalogue(**{arg: values[name] for name, arg in names.items() if name in values})
+    return folder.export(cat, args.destination).resolve()
+
+
+def _compare(args) -> int:
+    from .results import compare_runs
+
+    differences = compare_runs(args.run_a, args.run_b, args.rtol, args.atol, args.timings)
+    what = "metric" + ("s and timings" if args.timings else "s (quality; --timings adds timings)")
+    if not differences:
+        print(f"no metric differs: the {what} of {args.run_a} and {args.run_b} are equal "
+              f"(rtol {args.rtol}, atol {args.atol})")
+        return 0
+    print(f"{len(differences)} metric(s) differ between {args.run_a} (a) and {args.run_b} (b):")
+    for d in differences:
+        print(f"  {d['key']:45s} a={d['a']!s:>14} b={d['b']!s:>14}  {d['why']}")
+    return 1
 
 
 if __name__ == "__main__":

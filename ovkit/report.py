@@ -25,6 +25,7 @@ import pandas as pd
 from .paths import current_profile, runs_dir
 from .results import (
     _write_atomic,
+    is_timing,
     load_figures,
     load_metrics,
     load_provenance,
@@ -279,7 +280,7 @@ def write(profile: str | None = None, parameters: dict | None = None, failure: s
     folder.mkdir(parents=True, exist_ok=True)
     metrics = load_metrics(profile)
     timings_file = folder / "timings.json"
-    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    timings = json.loads(timings_file.read_text()).get("notebooks", {}) if timings_file.exists() else {}
     lines = [f"# ovkit run: profile `{profile}`", "", f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}.", ""]
     if failure:
         lines += ["**The run failed:**", "", "```", failure, "```", ""]
@@ -301,8 +302,12 @@ def write(profile: str | None = None, parameters: dict | None = None, failure: s
         lines += [f"| **total** | | {sum(t['seconds'] for t in timings.values()):.1f} |"]
     for key, text in load_tables(profile).items():
         lines += ["", f"## Table `{key}`", "", text.strip()]
-    lines += ["", "## Metrics", "", "| key | value |", "|---|---:|"]
-    lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(metrics.items())]
+    lines += ["", "## Quality metrics", "", "Bit-reproducible by a re-run with the same parameters on "
+              "one machine (`ovkit compare`).", "", "| key | value |", "|---|---:|"]
+    lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(metrics.items()) if not is_timing(k)]
+    lines += ["", "## Timings", "", "Wall-clock measurements: they vary between runs and machines.", "",
+              "| key | value |", "|---|---:|"]
+    lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(metrics.items()) if is_timing(k)]
     if parameters is not None:
         dump = yaml.safe_dump(parameters, sort_keys=True).strip()
         lines += ["", "## Parameters", "", "```yaml", dump, "```"]

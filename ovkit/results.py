@@ -4,6 +4,11 @@ Each notebook's metrics land in ``runs/<profile>/metrics/<nb>.json`` (the prefix
 dot names the notebook); the runner merges them into ``runs/<profile>/metrics.json``. Keys are
 stable: tests, benchmarks and the report read them.
 
+**Quality vs timing.** A key whose name holds ``seconds``, ``latency_ms``, ``speed_ratio`` or
+``speedup`` is a *timing*: it changes from run to run, so the runner keeps timings apart, in
+``runs/<profile>/timings.json``, and ``metrics.json`` holds only the quality metrics, which a
+re-run with the same parameters on one machine reproduces bit for bit (``ovkit compare``).
+
 Each file also records its provenance under the reserved key ``_provenance``: the parameter hash of
 the run (``OVKIT_PARAMS_HASH``, set by the runner; ``interactive`` by hand), the code's git commit
 (``OVKIT_COMMIT``, or computed here) and the profile. A file only ever holds numbers of one
@@ -25,6 +30,12 @@ from .paths import current_profile, project_root, runs_dir
 
 PROVENANCE_KEY = "_provenance"  # reserved: not a metric; load_metrics skips keys starting with "_"
 PARAMS_ENV, COMMIT_ENV = "OVKIT_PARAMS_HASH", "OVKIT_COMMIT"
+TIMING_MARKERS = ("seconds", "latency_ms", "speed_ratio", "speedup")  # key words that mark a timing
+
+
+def is_timing(key: str) -> bool:
+    """Is this metric a wall-clock measurement (varies between runs) rather than a quality number?"""
+    return any(marker in key.split(".", 1)[-1] for marker in TIMING_MARKERS)
 
 
 def _metrics_dir(profile: str | None = None) -> Path:
@@ -164,12 +175,66 @@ def _metric_files(profile: str | None) -> dict:
     return {p.stem: json.loads(p.read_text()) for p in sorted(_metrics_dir(profile).glob("*.json"))}
 
 
-def load_metrics(profile: str | None = None) -> dict:
-    """All metrics recorded under a profile, merged across notebooks (reserved ``_`` keys left out)."""
+def load_metrics(profile: str | None = None, kind: str = "all") -> dict:
+    """Metrics recorded under a profile, merged across notebooks (reserved ``_`` keys left out).
+
+    Args:
+        kind: ``"all"``, ``"quality"`` (no timings) or ``"timing"`` (see :func:`is_timing`).
+    """
+    if kind not in ("all", "quality", "timing"):
+        raise ValueError(f"kind must be 'all', 'quality' or 'timing', got {kind!r}")
     merged = {}
     for metrics in _metric_files(profile).values():
-        merged.update({k: v for k, v in metrics.items() if not k.startswith("_")})
+        merged.update({k: v for k, v in metrics.items() if not k.startswith("_")
+                       and (kind == "all" or is_timing(k) == (kind == "timing"))})
     return merged
+
+
+def run_folder(run: str | Path) -> Path:
+    """A run's folder from a path (``runs/smoke``, a copy elsewhere) or a profile name (``smoke``)."""
+    path = Path(run)
+    if (path / "metrics.json").exists():
+        return path
+    if (runs_dir() / str(run) / "metrics.json").exists():
+        return runs_dir() / str(run)
+    raise FileNotFoundError(f"no metrics.json in {path} or {runs_dir() / str(run)}: "
+                            "give a run folder or a profile that has run (ovkit run --profile ...)")
+
+
+def compare_runs(a: str | Path, b: str | Path, rtol: float = 0.0, atol: float = 0.0,
+                 timings: bool = False) -> list[dict]:
+    """The metrics that differ between two runs: missing on one side, or apart beyond the tolerance.
+
+    Args:
+        a, b: run folders or profile names (see :func:`run_folder`).
+        rtol, atol: numbers count as equal when ``|x - y| <= atol + rtol * |y|`` (default: exact).
+        timings: also compare the timing metrics of ``timings.json`` (they are never bit-identical).
+    Returns:
+        One dict per difference: ``key``, ``a``, ``b`` (None when missing) and ``why``.
+    """
+    def read(run):
+        folder = run_folder(run)
+        values = json.loads((folder / "metrics.json").read_text())
+        if timings and (folder / "timings.json").exists():
+            values.update(json.loads((folder / "timings.json").read_text()).get("metrics", {}))
+        return values
+
+    left, right = read(a), read(b)
+    differences = []
+    for key in sorted(set(left) | set(right)):
+        x, y = left.get(key), right.get(key)
+        if key not in left or key not in right:
+            differences.append({"key": key, "a": x, "b": y, "why": f"only in {'b' if key in right else 'a'}"})
+        elif _numeric(x) and _numeric(y):
+            if not math.isclose(x, y, rel_tol=rtol, abs_tol=atol):
+                differences.append({"key": key, "a": x, "b": y, "why": f"differs by {x - y:+.3g}"})
+        elif x != y:
+            differences.append({"key": key, "a": x, "b": y, "why": "differs"})
+    return differences
+
+
+def _numeric(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_provenance(profile: str | None = None) -> dict:

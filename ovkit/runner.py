@@ -2,8 +2,9 @@
 
 Parameters come from ``params/<profile>.yaml`` plus ``-p key=value`` overrides; each notebook
 receives the ones its ``parameters`` cell declares. Executed copies go to
-``runs/<profile>/notebooks/``, metrics are merged into ``runs/<profile>/metrics.json`` and a
-``runs/<profile>/report.md`` summarises the run. Stages are cached, so a re-run after a failure
+``runs/<profile>/notebooks/``, quality metrics are merged into ``runs/<profile>/metrics.json``,
+timings (each notebook's wall time and the timing metrics) into ``runs/<profile>/timings.json``, and
+a ``runs/<profile>/report.md`` summarises the run. Stages are cached, so a re-run after a failure
 resumes where the work stopped.
 
 A full run (no ``--only``, no ``--from``) starts the profile's recorded results afresh: before the
@@ -220,6 +221,18 @@ def clear_results(out_dir: Path) -> None:
     (out_dir / "timings.json").unlink(missing_ok=True)
 
 
+def read_timings(out_dir: Path) -> dict:
+    """``timings.json``: ``{"notebooks": {name: {seconds, status}}, "metrics": {key: value}}``."""
+    path = out_dir / "timings.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    return {"notebooks": saved.get("notebooks", {}), "metrics": saved.get("metrics", {})}
+
+
+def _write_timings(out_dir: Path, **parts) -> None:
+    timings = {**read_timings(out_dir), **parts}
+    (out_dir / "timings.json").write_text(json.dumps(timings, indent=1, sort_keys=True))
+
+
 @contextlib.contextmanager
 def _kernel_env(values: dict):
     """Set the variables the kernels inherit (so record() writes to this run), restoring them after."""
@@ -258,8 +271,9 @@ def run(profile: str, only: list[str] | None = None, start: str | None = None,
     env = {"OVKIT_PROFILE": profile, PARAMS_ENV: params_hash(values), COMMIT_ENV: git_commit()}
     with _kernel_env(env):
         failure = _execute(chosen, values, out_dir, profile)
-    metrics = load_metrics(profile)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    quality = load_metrics(profile, "quality")
+    (out_dir / "metrics.json").write_text(json.dumps(quality, indent=1, sort_keys=True))
+    _write_timings(out_dir, metrics=load_metrics(profile, "timing"))
     report = write(profile, values, failure)
     if failure:
         raise RunError(failure)
@@ -271,8 +285,7 @@ def _execute(chosen: list[Notebook], values: dict, out_dir: Path, profile: str) 
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    timings_file = out_dir / "timings.json"
-    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    timings = read_timings(out_dir)["notebooks"]
     failure = None
     for nb in progress(chosen, desc=f"ovkit run {profile}", unit="notebook"):
         params = {k: v for k, v in values.items() if k in nb.parameters}
@@ -292,7 +305,7 @@ def _execute(chosen: list[Notebook], values: dict, out_dir: Path, profile: str) 
             )
         timings[nb.path.name] = {"seconds": round(time.perf_counter() - started, 1),
                                  "status": "failed" if failure else "ok"}
-        timings_file.write_text(json.dumps(timings, indent=1, sort_keys=True))
+        _write_timings(out_dir, notebooks=timings)
         if failure:
             break
     return failure

@@ -1,10 +1,11 @@
 """Building catalogues from the tiny fixture library: determinism, skips, splits, bad input."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from ovkit import data, store
-from ovkit.data import RenderConfig
+from ovkit import cli, data, store
+from ovkit.data import RenderConfig, folder
 
 SMALL = dict(n_models=3, colourways=2, query_views=4, cold_fraction=0.34, seed=1,
              render={"render_size": 64, "image_size": 32})
@@ -96,3 +97,27 @@ def test_interrupted_build_leaves_nothing_readable(kit_home, tiny_sh3f, monkeypa
     assert data.catalogue(source=tiny_sh3f, workers=1, **SMALL).summary()["n_skus"] == 6
     assert store.clean_partial() == 0
     assert list(root.iterdir()) != []  # the rebuild went to the test's own cache
+
+
+def test_export_folder_round_trips(built, tmp_path):
+    out = folder.export(built, tmp_path / "exported")
+    back = data.catalogue(source=out, render={"image_size": built.pixels.shape[1]})
+    assert not back.rendered and back.key != built.key
+    np.testing.assert_array_equal(np.asarray(back.pixels), np.asarray(built.pixels))
+    for column in ("sku", "category", "fine_type", "colour", "creator", "model_id", "cold"):
+        assert back.items[column].tolist() == built.items[column].tolist(), column
+    assert back.items["price"].to_numpy() == pytest.approx(built.items["price"].to_numpy())
+    columns = ["item_id", "kind", "split"]
+    pd.testing.assert_frame_equal(back.views[columns], built.views[columns])
+    with pytest.raises(FileExistsError, match="not empty"):
+        folder.export(built, out)
+
+
+def test_export_folder_command_writes_a_valid_dataset(kit_home, tiny_sh3f, tmp_path, capsys):
+    out = tmp_path / "shop"
+    args = ["export-folder", str(out), "--profile", "smoke", "-p", f"DATA_SOURCE={tiny_sh3f}",
+            "-p", "N_MODELS=3", "-p", "QUERY_VIEWS=3", "-p", "RENDER={render_size: 64, image_size: 32}"]
+    assert cli.main(args) == 0
+    assert f"DATA_SOURCE={out}" in capsys.readouterr().out
+    items, images = folder.validate(out, open_images=True)
+    assert len(items) == 6 and (images["kind"] == "catalog").sum() >= 6

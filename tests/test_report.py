@@ -209,7 +209,7 @@ def test_report_holds_ledger_figures_tables_and_timings(kit_home):
     assert path.read_bytes()[:4] == b"\x89PNG"
     import pandas as pd
     ovkit.record_table("04.offline", pd.DataFrame({"hr@10": [0.31]}, index=["dpo"]))
-    timings = '{"00_a.ipynb": {"seconds": 3.0, "status": "ok"}}'
+    timings = '{"notebooks": {"00_a.ipynb": {"seconds": 3.0, "status": "ok"}}}'
     (kit_home / "runs" / "pytest" / "timings.json").write_text(timings)
     text = report.write("pytest", {"SEED": 0}).read_text()
     assert "## Claims ledger" in text and "| claim | paper | paper_value | kit | verdict | evidence |" in text

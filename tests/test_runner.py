@@ -2,11 +2,12 @@
 
 import json
 import os
+import shutil
 
 import nbformat
 import pytest
 
-from ovkit import results, runner
+from ovkit import cli, results, runner
 from ovkit.runner import RunError
 
 
@@ -25,7 +26,7 @@ def project(kit_home, monkeypatch):
     (root / "params").mkdir()
     _notebook(root / "notebooks" / "00_first.ipynb",
               "SIZE: int = 1  # size\nSEED: int = 0\nDATA_SOURCE: str = ''",
-              "import ovkit\novkit.record('00.size', SIZE * 10)")
+              "import ovkit\novkit.record('00.size', SIZE * 10)\novkit.record('00.build_seconds', 0.5)")
     _notebook(root / "notebooks" / "01_second.ipynb", "SEED: int = 0\nFAIL: bool = False\nVRQ: dict = {}",
               "import ovkit\nassert not FAIL, 'asked to fail'\novkit.record('01.seed', SEED)")
     (root / "params" / "tiny.yaml").write_text("SIZE: 3\nSEED: 7\nVRQ: {levels: [8, 8], opq_size: 8}\n")
@@ -93,7 +94,9 @@ def test_full_run_starts_afresh_and_partial_run_keeps_results(project, kit_home,
 
     runner.run("tiny")
     assert not any(p.exists() for p in stale[:-1]) and all(p.exists() for p in kept)
-    assert set(json.loads((out / "timings.json").read_text())) == {"00_first.ipynb", "01_second.ipynb"}
+    timings = json.loads((out / "timings.json").read_text())
+    assert set(timings["notebooks"]) == {"00_first.ipynb", "01_second.ipynb"}
+    assert timings["metrics"] == {"00.build_seconds": 0.5}  # timings live apart from quality metrics
     assert json.loads((out / "metrics.json").read_text()) == {"00.size": 30, "01.seed": 7}
     assert results.provenance_warning("tiny") is None
     assert results.PARAMS_ENV not in os.environ  # the run's variables don't outlive it
@@ -162,3 +165,22 @@ def test_bad_dataset_folder_stops_the_run_before_any_notebook(project, kit_home)
     assert not (kit_home / "runs" / "tiny" / "notebooks").exists()
     with pytest.raises(RunError, match="does not exist"):
         runner.run("tiny", overrides=[f"DATA_SOURCE={kit_home / 'nowhere'}"])
+
+
+def test_compare_two_runs(project, kit_home, capsys):
+    runner.run("tiny")
+    first = kit_home / "first"
+    shutil.copytree(kit_home / "runs" / "tiny", first)
+    runner.run("tiny")
+    assert results.compare_runs(first, "tiny") == []
+    assert cli.main(["compare", str(first), "tiny"]) == 0
+    assert "no metric differs" in capsys.readouterr().out
+    runner.run("tiny", overrides=["SIZE=4"])
+    assert results.compare_runs(first, "tiny") == [
+        {"key": "00.size", "a": 30, "b": 40, "why": "differs by -10"}]
+    assert results.compare_runs(first, "tiny", rtol=0.3) == []
+    assert cli.main(["compare", str(first), "tiny"]) == 1
+    assert "00.size" in capsys.readouterr().out
+    assert [d["key"] for d in results.compare_runs(first, "tiny", timings=True)] == ["00.size"]
+    assert cli.main(["compare", str(first), "nowhere"]) == 1
+    assert "no metrics.json in nowhere" in capsys.readouterr().err

@@ -179,6 +179,32 @@ def build(folder: Path, root: Path, image_size: int) -> dict:
     return {"skipped": [], "source_files": ["items.csv", "images.csv"]}
 
 
+def export(catalogue, root: Path) -> Path:
+    """Write any built catalogue in this folder format (``images/<view_id>.png``, two tables).
+
+    Reading the folder back with ``catalogue(source=root)`` gives the same SKUs, attributes,
+    splits, cold flags and (at the same image size) the same pixels. ``root`` must be new or empty,
+    so nothing is overwritten.
+    """
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} is not empty: export into a new folder")
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    items = catalogue.items.drop(columns=["item_id", "cold"]).rename(columns={"sku": "item_id"})
+    views = catalogue.views
+    sku = catalogue.items["sku"].to_numpy()
+    images = pd.DataFrame({"path": [f"images/{v}.png" for v in views["view_id"]],
+                           "item_id": sku[views["item_id"].to_numpy()], "kind": views["kind"].to_numpy(),
+                           "split": np.where(views["kind"] == "catalog", "", views["split"])})
+    for view_id, path in zip(progress(views["view_id"], desc="writing images", unit="image"), images["path"],
+                             strict=True):
+        Image.fromarray(np.asarray(catalogue.pixels[view_id])).save(root / path)
+    items[["item_id", "category"] + [c for c in items if c not in ("item_id", "category")]].to_csv(
+        root / "items.csv", index=False)
+    images.to_csv(root / "images.csv", index=False)
+    return root
+
+
 def fingerprint(root: Path) -> str:
     """Identity of a dataset folder: its tables' content and the image files' sizes and times."""
     h = hashlib.sha256()
