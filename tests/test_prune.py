@@ -186,6 +186,15 @@ def test_measure_compares_the_chosen_policy_with_the_unpruned_search_once():
 def test_best_is_the_fastest_within_the_loss_budget_and_settings_round_trip():
     frame = pd.DataFrame({"speedup": [1.0, 1.5, 2.0, 1.2], "hr10_rel_loss": [0.0, 0.005, 0.03, -0.01]})
     assert prune.best(frame, 0.01).name == 1
+    # speed-ups whose intervals overlap are a tie: less loss, then less decoder work wins, not the noise
+    tied = pd.DataFrame({"speedup": [1.30, 1.32, 1.31, 1.20, 1.50],
+                         "speedup_ci_low": [1.29, 1.30, 1.28, 1.19, 1.4],
+                         "speedup_ci_high": [1.31, 1.34, 1.33, 1.21, 1.6],
+                         "hr10_rel_loss": [0.0, 0.0, 0.0, 0.0, 0.02],
+                         "decoder_rows": [40.0, 39.0, 39.0, 10.0, 5.0],
+                         "encoder_tokens": [14, 14, 12, 14, 14]})
+    assert prune.best(tied, 0.01).name == 2  # rows 39 (1, 2) beat 40 (0); 2 has fewer tokens; 3 is slower
+    assert prune.best(tied.assign(hr10_rel_loss=[0.0, 0.0, 0.005, 0.0, 0.02]), 0.01).name == 1
     policy = prune.Policy(delta=2.0, token_mass=0.9)
     assert prune.settings(policy) == {"token_mass": 0.9, "delta": 2.0}
     assert prune.Policy(**prune.settings(policy)) == policy and prune.settings(prune.Policy()) == {}

@@ -6,6 +6,8 @@ import shutil
 
 import nbformat
 import pytest
+import yaml
+from conftest import REPO
 
 from ovkit import cli, results, runner
 from ovkit.runner import RunError
@@ -184,3 +186,17 @@ def test_compare_two_runs(project, kit_home, capsys):
     assert [d["key"] for d in results.compare_runs(first, "tiny", timings=True)] == ["00.size"]
     assert cli.main(["compare", str(first), "nowhere"]) == 1
     assert "no metrics.json in nowhere" in capsys.readouterr().err
+
+
+def test_cli_prints_one_error_paragraph(project, capsys):
+    assert cli.main(["run", "--profile", "tiny", "-p", "SIZE=abc"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ovkit: error: bad parameter value(s):") and "Traceback" not in err
+
+
+def test_the_kits_own_notebooks_check_values_before_running():
+    notebooks = runner.discover(REPO / "notebooks")
+    with pytest.raises(RunError, match=r"(?s)COLOURWAYS='abc' \(str\) should be int.*VRQ: VRQ alpha='x'"):
+        runner.check_values({"COLOURWAYS": "abc", "VRQ": {"alpha": "x"}, "N_MODELS": 10}, notebooks)
+    for profile in sorted((REPO / "params").glob("*.yaml")):  # the shipped profiles are valid
+        runner.check_values(yaml.safe_load(profile.read_text()), notebooks)
