@@ -58,7 +58,7 @@ notebooks: data
 		TQDM_DISABLE=1 OVKIT_PROFILE=notebooks $(BIN)/papermill -k python3 --cwd notebooks "$$nb" "$$nb" || exit 1; done
 
 lint: setup
-	$(BIN)/ruff check ovkit tests benchmarks
+	$(BIN)/ruff check ovkit tests benchmarks notebooks
 
 clean:
 	rm -rf runs artifacts .pytest_cache

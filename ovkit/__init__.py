@@ -9,18 +9,28 @@ from __future__ import annotations
 import os
 import platform
 import random
+import sys
 from importlib import metadata
 
 from .results import load_metrics, record, record_figure, record_table
 
 __version__ = "0.1.0"
-__all__ = ["record", "record_table", "record_figure", "load_metrics", "seed", "setup", "__version__"]
+__all__ = ["record", "record_table", "record_figure", "load_metrics", "seed", "setup", "device",
+           "__version__"]
+
+
+def device(requested: str = "") -> str:
+    """Where models run: ``requested`` (a notebook's ``DEVICE`` parameter) or, when empty, ``cuda``
+    if torch sees a GPU, else ``cpu``."""
+    if requested:
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def seed(value: int) -> None:
     """Seed ``random``, NumPy's global generator and torch (if imported) in one call."""
-    import sys
-
     import numpy as np
 
     random.seed(value)
@@ -45,7 +55,7 @@ def setup(threads: int | None = None, seed_value: int | None = None) -> None:
         import torch
 
         torch.set_num_threads(threads)
-        info["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        info["device"] = device()
     if seed_value is not None:
         seed(seed_value)
     print("  ".join(f"{k}={v}" for k, v in info.items()))

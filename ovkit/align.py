@@ -23,6 +23,8 @@ from torch import nn
 from . import backbone, config, store
 from .config import with_overrides
 
+STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
+
 
 @dataclass(frozen=True)
 class AlignConfig:
@@ -241,12 +243,21 @@ def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress:
     return head.eval(), pd.DataFrame(history)
 
 
-def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, device: str = "cpu"):
-    """Stage ``align``: a trained head and the embeddings/tokens of every view.
+@dataclass
+class Aligned:
+    """Stage ``align``'s result: the trained head and what it computes for every view."""
 
-    Returns a dict with ``head``, ``embeddings`` (N,dim), ``tokens`` (N,K,dim), ``history``,
-    ``train_seconds`` and ``artifact``.
-    """
+    head: nn.Module  # in eval mode
+    embeddings: np.ndarray  # (n_views, dim) L2-normalised global embeddings
+    tokens: np.ndarray  # (n_views, K, dim) visual tokens, memory-mapped
+    history: pd.DataFrame  # training curve: step, loss, validation recall
+    train_seconds: float
+    artifact: store.Artifact
+    config: AlignConfig
+
+
+def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, device: str = "cpu") -> Aligned:
+    """Stage ``align``: a trained head and the embeddings/tokens of every view (cached)."""
     cfg = AlignConfig.from_overrides(overrides)
     made_with = maps_artifact.meta["params"]
     if made_with["tune_blocks"] != cfg.tune_blocks:
@@ -268,18 +279,14 @@ def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, devic
         history.to_csv(folder / "history.csv", index=False)
         return {"train_seconds": round(seconds, 2), "config": dataclasses.asdict(cfg)}
 
-    artifact = store.cached("align", dataclasses.asdict(cfg), build, upstream=[maps_artifact])
+    artifact = store.cached("align", dataclasses.asdict(cfg), build, upstream=[maps_artifact],
+                            version=STAGE_VERSION)
     head = make_head(cfg, maps, tuned)
     head.load_state_dict(torch.load(artifact / "head.pt", weights_only=True))
-    return {
-        "head": head.eval(),
-        "embeddings": np.load(artifact / "embeddings.npy"),
-        "tokens": np.load(artifact / "tokens.npy", mmap_mode="r"),
-        "history": pd.read_csv(artifact / "history.csv"),
-        "train_seconds": artifact.meta["train_seconds"],
-        "artifact": artifact,
-        "config": cfg,
-    }
+    return Aligned(head=head.eval(), embeddings=np.load(artifact / "embeddings.npy"),
+                   tokens=np.load(artifact / "tokens.npy", mmap_mode="r"),
+                   history=pd.read_csv(artifact / "history.csv"),
+                   train_seconds=artifact.meta["train_seconds"], artifact=artifact, config=cfg)
 
 
 # --------------------------------------------------------------------------- baselines

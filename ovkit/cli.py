@@ -5,6 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import data
+from .data import folder, sh3d
+from .data.sh3d import DataError
+from .results import compare_runs
+from .runner import RunError, load_profile, merge_overrides, parse_overrides
+from .runner import run as run_profile
+from .store import clean_partial
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ovkit", description="OneVision reproducibility kit")
@@ -39,18 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            from .runner import run as run_profile
-
             report = run_profile(args.profile, args.only, args.start, args.overrides)
             print(f"report: {report}")
         elif args.command == "fetch":
-            from .data import sh3d
-
             files = sh3d.resolve_sh3f(args.source)
             print(f"{len(files)} Sweet Home 3D catalogues ready in {files[0].parent}")
         elif args.command == "clean-partial":
-            from .store import clean_partial
-
             print(f"removed {clean_partial()} partial artifact folder(s)")
         elif args.command == "compare":
             return _compare(args)
@@ -58,9 +60,6 @@ def main(argv: list[str] | None = None) -> int:
             root = _export(args)
             print(f"wrote {root}: use it with  ovkit run -p DATA_SOURCE={root}")
     except Exception as err:  # a clear one-paragraph error, not a traceback, for expected failures
-        from .data.sh3d import DataError
-        from .runner import RunError
-
         if isinstance(err, (RunError, DataError, ValueError, FileNotFoundError, FileExistsError)):
             print(f"ovkit: error: {err}", file=sys.stderr)
             return 1
@@ -70,10 +69,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _export(args):
     """Build (or load) the catalogue of a profile's parameters and write it as a dataset folder."""
-    from . import data
-    from .data import folder
-    from .runner import load_profile, merge_overrides, parse_overrides
-
     values, _ = merge_overrides(load_profile(args.profile), parse_overrides(args.overrides))
     names = {"N_MODELS": "n_models", "COLOURWAYS": "colourways", "QUERY_VIEWS": "query_views",
              "COLD_FRACTION": "cold_fraction", "RENDER": "render", "DATA_SOURCE": "source", "SEED": "seed"}
@@ -82,8 +77,6 @@ def _export(args):
 
 
 def _compare(args) -> int:
-    from .results import compare_runs
-
     differences = compare_runs(args.run_a, args.run_b, args.rtol, args.atol, args.timings)
     what = "metric" + ("s and timings" if args.timings else "s (quality; --timings adds timings)")
     if not differences:

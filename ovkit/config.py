@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import types
 import typing
 
@@ -81,8 +82,6 @@ def progress(iterable=None, enabled: bool = True, **kwargs):
     tqdm's notebook bar passes ``disable=False`` itself, which beats the environment variable, so
     CI and ``make notebooks`` would store widget outputs; deciding here keeps them quiet.
     """
-    import os
-
     from tqdm.auto import tqdm
 
     quiet = not enabled or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")

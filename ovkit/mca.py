@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import timing
+from . import metrics, timing
 from .align import VisualRecall
 from .config import with_overrides
 from .vrq import catalogue_only_vectors
@@ -285,8 +285,6 @@ def offline_eval(cascade: Cascade, logs, k: int = 10, split: str = "test"):
     HR@10 against the clicked SKU; the cascade's stage lists — "recall", "prerank", "rank" — and
     visual-only's list, "visual_only"; the stage losses).
     """
-    from . import metrics
-
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     test, hists = (logs.test_sessions, logs.test_histories) if split == "test" else \

@@ -1,9 +1,14 @@
-"""Everything notebooks 00-04 build, loaded from the stage cache in one call (notebooks 05-06, benchmarks).
+"""What notebooks 00-04 build, loaded from the stage cache in one call (notebooks 02-06, benchmarks).
 
-``load(params)`` takes the notebooks' parameter names (``N_MODELS``, ``ALIGN``, ``GEN``, …, as in a
-``params/<profile>.yaml``) and returns the catalogue, the aligned embeddings, the SIDs, the fitted
-cascade, the simulator's logs and the three OneVision stages. Missing stages are built on demand,
-exactly as the notebooks build them, so the same parameters always give the same objects.
+``load(params, upto=...)`` takes the notebooks' parameter names (``N_MODELS``, ``ALIGN``, ``GEN``, …,
+as in a ``params/<profile>.yaml``, or a notebook's ``globals()``) and returns a :class:`Pipeline`
+holding the stages up to a stopping point, in order:
+
+    "catalogue" → "align" (feature maps, aligned head and embeddings) → "vrq" (semantic IDs)
+    → "sim" (the cascade and the simulator's logs) → "gen" (OneVision's three stages; the default)
+
+Missing stages are built on demand, exactly as the notebooks build them, so the same parameters
+always give the same objects; every settings dict is validated before anything is built.
 """
 
 from __future__ import annotations
@@ -12,7 +17,13 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+import ovkit
+
+from . import align, backbone, data, gen, mca, sim, vrq
+
+STAGES = ("catalogue", "align", "vrq", "sim", "gen")
 REQUIRED = ("N_MODELS", "COLOURWAYS", "QUERY_VIEWS", "COLD_FRACTION", "SEED")
 DEFAULTS = {"RENDER": {}, "DATA_SOURCE": "", "BACKBONE": "tf_efficientnet_lite0", "WEIGHTS": "offline",
             "ALIGN": {}, "DEVICE": "", "VRQ": {}, "SIM": {}, "MCA": {}, "GEN": {}}
@@ -20,27 +31,28 @@ DEFAULTS = {"RENDER": {}, "DATA_SOURCE": "", "BACKBONE": "tf_efficientnet_lite0"
 
 @dataclass
 class Pipeline:
-    """What notebooks 00-04 produce, for one set of parameters."""
+    """What notebooks 00-04 produce, for one set of parameters (None: after the stopping point)."""
 
     params: dict
-    catalogue: object  # data.Catalogue
-    maps: np.ndarray  # the feature maps the alignment head reads (frozen trunk, or its tuned copy)
-    align_run: dict  # align.aligned(...): head, embeddings, tokens, artifact
-    ids: object  # vrq.SemanticIDs
-    cascade: object  # mca.Cascade, fitted on the training logs
-    logs: object  # sim.Logs
-    stages: dict  # "pretrain" / "sft" / "dpo" → gen.Trained (empty when loaded with train=False)
-    gen_cfg: object  # gen.GenConfig
     device: str  # where the models run
+    gen_cfg: gen.GenConfig
+    catalogue: data.Catalogue
+    frozen_maps: np.ndarray | None = None  # the frozen trunk's feature maps of every view
+    maps: np.ndarray | None = None  # the maps the alignment head reads (frozen, or the tuned trunk's)
+    align_run: align.Aligned | None = None
+    ids: vrq.SemanticIDs | None = None
+    cascade: mca.Cascade | None = None  # fitted on the training logs
+    logs: sim.Logs | None = None
+    stages: dict = dataclasses.field(default_factory=dict)  # "pretrain" / "sft" / "dpo" → gen.Trained
     _variants: dict = dataclasses.field(default_factory=dict, repr=False)  # cascades on other indexes
 
     @property
     def embeddings(self) -> np.ndarray:
-        return self.align_run["embeddings"]
+        return self.align_run.embeddings
 
     @property
     def tokens(self) -> np.ndarray:
-        return np.asarray(self.align_run["tokens"], np.float32)
+        return np.asarray(self.align_run.tokens, np.float32)
 
     @property
     def model(self):
@@ -50,8 +62,6 @@ class Pipeline:
     def cascade_on(self, vectors: str):
         """The cascade with its recall index on ``"catalogue"`` views or ``"fused"`` SKU vectors (the
         ones OneVision's prior reads), fitted on the same logs; the configured one is ``cascade``."""
-        from . import mca
-
         if vectors == self.cascade.cfg.vectors:
             return self.cascade
         if vectors not in self._variants:
@@ -66,10 +76,6 @@ class Pipeline:
         Returns (table, ranked): rows ``mca``, ``visual_only`` (catalogue index), ``mca_fused``,
         ``visual_only_fused`` with ``mca.offline_eval``'s columns, and each row's top-10 lists.
         """
-        import pandas as pd
-
-        from . import mca
-
         rows, ranked = {}, {}
         for vectors, suffix in (("catalogue", ""), ("fused", "_fused")):
             table, lists, _ = mca.offline_eval(self.cascade_on(vectors), self.logs, split=split)
@@ -88,8 +94,6 @@ class Pipeline:
     def model_on(self, vectors: str, stage: str = "dpo"):
         """A OneVision stage whose output prior reads ``"fused"`` SKU vectors (as trained) or
         ``"catalogue"``-view-only vectors (the information the catalogue cascade indexes)."""
-        from . import vrq
-
         model = self.stages[stage].model
         if vectors == "fused":
             return model
@@ -99,41 +103,51 @@ class Pipeline:
 
     def queries(self, split: str = "test", with_user: bool = True):
         """gen.Queries of the test (or validation) sessions."""
-        from . import gen
-
         return gen.session_queries(self.logs, self.embeddings, self.tokens, self.gen_cfg.history,
                                    with_user=with_user, split=split)
 
 
-def load(params: dict, train: bool = True) -> Pipeline:
-    """Load (or build) notebooks 00-04's artifacts for notebook-style ``params``.
+def load(params, upto: str = "gen") -> Pipeline:
+    """Load (or build) notebooks 00-04's artifacts for notebook-style ``params``, up to a stage.
 
-    Names outside the pipeline's (``PRUNE_GRID``, …) are ignored, so a whole profile can be passed.
-    ``train=False`` stops before OneVision's stages (notebook 04 trains them in its own story).
+    Args:
+        params: a mapping with the notebooks' parameter names; names the pipeline does not use
+            (``PRUNE_GRID``, a notebook's other globals) are ignored, so a whole profile or a
+            notebook's ``globals()`` can be passed.
+        upto: the last stage to load, one of :data:`STAGES`.
     """
-    import torch
-
-    from . import align, backbone, data, gen, mca, sim, vrq
-
+    if upto not in STAGES:
+        raise ValueError(f"upto must be one of {', '.join(STAGES)}, got {upto!r}")
     if missing := [name for name in REQUIRED if name not in params]:
         raise ValueError(f"pipeline.load needs the parameter(s) {missing} (see params/default.yaml)")
-    p = {**DEFAULTS, **{k: v for k, v in params.items() if k in DEFAULTS or k in REQUIRED}}
-    device = p["DEVICE"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    p = {**DEFAULTS, **{k: params[k] for k in (*DEFAULTS, *REQUIRED) if k in params}}
+    reach = STAGES.index(upto)
     # settings first: a typo fails before anything is built
     gen_cfg, sim_cfg = gen.GenConfig.from_overrides(p["GEN"]), sim.SimConfig.from_overrides(p["SIM"])
-    mca_cfg = mca.MCAConfig.from_overrides(p["MCA"])
-    tune = align.AlignConfig.from_overrides(p["ALIGN"]).tune_blocks
+    mca_cfg, align_cfg = mca.MCAConfig.from_overrides(p["MCA"]), align.AlignConfig.from_overrides(p["ALIGN"])
+    vrq.VRQConfig.from_overrides(p["VRQ"])
+    device = ovkit.device(p["DEVICE"])
     cat = data.catalogue(n_models=p["N_MODELS"], colourways=p["COLOURWAYS"], query_views=p["QUERY_VIEWS"],
                          cold_fraction=p["COLD_FRACTION"], render=p["RENDER"], source=p["DATA_SOURCE"],
                          seed=p["SEED"])
-    maps, artifact = backbone.cached_maps(cat, p["BACKBONE"], p["WEIGHTS"], device=device)
-    if tune:  # the head was trained on the partly fine-tuned trunk's maps (notebook 01)
-        maps, artifact = backbone.cached_maps(cat, p["BACKBONE"], p["WEIGHTS"], tune_blocks=tune,
-                                              device=device)
-    run = align.aligned(cat, maps, artifact, p["ALIGN"], device)
-    ids = vrq.semantic_ids(cat, run["embeddings"], run["artifact"], p["VRQ"])
-    cascade = mca.Cascade(cat, run["embeddings"], mca_cfg, fused_vectors=ids.item_vectors)
-    logs = sim.simulate(cat, run["embeddings"], sim_cfg, retrieve=cascade.retrieve)
-    cascade.fit(logs.train_log, logs.train_histories)
-    stages = gen.train_stages(cat, run, ids, logs, p["GEN"], device) if train else {}
-    return Pipeline(p, cat, maps, run, ids, cascade, logs, stages, gen_cfg, device)
+    built = Pipeline(p, device, gen_cfg, cat)
+    if reach < STAGES.index("align"):
+        return built
+    built.frozen_maps, artifact = backbone.cached_maps(cat, p["BACKBONE"], p["WEIGHTS"], device=device)
+    built.maps = built.frozen_maps
+    if align_cfg.tune_blocks:  # the head was trained on the partly fine-tuned trunk's maps (notebook 01)
+        built.maps, artifact = backbone.cached_maps(cat, p["BACKBONE"], p["WEIGHTS"],
+                                                    tune_blocks=align_cfg.tune_blocks, device=device)
+    built.align_run = align.aligned(cat, built.maps, artifact, p["ALIGN"], device)
+    if reach < STAGES.index("vrq"):
+        return built
+    built.ids = vrq.semantic_ids(cat, built.embeddings, built.align_run.artifact, p["VRQ"])
+    if reach < STAGES.index("sim"):
+        return built
+    built.cascade = mca.Cascade(cat, built.embeddings, mca_cfg, fused_vectors=built.ids.item_vectors)
+    built.logs = sim.simulate(cat, built.embeddings, sim_cfg, retrieve=built.cascade.retrieve)
+    built.cascade.fit(built.logs.train_log, built.logs.train_histories)
+    if reach < STAGES.index("gen"):
+        return built
+    built.stages = gen.train_stages(cat, built.align_run, built.ids, built.logs, p["GEN"], device)
+    return built

@@ -197,8 +197,9 @@ def run_folder(run: str | Path) -> Path:
         return path
     if (runs_dir() / str(run) / "metrics.json").exists():
         return runs_dir() / str(run)
-    raise FileNotFoundError(f"no metrics.json in {path} or {runs_dir() / str(run)}: "
-                            "give a run folder or a profile that has run (ovkit run --profile ...)")
+    places = dict.fromkeys([str(path), str(runs_dir() / str(run))])  # one entry when they are the same
+    raise FileNotFoundError(f"no metrics.json in {' or '.join(places)}: give a run folder or a profile "
+                            "that has run (ovkit run --profile ...)")
 
 
 def compare_runs(a: str | Path, b: str | Path, rtol: float = 0.0, atol: float = 0.0,

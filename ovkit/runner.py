@@ -20,16 +20,19 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
+import importlib
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .config import progress
+from .config import matches_type, progress
+from .data import folder, sh3d
 from .paths import project_root, runs_dir
 from .report import write
 from .results import COMMIT_ENV, PARAMS_ENV, git_commit, load_metrics
@@ -141,10 +144,6 @@ def check_values(values: dict, notebooks: list[Notebook]) -> None:
     All problems are reported at once, naming the parameter and the expected type, before any
     notebook runs (so a typo in ``GEN`` does not surface after an hour of notebooks 00–03).
     """
-    import importlib
-
-    from .config import matches_type
-
     declared = {name: spec for nb in notebooks for name, spec in nb.parameters.items()}
     problems = []
     for name, value in values.items():
@@ -165,8 +164,6 @@ def check_values(values: dict, notebooks: list[Notebook]) -> None:
 
 def check_data_source(values: dict) -> None:
     """``DATA_SOURCE`` is checked before notebook 00: a dataset folder fully (every image opened)."""
-    from .data import folder, sh3d
-
     source = values.get("DATA_SOURCE") or ""
     try:
         if folder.is_folder_dataset(source):
@@ -191,8 +188,6 @@ def select(notebooks: list[Notebook], only: list[str] | None, start: str | None)
 
 def check_kernel() -> None:
     """Make sure kernel ``python3`` runs this environment's Python (not some other install)."""
-    import sys
-
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:

@@ -19,12 +19,15 @@ preferences, intents — is never handed to a model, only the logs it produces.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .config import with_overrides
+from .align import VisualRecall
+from .config import progress, with_overrides
+from .metrics import lift_ci, ratio_ci
 
 
 @dataclass(frozen=True)
@@ -283,7 +286,6 @@ def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=No
     (default: visual recall) and serves a noisy top-``list_size`` of them. Test sessions start
     from warm SKUs' test photos; their targets come from :func:`offline_targets`.
     """
-    from .align import VisualRecall
 
     world = make_world(catalogue.items, cfg)
     if retrieve is None:
@@ -356,7 +358,6 @@ class ABTest:
 
     def summary(self) -> pd.DataFrame:
         """Per arm: users, sessions, and each metric with its bootstrap 95% CI (resampling users)."""
-        from .metrics import ratio_ci
 
         out = {}
         for arm in self.sessions["arm"].unique():
@@ -379,7 +380,6 @@ class ABTest:
 
     def lift(self, control: str, treatment: str) -> pd.DataFrame:
         """Relative lift (treatment / control − 1) of each metric with its bootstrap 95% CI."""
-        from .metrics import lift_ci
 
         c, t = self.per_user(control), self.per_user(treatment)
         rows = {}
@@ -402,9 +402,7 @@ def ab_test(catalogue, arms: dict, sim_cfg: SimConfig, ab: ABConfig, retrieve) -
     arms (common random numbers), so only the served lists differ. ``split``: shoppers are assigned
     to arms at random, as in a real A/B test (wider intervals).
     """
-    import dataclasses
 
-    from .config import progress
 
     if ab.seed == sim_cfg.seed:
         raise ValueError(f"AB seed ({ab.seed}) equals SIM seed: the A/B test's shoppers would be the "

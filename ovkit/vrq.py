@@ -30,10 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import config, store
+from . import store
 from .config import with_overrides
+from .kmeans import kmeans, one_thread, squared_distances
 
-STAGE_VERSION = 1
+STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
 
 @dataclass(frozen=True)
@@ -183,60 +184,8 @@ def category_labels(catalogue, column: str) -> tuple[np.ndarray, list[str]]:
 # --------------------------------------------------------------------------- faiss helpers
 
 
-def _one_thread():
-    """faiss training with one OpenMP thread: multithreaded OPQ is not bit-reproducible (threadpoolctl
-    sets faiss's and torch's OpenMP pools; BLAS is left alone, as faiss.omp_set_num_threads did)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="openmp")
-
-
-def kmeans(x: np.ndarray, k: int, seed: int, iters: int = 25) -> np.ndarray:
-    """faiss k-means centroids (k, d), started from a k-means++ seeding.
-
-    faiss starts from k random points, which can leave two centroids in one tight cluster and none
-    in another; k-means++ (Arthur & Vassilvitskii 2007) spreads the start.
-    """
-    import faiss
-
-    x = np.ascontiguousarray(x, np.float32)
-    km = faiss.Kmeans(x.shape[1], k, niter=iters, seed=seed, min_points_per_centroid=1,
-                      max_points_per_centroid=1 << 20)
-    km.train(x, init_centroids=kmeans_plus_plus(x, k, np.random.default_rng(seed)))
-    return km.centroids.copy()
-
-
-def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: each next centre drawn with probability ∝ squared distance to the chosen ones."""
-    centres = [x[rng.integers(len(x))]]
-    closest = ((x - centres[0]) ** 2).sum(1)
-    for _ in range(1, k):
-        p = closest / closest.sum() if closest.sum() > 0 else None
-        centres.append(x[rng.choice(len(x), p=p)])
-        closest = np.minimum(closest, ((x - centres[-1]) ** 2).sum(1))
-    return np.ascontiguousarray(centres, np.float32)
-
-
-def unpack_codes(packed: np.ndarray, nbits) -> np.ndarray:
-    """faiss bit-packed codes (N, code_size) uint8 → integer codes (N, len(nbits)).
-
-    faiss writes each code's bits least-significant first, one code after the other
-    (``BitstringWriter``), so codebooks that are not 256 wide share bytes.
-    """
-    bits = np.unpackbits(np.asarray(packed, np.uint8), axis=1, bitorder="little").astype(np.int64)
-    out, start = [], 0
-    for b in nbits:
-        out.append((bits[:, start : start + b] << np.arange(b)).sum(1))
-        start += b
-    return np.stack(out, 1)
-
-
 def _stack(codes: list, n: int) -> np.ndarray:
     return np.stack(codes, 1) if codes else np.zeros((n, 0), np.int64)
-
-
-def _squared_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
-    return (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
 
 
 # --------------------------------------------------------------------------- the quantizer
@@ -283,9 +232,9 @@ class SemanticQuantizer:
     # ---- one level
     def _level_distances(self, level: int, r: np.ndarray, s: np.ndarray) -> np.ndarray:
         book = self.codebooks[level]
-        dist = _squared_distances(r, book[:, : self.dim])
+        dist = squared_distances(r, book[:, : self.dim])
         if level < self.cfg.category_levels and self.n_categories:
-            dist += _squared_distances(s, book[:, self.dim :])
+            dist += squared_distances(s, book[:, self.dim :])
         return dist
 
     def _step(self, level, r, s, codes):
@@ -315,7 +264,7 @@ class SemanticQuantizer:
         z = self._pad(r) @ self.rotation.T
         codes, dist = [], None
         for j in range(m):
-            dist = _squared_distances(z[:, j * dsub : (j + 1) * dsub], self.pq[j])
+            dist = squared_distances(z[:, j * dsub : (j + 1) * dsub], self.pq[j])
             codes.append(dist.argmin(1))
         return np.stack(codes, 1), dist
 
@@ -423,7 +372,7 @@ def fit(x: np.ndarray, types: np.ndarray, views_x: np.ndarray, owner: np.ndarray
     r, s = x.copy(), q.category_part(types, x)
     vr = views_x.astype(np.float32)
     vs = q.category_part(None, vr) if len(vr) else np.zeros((0, s.shape[1]), np.float32)
-    with _one_thread():
+    with one_thread():
         for level, size in enumerate(cfg.levels):
             z = np.concatenate([r, s], 1) if level < cfg.category_levels else r
             q.codebooks.append(kmeans(z, size, cfg.seed + level, cfg.kmeans_iters))
@@ -441,7 +390,7 @@ def fit(x: np.ndarray, types: np.ndarray, views_x: np.ndarray, owner: np.ndarray
                 vr, vs = q._step(level, vr, vs, codes[owner])
             r, s = q._step(level, r, s, codes)
         if cfg.opq_codes:
-            q.rotation, q.pq = _fit_opq(r, cfg.opq_codes, cfg.opq_size, cfg.seed)
+            q.rotation, q.pq = fit_opq(r, cfg.opq_codes, cfg.opq_size, cfg.seed)
     return q
 
 
@@ -455,7 +404,7 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
-def _fit_opq(r: np.ndarray, m: int, size: int, seed: int):
+def fit_opq(r: np.ndarray, m: int, size: int, seed: int):
     """faiss OPQ rotation + PQ on residuals → (rotation (D,D), pq centroids (M, size, D/M))."""
     import faiss
 
@@ -637,219 +586,6 @@ def build_ids(catalogue, embeddings: np.ndarray, cfg: VRQConfig) -> dict:
             "unique_after_dedup": len({tuple(r) for r in codes}) / len(codes)}
 
 
-# --------------------------------------------------------------------------- baselines
-
-
-@dataclass
-class Codes:
-    """One method's SIDs for the report: item codes, how queries are encoded, reconstruction error."""
-
-    name: str
-    items: np.ndarray  # (n_items, L) before any disambiguation
-    sizes: tuple
-    encode: object  # callable: (N, d) query embeddings → (N, L) codes
-    mse: float  # mean ‖x − x̂‖² over warm items (inputs are unit vectors: the energy lost)
-    space: str  # which view embeddings the queries are encoded from ("aligned" or "frozen")
-    quantizer: SemanticQuantizer | None = None  # for the kit's own quantizers
-
-
-def _mse(x, recon) -> float:
-    return float(((x - recon) ** 2).sum(1).mean())
-
-
-def vrq_codes(ids: SemanticIDs, catalogue, name: str = "vrq") -> Codes:
-    """The VRQ SIDs as report input (raw codes: the report measures collisions before dedup)."""
-    warm = ~catalogue.items["cold"].to_numpy().astype(bool)
-    recon = ids.quantizer.decode(ids.raw[warm])
-    return Codes(name, ids.raw, tuple(ids.config.budget), ids.encode, _mse(ids.item_vectors[warm], recon),
-                 "aligned", ids.quantizer)
-
-
-def rq_kmeans(name: str, vectors: np.ndarray, warm: np.ndarray, budget, seed: int = 0, space="aligned"):
-    """Plain residual k-means (no fusion, no category, no consensus, no OPQ) over the whole budget."""
-    cfg = VRQConfig(levels=tuple(budget), opq_codes=0, alpha=0.0, consensus_levels=0, seed=seed)
-    q = fit(vectors[warm], np.zeros(int(warm.sum()), np.int64), vectors[:0], np.zeros(0, int), cfg, 0)
-    items = q.encode(vectors, np.zeros(len(vectors), np.int64))
-    return Codes(name, items, tuple(budget), q.encode, _mse(vectors[warm], q.decode(items[warm])), space, q)
-
-
-def opq_only(vectors: np.ndarray, warm: np.ndarray, budget, seed: int = 0) -> Codes:
-    """OPQ + PQ alone: as many codes as the budget, each as wide as its first codebook; no hierarchy."""
-    cfg = VRQConfig(levels=(), opq_codes=len(budget), opq_size=budget[0], alpha=0.0, consensus_levels=0,
-                    seed=seed)
-    q = SemanticQuantizer(cfg, vectors.shape[1], 0)
-    with _one_thread():
-        q.rotation, q.pq = _fit_opq(vectors[warm], cfg.opq_codes, cfg.opq_size, seed)
-    items = q.encode(vectors)
-    return Codes("opq", items, (budget[0],) * len(budget), q.encode,
-                 _mse(vectors[warm], q.decode(items[warm])), "aligned")
-
-
-def faiss_rq(vectors: np.ndarray, warm: np.ndarray, budget, beam: int = 5) -> Codes:
-    """faiss ``ResidualQuantizer`` (beam-search encoding) at the same budget; codes unpacked from bits."""
-    import faiss
-
-    nbits = [int(np.log2(s)) for s in budget]
-    if len(set(nbits)) != 1:
-        raise ValueError(f"faiss_rq here takes equal codebook sizes, got {list(budget)}")
-    rq = faiss.ResidualQuantizer(vectors.shape[1], len(nbits), nbits[0])
-    rq.max_beam_size = beam
-    rq.cp.min_points_per_centroid = 1
-    if warm.sum() <= vectors.shape[1]:  # its PCA initialisation needs more vectors than dimensions
-        rq.train_type = faiss.ResidualQuantizer.Train_default
-    with _one_thread():
-        rq.train(np.ascontiguousarray(vectors[warm], np.float32))
-    books = faiss.vector_to_array(rq.codebooks).reshape(-1, vectors.shape[1])
-    offsets = np.concatenate([[0], np.cumsum(budget)[:-1]])
-
-    def encode(x):
-        return unpack_codes(rq.compute_codes(np.ascontiguousarray(x, np.float32)), nbits)
-
-    items = encode(vectors)
-    recon = books[items[warm] + offsets].sum(1)
-    return Codes("faiss_rq", items, tuple(budget), encode, _mse(vectors[warm], recon), "aligned")
-
-
-def rq_vae(vectors: np.ndarray, warm: np.ndarray, budget, steps: int = 1500, latent: int = 64,
-           hidden: int = 256, beta: float = 0.25, seed: int = 0, progress: bool = True) -> Codes:
-    """A small RQ-VAE (Lee et al. 2022; TIGER's tokenizer): MLP encoder → residual VQ → MLP decoder.
-
-    Codebooks start from k-means of the first encoder outputs; a code unused for 100 steps is reset
-    to a random residual of the current batch (both against codebook collapse).
-    """
-    with config.one_torch_thread():  # a model this small runs faster on one thread than on two
-        return _train_rq_vae(vectors, warm, budget, steps, latent, hidden, beta, seed, progress)
-
-
-def _train_rq_vae(vectors, warm, budget, steps, latent, hidden, beta, seed, progress) -> Codes:
-    import torch
-    from torch import nn
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    d = vectors.shape[1]
-    enc = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, latent))
-    dec = nn.Sequential(nn.Linear(latent, hidden), nn.GELU(), nn.Linear(hidden, d))
-    train = torch.from_numpy(np.ascontiguousarray(vectors[warm], np.float32))
-    with torch.no_grad(), _one_thread():  # k-means initialisation, level by level
-        r, books = enc(train).numpy(), []
-        for level, size in enumerate(budget):
-            books.append(kmeans(r, size, seed + level))
-            r = r - books[-1][_squared_distances(r, books[-1]).argmin(1)]
-    books = nn.ParameterList([nn.Parameter(torch.from_numpy(b)) for b in books])
-
-    def quantize(z):
-        r, total, codes, loss = z, torch.zeros_like(z), [], z.new_zeros(())
-        for book in books:
-            c = torch.cdist(r, book).argmin(1)
-            chosen = book[c]
-            codebook_loss = ((r.detach() - chosen) ** 2).sum(1).mean()
-            loss = loss + codebook_loss + beta * ((r - chosen.detach()) ** 2).sum(1).mean()
-            codes.append(c)
-            total = total + chosen
-            r = r - chosen.detach()
-        return torch.stack(codes, 1), total, loss
-
-    params = [*enc.parameters(), *dec.parameters(), *books.parameters()]
-    opt = torch.optim.Adam(params, lr=1e-3)
-    usage = [torch.zeros(s) for s in budget]
-    for step in config.progress(range(1, steps + 1), progress, desc="RQ-VAE", unit="step"):
-        x = train[torch.from_numpy(rng.choice(len(train), min(256, len(train)), replace=False))]
-        z = enc(x)
-        codes, zq, vq_loss = quantize(z)
-        recon = dec(z + (zq - z).detach())  # straight-through estimator
-        loss = ((recon - x) ** 2).sum(1).mean() + vq_loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        for level, u in enumerate(usage):
-            u += torch.bincount(codes[:, level], minlength=len(u)).float()
-        if step % 100 == 0:
-            with torch.no_grad():
-                r = z.detach()
-                for level, book in enumerate(books):  # dead codes → random residuals of this batch
-                    dead = torch.nonzero(usage[level] == 0).flatten()
-                    if len(dead):
-                        book[dead] = r[torch.randint(len(r), (len(dead),))]
-                    r = r - book[torch.cdist(r, book).argmin(1)]
-                    usage[level].zero_()
-
-    @torch.no_grad()
-    def encode(x):
-        return quantize(enc(torch.from_numpy(np.ascontiguousarray(x, np.float32))))[0].numpy()
-
-    items = encode(vectors)
-    with torch.no_grad():
-        recon = dec(quantize(enc(train))[1]).numpy()
-    return Codes("rqvae", items, tuple(budget), encode, _mse(vectors[warm], recon), "aligned")
-
-
 def catalogue_only_vectors(catalogue, view_embeddings: np.ndarray) -> np.ndarray:
     """Item vectors from catalogue views alone (the baselines' input: no multi-view fusion)."""
     return item_vectors(catalogue, view_embeddings, query_weight=0.0)
-
-
-# --------------------------------------------------------------------------- the report
-
-
-def sid_metrics(codes: Codes, catalogue, query_codes: np.ndarray, query_items: np.ndarray) -> dict:
-    """SID quality of one method.
-
-    Args:
-        codes: the method's SIDs (before disambiguation) and reconstruction error.
-        query_codes: (Q, L) codes of test query photos, encoded by the method from the image alone.
-        query_items: (Q,) the SKU each photo shows.
-    """
-    items, sizes = codes.items, codes.sizes
-    n, levels = items.shape
-    sid = pd.Series(["-".join(map(str, r)) for r in items])
-    counts = sid.map(sid.value_counts())
-    out = {"icr": float((counts == 1).mean()), "collision_rate": 1 - sid.nunique() / n, "mse": codes.mse}
-    for level in range(1, levels + 1):
-        same = (query_codes[:, :level] == items[query_items, :level]).all(1)
-        out[f"consistency@{level}"] = float(same.mean())
-        used = np.bincount(items[:, level - 1], minlength=sizes[level - 1])
-        out[f"cur@{level}"] = float((used > 0).mean())
-        p = used[used > 0] / n
-        out[f"entropy@{level}"] = float(-(p * np.log2(p)).sum())
-    for level in (1, 2):
-        if level <= levels:
-            prefix = pd.Series(["-".join(map(str, r)) for r in items[:, :level]])
-            size_of = prefix.value_counts()
-            q_prefix = ["-".join(map(str, r)) for r in query_codes[:, :level]]
-            out[f"candidates@{level}"] = float(np.mean([size_of.get(p, 0) for p in q_prefix]))
-    first = items[:, 0]
-    types = catalogue.items["fine_type"].astype(str).to_numpy() if "fine_type" in catalogue.items else \
-        catalogue.items["category"].astype(str).to_numpy()
-    table = pd.crosstab(first, types)
-    out["purity@1"] = float(table.max(axis=1).sum() / n)
-    share = np.bincount(first) / n
-    out["chance@1"] = float((share**2).sum())
-    # consistency above chance (Cohen's-kappa style): a few giant level-1 codes buy raw consistency
-    out["kappa@1"] = (out["consistency@1"] - out["chance@1"]) / (1 - out["chance@1"])
-    within = table.div(table.sum(axis=0), axis=1)  # P(code | type)
-    out["type_chance@1"] = float(((within**2).sum(axis=0) * table.sum(axis=0) / n).sum())
-    models = catalogue.items["model_id"].to_numpy()
-    siblings = pd.Series(models).map(pd.Series(models).value_counts()).to_numpy() > 1
-    distinct = pd.DataFrame({"m": models, "s": sid}).groupby(["m", "s"])["s"].transform("size") == 1
-    out["colour_separation"] = float(distinct[siblings].mean()) if siblings.any() else float("nan")
-    return out
-
-
-def consistency_hits(codes: Codes, catalogue, embeddings: dict, query_view_ids, level: int = 1) -> np.ndarray:
-    """Per query photo: 1.0 if the first ``level`` codes encoded from the photo alone equal its SKU's
-    (the per-photo terms of ``consistency@level``, for paired confidence intervals)."""
-    query_view_ids = np.asarray(query_view_ids)
-    truth = catalogue.views["item_id"].to_numpy()[query_view_ids]
-    query_codes = codes.encode(embeddings[codes.space][query_view_ids])
-    return (query_codes[:, :level] == codes.items[truth, :level]).all(1).astype(float)
-
-
-def report(methods: list[Codes], catalogue, embeddings: dict, query_view_ids) -> pd.DataFrame:
-    """The SID quality table: one row per method (see :func:`sid_metrics`)."""
-    query_view_ids = np.asarray(query_view_ids)
-    truth = catalogue.views["item_id"].to_numpy()[query_view_ids]
-    rows = {}
-    for m in methods:
-        query_codes = m.encode(embeddings[m.space][query_view_ids])
-        rows[m.name] = sid_metrics(m, catalogue, query_codes, truth)
-    return pd.DataFrame(rows).T

@@ -9,6 +9,7 @@ import json
 import nbformat
 import pytest
 
+from ovkit import report as report_module
 from ovkit import runner
 from ovkit.data import shapes
 
@@ -32,6 +33,11 @@ def test_every_notebook_runs_on_a_folder_dataset(kit_home, tmp_path, monkeypatch
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["00.n_skus"] == 48 and metrics["00.n_models"] == 24
     assert 0 <= metrics["01.recall@1.aligned"] <= 1 and "06.ctr.lift" in metrics
+    for claim in report_module.CLAIMS:  # every key the ledger reads, recorded by the notebook it names
+        for key in claim.keys:
+            recorded = json.loads((out / "metrics" / f"{key[:2]}.json").read_text())
+            timing = json.loads((out / "timings.json").read_text())["metrics"]
+            assert key in recorded or key in timing, f"{claim.topic}: notebook {key[:2]} did not record {key}"
     text = report.read_text()
     for claim in ("multi-view alignment", "offline quality on par with MCA", "online: item CTR"):
         assert f"| {claim} |" in text

@@ -9,7 +9,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from conftest import fake_catalogue  # noqa: E402
 
-from ovkit import explore, pipeline, plots  # noqa: E402
+from ovkit import explore, plots  # noqa: E402
 
 
 @pytest.fixture
@@ -52,15 +52,10 @@ def test_static_gallery_and_widget(explorer):
         explorer.show(mode="gui")
 
 
-def test_explorer_and_pipeline_check_their_input(explorer):
+def test_explorer_checks_its_input(explorer):
     with pytest.raises(ValueError, match="ranked 3 queries"):
         explore.Explorer(explorer.catalogue, explorer.sessions, {}, {"A": np.zeros((3, 10), int)},
                          explorer.codes)
-    with pytest.raises(ValueError, match="needs the parameter"):
-        pipeline.load({"N_MODELS": 10})
-    required = dict.fromkeys(pipeline.REQUIRED, 0)
-    with pytest.raises(ValueError, match="unknown GEN"):  # before anything is built
-        pipeline.load({**required, "GEN": {"stepz": 1}})
 
 
 def test_attention_overlay_keeps_attended_pixels_and_darkens_the_rest():

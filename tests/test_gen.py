@@ -173,7 +173,8 @@ def world():
     logs = sim.simulate(cat, emb, cfg, retrieve=cascade.retrieve)
     rng = np.random.default_rng(0)
     tokens = emb[:, None, :] + 0.1 * rng.normal(size=(len(emb), 2, emb.shape[1])).astype(np.float32)
-    run = {"embeddings": emb, "tokens": tokens, "artifact": store.Artifact("align", "fakealign", None, {})}
+    artifact = store.Artifact("align", "fakealign", None, {})
+    run = types.SimpleNamespace(embeddings=emb, tokens=tokens, artifact=artifact)  # like align.Aligned
     return cat, emb, logs, run
 
 
@@ -186,7 +187,7 @@ def test_stages_train_cache_and_refuse_other_sids(kit_home, world):
     stages = gen.train_stages(cat, run, ids, logs, STEPS, progress=False)
     assert list(stages) == ["pretrain", "sft", "dpo"] and all(s.artifact.fresh for s in stages.values())
     assert "val_hr@10" in stages["sft"].history.dropna().columns
-    q = gen.session_queries(logs, emb, run["tokens"], 4)
+    q = gen.session_queries(logs, emb, run.tokens, 4)
     items, _ = gen.beam_search(stages["dpo"].model, q, 5)
     assert (items >= 0).all()
     again = gen.train_stages(cat, run, ids, logs, STEPS, progress=False)  # read back, not retrained
@@ -202,13 +203,13 @@ def test_stages_train_cache_and_refuse_other_sids(kit_home, world):
 def test_empty_history_and_no_user_still_give_real_skus(world):
     cat, emb, logs, run = world
     model = tiny_model(n=len(cat.items), sizes=(6, 6, 6), dim=emb.shape[1])
-    empty = gen.make_queries(emb, run["tokens"], [0, 1, 2], [[], [], []], 4)
+    empty = gen.make_queries(emb, run.tokens, [0, 1, 2], [[], [], []], 4)
     assert (empty.history == -1).all() and (empty.task == 1).all()
-    none = gen.make_queries(emb, run["tokens"], [0, 1, 2], None, 4)
+    none = gen.make_queries(emb, run.tokens, [0, 1, 2], None, 4)
     for q in (empty, none):
         assert (gen.beam_search(model, q, 5)[0] >= 0).all()
     with pytest.raises(ValueError, match="3 histories for 2 queries"):
-        gen.make_queries(emb, run["tokens"], [0, 1], [[], [], []], 4)
+        gen.make_queries(emb, run.tokens, [0, 1], [[], [], []], 4)
 
 
 def test_photos_of_the_wrong_size_are_refused():

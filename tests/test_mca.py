@@ -1,4 +1,4 @@
-"""The cascade's recall indexes: catalogue views or fused SKU vectors (equal information with OneVision)."""
+"""The cascade: its contracts, recall channels and indexes (catalogue views or fused SKU vectors)."""
 
 import numpy as np
 import pytest
@@ -84,19 +84,40 @@ def test_runner_answers_one_query_or_a_slice_as_rank_does(fake):
     np.testing.assert_array_equal(run(slice(0, 6)), cascade.rank(views, hists)["rank"])
 
 
-def test_pipeline_compares_both_indexes_and_picks_the_reference_on_validation(fake):
-    import types
-
-    from ovkit import pipeline
-
+def test_cascade_returns_catalogue_skus_and_checks_its_input(fake):
     cat, emb, logs = fake
-    cascade = mca.Cascade(cat, emb, MCA).fit(logs.train_log, logs.train_histories)
-    ids = types.SimpleNamespace(item_vectors=vrq.item_vectors(cat, emb))
-    built = pipeline.Pipeline({}, cat, None, {"embeddings": emb}, ids, cascade, logs, {}, None, "cpu")
-    table, ranked = built.cascade_results()
-    assert list(table.index) == ["mca", "visual_only", "mca_fused", "visual_only_fused"] == list(ranked)
-    assert built.cascade_on("fused").cfg.vectors == "fused" and built.cascade_on("catalogue") is cascade
-    index, chosen, scores = built.reference_cascade()
-    val = built.cascade_results("val")[0]
-    assert scores == {"catalogue": val.loc["mca", "hr@10"], "fused": val.loc["mca_fused", "hr@10"]}
-    assert index == max(scores, key=scores.get) and chosen is built.cascade_on(index)
+    cascade = mca.Cascade(cat, emb, MCA).fit(logs.train_log,
+                                                                             logs.train_histories)
+    test = logs.test_sessions
+    stages = cascade.rank(test["view_id"].to_numpy(), [logs.test_histories[s] for s in test["session"]])
+    for name, k in (("recall", 40), ("prerank", 20), ("rank", 10)):
+        ranked = stages[name]
+        assert ranked.shape == (len(test), k) and ranked.min() >= 0 and ranked.max() < len(cat.items)
+        assert all(len(set(row)) == k for row in ranked)  # no SKU twice
+    assert set(stages["rank"].ravel()) <= set(stages["prerank"].ravel())
+    losses = mca.stage_loss(stages, test["ordered"].to_numpy())
+    assert sum(losses.values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="catalogue has 90 SKUs"):
+        mca.Cascade(cat, emb, mca.MCAConfig(recall=100, prerank=20))
+    bad = logs.train_log.assign(item_id=logs.train_log["item_id"] + 1000)
+    with pytest.raises(ValueError, match="outside the catalogue"):
+        mca.Cascade(cat, emb, MCA).fit(bad, logs.train_histories)
+    with pytest.raises(ValueError, match="history references SKUs outside"):
+        mca.Cascade(cat, emb, MCA).fit(logs.train_log, {**logs.train_histories, 0: [10_000]})
+    with pytest.raises(ValueError, match="no history entry"):
+        mca.Cascade(cat, emb, MCA).fit(logs.train_log, {})
+    with pytest.raises(ValueError, match="prerank <= recall"):
+        mca.MCAConfig.from_overrides({"recall": 20, "prerank": 30})
+
+
+def test_recall_adds_the_other_colourways_of_the_best_matches(fake):
+    cat, emb, logs = fake
+    cascade = mca.Cascade(cat, emb, mca.MCAConfig(recall=12, prerank=10, sibling_expand=3))
+    views = logs.test_sessions["view_id"].to_numpy()[:20]
+    cand, scores = cascade.retrieve(views)
+    visual, _ = cascade.recall.search(emb[views], 12)
+    model = cat.items["model_id"].to_numpy()
+    for row, top in zip(cand, visual, strict=True):
+        siblings = set(cat.items[np.isin(model, model[top[:3]])]["item_id"])
+        assert siblings <= set(row) and len(set(row)) == 12
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # still best first

@@ -1,4 +1,4 @@
-"""Shopper simulator invariants and the cascade's contracts (on a synthetic catalogue)."""
+"""Shopper simulator invariants and the A/B test (on a synthetic catalogue)."""
 
 import numpy as np
 import pytest
@@ -61,32 +61,6 @@ def test_bad_simulator_parameters(override, message):
         sim.SimConfig.from_overrides(override)
 
 
-def test_cascade_returns_catalogue_skus_and_checks_its_input(world):
-    cat, emb, logs = world
-    cascade = mca.Cascade(cat, emb, MCA).fit(logs.train_log,
-                                                                             logs.train_histories)
-    test = logs.test_sessions
-    stages = cascade.rank(test["view_id"].to_numpy(), [logs.test_histories[s] for s in test["session"]])
-    for name, k in (("recall", 40), ("prerank", 20), ("rank", 10)):
-        ranked = stages[name]
-        assert ranked.shape == (len(test), k) and ranked.min() >= 0 and ranked.max() < len(cat.items)
-        assert all(len(set(row)) == k for row in ranked)  # no SKU twice
-    assert set(stages["rank"].ravel()) <= set(stages["prerank"].ravel())
-    losses = mca.stage_loss(stages, test["ordered"].to_numpy())
-    assert sum(losses.values()) == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="catalogue has 90 SKUs"):
-        mca.Cascade(cat, emb, mca.MCAConfig(recall=100, prerank=20))
-    bad = logs.train_log.assign(item_id=logs.train_log["item_id"] + 1000)
-    with pytest.raises(ValueError, match="outside the catalogue"):
-        mca.Cascade(cat, emb, MCA).fit(bad, logs.train_histories)
-    with pytest.raises(ValueError, match="history references SKUs outside"):
-        mca.Cascade(cat, emb, MCA).fit(logs.train_log, {**logs.train_histories, 0: [10_000]})
-    with pytest.raises(ValueError, match="no history entry"):
-        mca.Cascade(cat, emb, MCA).fit(logs.train_log, {})
-    with pytest.raises(ValueError, match="prerank <= recall"):
-        mca.MCAConfig.from_overrides({"recall": 20, "prerank": 30})
-
-
 def test_histories_hold_only_earlier_clicks(world):
     _, _, logs = world
     log = logs.train_log
@@ -98,19 +72,6 @@ def test_histories_hold_only_earlier_clicks(world):
     for s in user0:
         assert logs.train_histories[s] == expected
         expected = expected + clicked.get(s, [])
-
-
-def test_recall_adds_the_other_colourways_of_the_best_matches(world):
-    cat, emb, logs = world
-    cascade = mca.Cascade(cat, emb, mca.MCAConfig(recall=12, prerank=10, sibling_expand=3))
-    views = logs.test_sessions["view_id"].to_numpy()[:20]
-    cand, scores = cascade.retrieve(views)
-    visual, _ = cascade.recall.search(emb[views], 12)
-    model = cat.items["model_id"].to_numpy()
-    for row, top in zip(cand, visual, strict=True):
-        siblings = set(cat.items[np.isin(model, model[top[:3]])]["item_id"])
-        assert siblings <= set(row) and len(set(row)) == 12
-    assert (np.diff(scores, axis=1) <= 1e-6).all()  # still best first
 
 
 AB = sim.ABConfig(users=60, sessions=4, warmup=5, resamples=500)

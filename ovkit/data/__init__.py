@@ -23,7 +23,7 @@ from .skus import PALETTE
 
 __all__ = ["Catalogue", "catalogue", "RenderConfig", "DataError"]
 
-STAGE_VERSION = 2  # bump when the build writes something different
+STAGE_VERSION = 2  # bump when the build code changes what it writes (see CONTRIBUTING.md)
 
 
 class Catalogue:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -227,8 +228,6 @@ def catalogue_licence(sh3f: Path) -> str:
     """Licence of a ``.sh3f`` library: Debian's record, else the file's own ``license`` line."""
     if sh3f.stem in DEBIAN_LICENCES:
         return DEBIAN_LICENCES[sh3f.stem]
-    import zipfile
-
     with zipfile.ZipFile(sh3f) as zf:
         props = sh3d.parse_properties(zf.read(sh3d.PROPERTIES).decode("latin-1"))
     return props.get("license", "unknown: check the library's own terms")

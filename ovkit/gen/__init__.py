@@ -1,0 +1,60 @@
+"""OneVision's generative model (notebook 04): query image + user context → semantic ID.
+
+One encoder–decoder transformer replaces the cascade. The **encoder** reads the query photo as
+tokens (the global embedding and the visual tokens of notebook 01's alignment head), the user's
+recent clicks (each SKU as the sum of its SID level embeddings) and a task token; the **decoder**
+emits the SID level by level. **Beam search constrained by a prefix trie** of all SKU SIDs makes
+every result a real SKU. Training runs in stages (paper): pretraining (any view → its SID, no
+user), SFT (logged sessions with the user's history → the clicked/ordered SKU) and DPO
+(preferences from the logs, the SFT model as frozen reference).
+
+Kit choices (the paper gives no sizes or recipes): the model size, the trie-normalised likelihood
+(softmax over the *valid* children of a prefix, in training and in search alike), replaying
+pretraining examples during SFT, the DPO pair grades and its NLL anchor. All are fields of
+:class:`GenConfig`.
+
+The package reads in two parts: :mod:`.model` (SID tokens and the trie, the transformer,
+constrained beam search) and :mod:`.train` (examples, losses, training loops, evaluation and the
+cached stages). Everything a notebook uses is importable as ``gen.<name>``.
+"""
+
+from .model import (
+    BOS,
+    GenConfig,
+    Memory,
+    OneVision,
+    Queries,
+    Trie,
+    beam_batch,
+    beam_search,
+    codes_fingerprint,
+    make_queries,
+    score_all,
+)
+from .train import (
+    STAGE_VERSION,
+    STAGES,
+    Examples,
+    Trained,
+    dpo_loss,
+    evaluate,
+    load_model,
+    logs_fingerprint,
+    photo_features,
+    preference_lists,
+    pretraining_examples,
+    save_model,
+    session_queries,
+    sft_examples,
+    train_dpo,
+    train_likelihood,
+    train_stages,
+)
+
+__all__ = [
+    "BOS", "GenConfig", "Memory", "OneVision", "Queries", "Trie", "beam_batch", "beam_search",
+    "codes_fingerprint", "make_queries", "score_all", "STAGE_VERSION", "STAGES", "Examples", "Trained",
+    "dpo_loss", "evaluate", "load_model", "logs_fingerprint", "photo_features", "preference_lists",
+    "pretraining_examples", "save_model", "session_queries", "sft_examples", "train_dpo",
+    "train_likelihood", "train_stages",
+]

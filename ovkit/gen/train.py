@@ -1,0 +1,422 @@
+"""OneVision's training (notebook 04): examples, losses, the pretrain → SFT → DPO loops, evaluation
+and the cached stages."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import align, backbone, config, metrics, store
+from .model import (
+    GenConfig,
+    OneVision,
+    Queries,
+    Trie,
+    beam_search,
+    codes_fingerprint,
+    make_queries,
+)
+
+# --------------------------------------------------------------------------- training data
+
+
+@dataclass
+class Examples:
+    """Training rows: queries, target SKUs and weights (one row per example)."""
+
+    queries: Queries
+    targets: np.ndarray  # (N,) SKU ids
+    weights: np.ndarray  # (N,)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def take(self, rows) -> Examples:
+        return Examples(self.queries.take(rows), self.targets[rows], self.weights[rows])
+
+
+def pretraining_examples(catalogue, embeddings, tokens, history_len: int) -> Examples:
+    """Every catalogue view and every training photo → its SKU; no user (task 0)."""
+    views = catalogue.views
+    keep = (views["kind"] != "query") | (views["split"] == "train")
+    rows = views[keep]
+    q = make_queries(embeddings, tokens, rows["view_id"].to_numpy(), None, history_len)
+    return Examples(q, rows["item_id"].to_numpy(np.int64), np.ones(len(rows), np.float32))
+
+
+def sft_examples(logs, embeddings, tokens, history_len: int, order_weight: float, sessions=None) -> Examples:
+    """Logged clicks: (query photo, the user's earlier clicks) → the clicked SKU; orders weigh more."""
+    log = logs.train_log
+    if sessions is not None:
+        log = log[log["session"].isin(sessions)]
+    clicks = log[log["clicked"]]
+    hist = [logs.train_histories[s] for s in clicks["session"]]
+    q = make_queries(embeddings, tokens, clicks["view_id"].to_numpy(), hist, history_len)
+    weight = 1 + order_weight * clicks["ordered"].to_numpy(np.float32)
+    return Examples(q, clicks["item_id"].to_numpy(np.int64), weight.astype(np.float32))
+
+
+def preference_lists(logs, embeddings, tokens, history_len: int, sessions=None):
+    """DPO data from the logs: per session and chosen SKU, the exposed SKUs of a lower grade.
+
+    Grades: ordered (2) ≻ clicked but not ordered (1) ≻ exposed but not clicked (0).
+    Returns (queries, chosen (N,), rejected (N, R) padded with -1).
+    """
+    log = logs.train_log
+    if sessions is not None:
+        log = log[log["session"].isin(sessions)]
+    log = log.assign(grade=log["clicked"].astype(int) + log["ordered"].astype(int))
+    views, hists, chosen, rejected = [], [], [], []
+    for session, rows in log.groupby("session", sort=True):
+        grades, items = rows["grade"].to_numpy(), rows["item_id"].to_numpy()
+        for item, grade in zip(items[grades > 0], grades[grades > 0], strict=True):
+            lower = items[grades < grade]
+            if len(lower):
+                views.append(rows["view_id"].iat[0])
+                hists.append(logs.train_histories[session])
+                chosen.append(item)
+                rejected.append(lower)
+    width = max((len(r) for r in rejected), default=1)
+    table = np.full((len(rejected), width), -1, np.int64)
+    for row, r in enumerate(rejected):
+        table[row, : len(r)] = r
+    return make_queries(embeddings, tokens, np.asarray(views, np.int64), hists, history_len), \
+        np.asarray(chosen, np.int64), table
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, listwise: bool = False):
+    """DPO loss (mean) from sequence log-probabilities: chosen (N,), rejected (N, R).
+
+    Pairwise (Rafailov et al. 2023): −log σ(β[Δ_w − Δ_l]) for each rejected l, averaged over pairs.
+    Listwise (softmax over one chosen and all its rejected, as in S-DPO, Chen et al. 2024):
+    −log exp(βΔ_w) / (exp(βΔ_w) + Σ_l exp(βΔ_l)), with Δ = log π − log π_ref. Rejected slots whose
+    policy log-probability is −inf are padding and drop out of both forms.
+    """
+    margin_w = beta * (policy_chosen - ref_chosen)  # (N,)
+    valid = torch.isfinite(policy_rejected)
+    margin_l = beta * torch.where(valid, policy_rejected - ref_rejected, torch.zeros_like(policy_rejected))
+    if listwise:
+        logits = torch.cat([margin_w[:, None], margin_l.masked_fill(~valid, float("-inf"))], 1)
+        return -(margin_w - torch.logsumexp(logits, 1)).mean()
+    pair = -F.logsigmoid(margin_w[:, None] - margin_l)
+    return (pair * valid).sum() / valid.sum().clamp(min=1)
+
+
+# --------------------------------------------------------------------------- training loops
+
+
+def _batches(n: int, size: int, rng: np.random.Generator):
+    """Endless shuffled mini-batches of row indices."""
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n - size + 1 if n >= size else 1, size):
+            yield order[start : start + size]
+
+
+def _optimiser(model, lr: float, steps: int):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    return opt, sched
+
+
+def train_likelihood(model: OneVision, data: Examples, steps: int, desc: str, lr: float,
+                     replay: Examples | None = None, replay_share: float = 0.0, validate=None,
+                     progress: bool = True) -> pd.DataFrame:
+    """Maximise the weighted log-likelihood of the targets' SIDs (pretraining and SFT).
+
+    ``replay``: examples mixed into every batch (``replay_share`` of it), e.g. pretraining views
+    during SFT. ``validate(model) -> dict`` runs every ``eval_every`` steps. Returns the curve.
+    """
+    cfg = model.cfg
+    rng = np.random.default_rng(cfg.seed)
+    n_replay = int(round(cfg.batch * replay_share)) if replay is not None else 0
+    main = _batches(len(data), cfg.batch - n_replay, rng)
+    extra = _batches(len(replay), n_replay, rng) if n_replay else None
+    opt, sched = _optimiser(model, lr, steps)
+    history = _Curve(model, validate)
+    for step in config.progress(range(1, steps + 1), progress, desc=desc, unit="step"):
+        model.train()
+        batch = data.take(next(main))
+        parts = [batch] + ([replay.take(next(extra))] if extra else [])
+        loss = 0.0
+        for part in parts:
+            logp = model(part.queries, part.targets[:, None], noise=cfg.input_noise)[:, 0]
+            w = torch.as_tensor(part.weights, device=model.device)
+            loss = loss + -(w * logp).sum() / cfg.batch
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        history.add(step, steps, {"loss": loss.item()})
+    return history.finish()
+
+
+def train_dpo(model: OneVision, reference: OneVision, queries: Queries, chosen, rejected, steps: int,
+              validate=None, progress: bool = True) -> pd.DataFrame:
+    """DPO against a frozen ``reference`` (the SFT model); the chosen item's NLL anchors the likelihood."""
+    cfg = model.cfg
+    reference.eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    rng = np.random.default_rng(cfg.seed + 1)
+    if cfg.dpo == "pairwise":  # one row per (chosen, rejected) pair
+        row, col = np.nonzero(rejected >= 0)
+        queries, chosen, rejected = queries.take(row), chosen[row], rejected[row, col][:, None]
+    if len(chosen) == 0:
+        raise ValueError("the logs hold no preference pairs (no session with a click above a non-click)")
+    batches = _batches(len(chosen), min(cfg.batch, len(chosen)), rng)
+    opt, sched = _optimiser(model, cfg.dpo_lr, steps)
+    history = _Curve(model, validate)
+    for step in config.progress(range(1, steps + 1), progress, desc="dpo", unit="step"):
+        model.train()
+        rows = next(batches)
+        q = queries.take(rows)
+        items = np.concatenate([chosen[rows, None], np.maximum(rejected[rows], 0)], 1)
+        pad = torch.as_tensor(rejected[rows] < 0, device=model.device)
+        logp = model(q, items)
+        with torch.no_grad():
+            ref = reference(q, items)
+        rej = logp[:, 1:].masked_fill(pad, float("-inf"))
+        loss = dpo_loss(logp[:, 0], rej, ref[:, 0], ref[:, 1:], cfg.beta, cfg.dpo == "listwise")
+        nll = -logp[:, 0].mean()
+        total = loss + cfg.dpo_nll * nll
+        opt.zero_grad()
+        total.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        history.add(step, steps, {"loss": total.item(), "dpo": loss.item(), "nll": nll.item()})
+    return history.finish()
+
+
+class _Curve:
+    """The training curve; with ``validate``, the checkpoint with the best validation HR@10 is kept
+    (checked every ``eval_every`` steps and at the end, so the stage always ends on a trained model)."""
+
+    def __init__(self, model, validate):
+        self.model, self.validate, self.rows, self.best = model, validate, [], (-np.inf, None, 0)
+
+    def add(self, step, steps, row):
+        row = {"step": step, **row}
+        if self.validate is not None and (step % self.model.cfg.eval_every == 0 or step == steps):
+            row.update(self.validate(self.model))
+            if row["val_hr@10"] > self.best[0]:
+                state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.best = (row["val_hr@10"], state, step)
+        self.rows.append(row)
+
+    def finish(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.rows)
+        if self.best[1] is not None:
+            self.model.load_state_dict(self.best[1])
+            frame["kept"] = frame["step"] == self.best[2]
+        return frame
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def session_queries(logs, embeddings, tokens, history_len: int, with_user: bool = True,
+                    split: str = "test") -> Queries:
+    """The offline test (or val) sessions as queries; their user's training clicks as history."""
+    sessions, hists = _sessions(logs, split)
+    hist = [hists[s] for s in sessions["session"]] if with_user else None
+    return make_queries(embeddings, tokens, sessions["view_id"].to_numpy(), hist, history_len)
+
+
+def _sessions(logs, split):
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    if split == "test":
+        return logs.test_sessions, logs.test_histories
+    return logs.val_sessions, logs.val_histories
+
+
+def evaluate(ranked: np.ndarray, logs, split: str = "test") -> dict:
+    """The notebook-03 metrics of ranked lists (S, k) on the test (or val) sessions, plus validity."""
+
+    test = _sessions(logs, split)[0]
+    row = metrics.ranking_report(ranked, test["ordered"].to_numpy())
+    row["recall_exact@10"] = metrics.hit_rate(ranked, test["intent"].to_numpy(), 10)
+    row["hr@10_clicked"] = metrics.hit_rate(ranked, test["clicked"].to_numpy(), 10)
+    row["valid"] = float((ranked >= 0).mean())
+    return row
+
+
+# --------------------------------------------------------------------------- new photos
+
+
+def photo_features(catalogue, align_run: align.Aligned, pixels, backbone_name: str = "tf_efficientnet_lite0",
+                   weights: str = "offline", device: str = "cpu"):
+    """Global embeddings (N, D) and visual tokens (N, K, D) of new query photos (N, H, W, 3) uint8,
+    computed as notebook 01 computed them (frozen backbone + the alignment head)."""
+
+    pixels = np.asarray(pixels)
+    size = catalogue.pixels.shape[1]
+    if pixels.ndim == 3:
+        pixels = pixels[None]
+    if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+        raise ValueError(f"query photos must be {size}×{size} RGB arrays (N, {size}, {size}, 3) like the "
+                         f"catalogue's images, got shape {pixels.shape}: resize or crop them first")
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"query photos must be uint8 pixels (0–255), got {pixels.dtype}")
+    model = backbone.create(backbone_name, weights)
+    trunk = backbone.split(model, align_run.config.tune_blocks)
+    maps = backbone.feature_maps(trunk, model, pixels, device=device)
+    return align.embed(align_run.head, maps)
+
+
+# --------------------------------------------------------------------------- the stages
+
+STAGES = ("pretrain", "sft", "dpo")
+_STAGE_FIELDS = {  # which settings each stage's weights depend on (a later stage also on the earlier ones)
+    "pretrain": ("d_model", "encoder_layers", "decoder_layers", "heads", "dropout", "input_noise",
+                 "prior_scale", "history", "task_token", "batch", "lr", "pretrain_steps", "seed"),
+    "sft": ("sft_lr", "sft_steps", "order_weight", "sft_replay"),
+    "dpo": ("dpo", "beta", "dpo_lr", "dpo_nll", "dpo_steps"),
+}
+STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
+
+
+@dataclass
+class Trained:
+    """One training stage's model, its training curve and where it is cached."""
+
+    stage: str
+    model: OneVision
+    history: pd.DataFrame
+    train_seconds: float
+    artifact: store.Artifact
+
+
+def logs_fingerprint(logs) -> str:
+    """Hash of the training logs and the evaluation sessions a model is trained and checked on."""
+    h = hashlib.sha256()
+    for frame in (logs.train_log, logs.test_sessions, logs.val_sessions):
+        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_model(model: OneVision, path, catalogue_fp: str) -> None:
+    torch.save({"state_dict": model.state_dict(), "sids": codes_fingerprint(model.trie.codes),
+                "catalogue": catalogue_fp, "config": dataclasses.asdict(model.cfg),
+                "n_visual": int(model.visual_pos.shape[0])}, path)
+
+
+def load_model(path, ids, device: str = "cpu") -> OneVision:
+    """A checkpoint, checked against the SIDs it is used with (by hash); ``weights_only`` loading."""
+    saved = torch.load(path, map_location=device, weights_only=True)
+    expected = codes_fingerprint(ids.codes)
+    if saved["sids"] != expected:
+        raise ValueError(f"{path} was trained on other semantic IDs (SID hash {saved['sids']}, catalogue "
+                         f"{saved['catalogue']}), not these ({expected}): its decoder would emit IDs of "
+                         f"other products. Retrain it with gen.train_stages(...) on these SIDs")
+    cfg = GenConfig.from_overrides(saved["config"])
+    model = OneVision(cfg, Trie(ids.codes, ids.sizes), ids.item_vectors, saved["n_visual"])
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
+
+
+@dataclass
+class _Stages:
+    """What every training stage reads, prepared once by :func:`train_stages`."""
+
+    catalogue: object
+    cfg: GenConfig
+    ids: object  # vrq.SemanticIDs
+    logs: object  # sim.Logs
+    emb: np.ndarray  # (n_views, d) view embeddings
+    tok: np.ndarray  # (n_views, K, d) visual tokens
+    device: str
+    progress: bool
+
+    def __post_init__(self):
+        self.trie = Trie(self.ids.codes, self.ids.sizes)
+        self.val = {user: session_queries(self.logs, self.emb, self.tok, self.cfg.history, user, "val")
+                    for user in (False, True)}
+
+    def validator(self, with_user: bool):
+        """The curve's check: HR@10, MRR@10 and exact recall@10 on the validation sessions."""
+        def check(model):
+            ranked = beam_search(model, self.val[with_user], 10, max(self.cfg.beam, 10))[0]
+            r = evaluate(ranked, self.logs, "val")
+            return {f"val_{k}": r[k] for k in ("hr@10", "mrr@10", "recall_exact@10")}
+        return check
+
+
+def _train(s: _Stages, stage: str, model: OneVision, previous) -> pd.DataFrame:
+    """One stage's training loop on ``model`` (in place); returns its curve."""
+    cfg = s.cfg
+    if stage == "pretrain":
+        data = pretraining_examples(s.catalogue, s.emb, s.tok, cfg.history)
+        return train_likelihood(model, data, cfg.pretrain_steps, "pretrain", cfg.lr,
+                                validate=s.validator(False), progress=s.progress)
+    if stage == "sft":
+        data = sft_examples(s.logs, s.emb, s.tok, cfg.history, cfg.order_weight)
+        replay = pretraining_examples(s.catalogue, s.emb, s.tok, cfg.history)
+        return train_likelihood(model, data, cfg.sft_steps, "sft", cfg.sft_lr, replay, cfg.sft_replay,
+                                s.validator(True), s.progress)
+    reference = load_model(previous / "model.pt", s.ids, s.device)  # the SFT model, frozen
+    return train_dpo(model, reference, *preference_lists(s.logs, s.emb, s.tok, cfg.history), cfg.dpo_steps,
+                     s.validator(True), s.progress)
+
+
+def _build(s: _Stages, stage: str, previous, catalogue_fp: str, folder) -> dict:
+    """Write one stage's checkpoint and curve into ``folder`` (the stage cache's build step)."""
+    torch.manual_seed(s.cfg.seed)
+    if previous is None:
+        model = OneVision(s.cfg, s.trie, s.ids.item_vectors, s.tok.shape[1]).to(s.device)
+    else:  # continue from the previous stage's checkpoint
+        model = load_model(previous / "model.pt", s.ids, s.device)
+        model.cfg = s.cfg
+    started = time.perf_counter()
+    history = _train(s, stage, model, previous)
+    seconds = time.perf_counter() - started
+    save_model(model, folder / "model.pt", catalogue_fp)
+    history.to_csv(folder / "history.csv", index=False)
+    return {"train_seconds": round(seconds, 2)}
+
+
+def train_stages(catalogue, align_run: align.Aligned, ids, logs, overrides: dict | None = None,
+                 device: str = "cpu", progress: bool = True, rebuild: bool = False) -> dict[str, Trained]:
+    """Stages ``gen_pretrain`` → ``gen_sft`` → ``gen_dpo``, each cached with its checkpoint.
+
+    Args:
+        catalogue: the catalogue (its SIDs checked by fingerprint).
+        align_run: ``align.aligned(...)`` (embeddings and visual tokens of every view).
+        ids: ``vrq.semantic_ids(...)`` — the SIDs the model decodes.
+        logs: ``sim.simulate(...)`` — SFT/DPO data and the validation sessions of the curves.
+        overrides: :class:`GenConfig` fields.
+    Returns:
+        ``{"pretrain": Trained, "sft": Trained, "dpo": Trained}``.
+    """
+    cfg = GenConfig.from_overrides(overrides)
+    ids.check(catalogue)
+    s = _Stages(catalogue, cfg, ids, logs, align_run.embeddings, np.asarray(align_run.tokens, np.float32),
+                device, progress)
+    fps = {"sids": codes_fingerprint(ids.codes), "logs": logs_fingerprint(logs)}
+    catalogue_fp = ids.artifact.meta["catalogue_fingerprint"]
+    out, upstream, fields, previous = {}, [align_run.artifact, ids.artifact], (), None
+    for stage in STAGES:
+        fields += _STAGE_FIELDS[stage]  # a stage's weights depend on its own and the earlier settings
+        params = {**{f: getattr(cfg, f) for f in fields}, **fps}
+        build = functools.partial(_build, s, stage, previous, catalogue_fp)
+        artifact = store.cached(f"gen_{stage}", params, build, upstream=upstream, version=STAGE_VERSION,
+                                rebuild=rebuild)
+        out[stage] = Trained(stage, load_model(artifact / "model.pt", ids, device),
+                             pd.read_csv(artifact / "history.csv"), artifact.meta["train_seconds"], artifact)
+        upstream, previous = upstream + [artifact], artifact
+    return out
