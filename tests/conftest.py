@@ -136,3 +136,14 @@ def fake_catalogue(n_models=40, colourways=3, query_views=6, cold_every=10, dim=
     cat = types.SimpleNamespace(items=items, views=views, artifact=artifact, key=artifact.key,
                                 catalog_views=lambda: views[views["kind"] == "catalog"])
     return cat, emb
+
+
+def fake_world():
+    """A fake catalogue, its embeddings and simulated logs served by a visual-recall cascade."""
+    from ovkit import mca, sim
+
+    cat, emb = fake_catalogue(n_models=30, colourways=3, query_views=9)
+    cfg = sim.SimConfig(n_users=30, train_sessions=8, test_sessions=2, explore_pool=30)
+    cascade = mca.Cascade(cat, emb, mca.MCAConfig(recall=40, prerank=20))
+    return cat, emb, sim.simulate(cat, emb, cfg, retrieve=cascade.retrieve)
+

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from conftest import fake_catalogue
+from conftest import fake_world
 
-from ovkit import align, mca, sim, vrq
+from ovkit import align, mca, vrq
 
 MCA = mca.MCAConfig(recall=40, prerank=20)
 
@@ -15,10 +15,7 @@ def _test_photos(cat):
 
 @pytest.fixture(scope="module")
 def fake():
-    cat, emb = fake_catalogue(n_models=30, colourways=3, query_views=9)
-    cfg = sim.SimConfig(n_users=30, train_sessions=8, test_sessions=2, explore_pool=30)
-    logs = sim.simulate(cat, emb, cfg, retrieve=mca.Cascade(cat, emb, MCA).retrieve)
-    return cat, emb, logs
+    return fake_world()
 
 
 def test_fused_index_ranks_skus_by_their_fused_vector(fake):

@@ -4,9 +4,9 @@ import types
 
 import numpy as np
 import pytest
-from conftest import fake_catalogue
+from conftest import fake_world
 
-from ovkit import mca, pipeline, sim, vrq
+from ovkit import mca, pipeline, vrq
 from ovkit.data import shapes
 
 MCA = mca.MCAConfig(recall=40, prerank=20)
@@ -54,10 +54,7 @@ def test_settings_and_names_are_checked_before_anything_is_built(kit_home):
 
 @pytest.fixture(scope="module")
 def fake():
-    cat, emb = fake_catalogue(n_models=30, colourways=3, query_views=9)
-    cfg = sim.SimConfig(n_users=30, train_sessions=8, test_sessions=2, explore_pool=30)
-    logs = sim.simulate(cat, emb, cfg, retrieve=mca.Cascade(cat, emb, MCA).retrieve)
-    return cat, emb, logs
+    return fake_world()
 
 
 def test_pipeline_compares_both_indexes_and_picks_the_reference_on_validation(fake):
