@@ -70,6 +70,16 @@ def validate(root: Path, open_images: bool = False) -> tuple[pd.DataFrame, pd.Da
     if problems:
         raise _problems(root, problems)
 
+    problems = _id_problems(items, images) + _split_problems(images)
+    problems += _file_problems(root, images, open_images)
+    if problems:
+        raise _problems(root, problems)
+    return items, images
+
+
+def _id_problems(items: pd.DataFrame, images: pd.DataFrame) -> list[str]:
+    """Empty, repeated or unknown item ids, bad kinds, items without a catalogue image."""
+    problems = []
     if (items["item_id"] == "").any():
         problems.append(f"items.csv has {int((items['item_id'] == '').sum())} row(s) without an item_id")
     if items["item_id"].duplicated().any():
@@ -81,31 +91,39 @@ def validate(root: Path, open_images: bool = False) -> tuple[pd.DataFrame, pd.Da
     bad_kind = images.loc[~images["kind"].isin(KINDS), "kind"].unique().tolist()
     if bad_kind:
         problems.append(f"images.csv has bad kind value(s) {bad_kind[:5]}; use 'catalog' or 'query'")
+    no_catalog = sorted(set(items["item_id"]) - set(images.loc[images["kind"] == "catalog", "item_id"]))
+    if no_catalog:
+        problems.append(f"{len(no_catalog)} item(s) have no catalog image, e.g. {no_catalog[:5]}")
+    return problems
+
+
+def _split_problems(images: pd.DataFrame) -> list[str]:
+    """Query splits outside train/val/test, or a split without photos (fills ``split`` in place)."""
     if "split" not in images.columns:
         images["split"] = ""
     images.loc[images["kind"] == "catalog", "split"] = "catalog"
     queries = images[images["kind"] == "query"]
     bad_split = sorted(set(queries.loc[~queries["split"].isin(SPLITS), "split"]))
     if bad_split:
-        problems.append(f"query images need split train/val/test, found {bad_split[:5]}")
+        return [f"query images need split train/val/test, found {bad_split[:5]}"]
     empty = [s for s in SPLITS if not (queries["split"] == s).any()]
-    if empty and not bad_split:
-        problems.append(f"no query image in split(s) {empty}: alignment trains on 'train' photos, "
-                        "choices are made on 'val' and results reported on 'test'")
-    missing_files = [p for p in images["path"] if not (root / p).is_file()]
-    if missing_files:
-        problems.append(f"{len(missing_files)} image file(s) missing, e.g. {missing_files[:3]}")
-    elif open_images:
+    if empty:
+        return [f"no query image in split(s) {empty}: alignment trains on 'train' photos, "
+                "choices are made on 'val' and results reported on 'test'"]
+    return []
+
+
+def _file_problems(root: Path, images: pd.DataFrame, open_images: bool) -> list[str]:
+    """Image files that are missing or (with ``open_images``) cannot be decoded."""
+    missing = [p for p in images["path"] if not (root / p).is_file()]
+    if missing:
+        return [f"{len(missing)} image file(s) missing, e.g. {missing[:3]}"]
+    if open_images:
         paths = progress(images["path"], desc="checking images", unit="image")
         unreadable = [f"{p} ({reason})" for p in paths if (reason := _unreadable(root / p))]
         if unreadable:
-            problems.append(f"{len(unreadable)} image file(s) cannot be read, e.g. {unreadable[:3]}")
-    no_catalog = sorted(set(items["item_id"]) - set(images.loc[images["kind"] == "catalog", "item_id"]))
-    if no_catalog:
-        problems.append(f"{len(no_catalog)} item(s) have no catalog image, e.g. {no_catalog[:5]}")
-    if problems:
-        raise _problems(root, problems)
-    return items, images
+            return [f"{len(unreadable)} image file(s) cannot be read, e.g. {unreadable[:3]}"]
+    return []
 
 
 def _problems(root: Path, problems: list[str]) -> DataError:
