@@ -254,8 +254,14 @@ def run(profile: str, only: list[str] | None = None, start: str | None = None,
     values, notes = merge_overrides(values, extra)
     for note in notes:
         print(note)
-    check_values(values, notebooks)
-    check_data_source(values)
+    errors = []  # report bad values and a bad dataset folder together, before anything runs
+    for check in (lambda: check_values(values, notebooks), lambda: check_data_source(values)):
+        try:
+            check()
+        except RunError as err:
+            errors.append(str(err))
+    if errors:
+        raise RunError("\n".join(errors))
     chosen = select(notebooks, only, start)
     check_kernel()
 

@@ -200,3 +200,11 @@ def test_the_kits_own_notebooks_check_values_before_running():
         runner.check_values({"COLOURWAYS": "abc", "VRQ": {"alpha": "x"}, "N_MODELS": 10}, notebooks)
     for profile in sorted((REPO / "params").glob("*.yaml")):  # the shipped profiles are valid
         runner.check_values(yaml.safe_load(profile.read_text()), notebooks)
+
+
+def test_bad_values_and_a_bad_folder_are_reported_together(project, kit_home):
+    shop = kit_home / "shop"
+    shop.mkdir()
+    (shop / "items.csv").write_text("item_id,category\n")
+    with pytest.raises(RunError, match=r"(?s)SIZE='x'.*DATA_SOURCE=.*items.csv has a header but no rows"):
+        runner.run("tiny", overrides=["SIZE=x", f"DATA_SOURCE={shop}"])
