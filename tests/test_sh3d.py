@@ -95,3 +95,19 @@ def test_no_apt_and_no_deb_explains_the_fix(kit_home, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(sh3d.DataError, match="OVKIT_SH3D"):
         sh3d.resolve_sh3f("")
+
+
+def test_concurrent_extraction_keeps_the_first_finished_copy(kit_home, tiny_sh3f, monkeypatch):
+    """Two render workers may unzip one library at once: the loser's rename must not fail or delete."""
+    real_rename = sh3d.os.rename
+
+    def rival_finishes_first(src, dst):
+        rival = sh3d.Path(str(src) + "-rival")
+        shutil.copytree(src, rival)
+        real_rename(rival, dst)  # the other worker's complete copy lands first
+        real_rename(src, dst)  # ours then finds the folder taken (OSError)
+
+    monkeypatch.setattr(sh3d.os, "rename", rival_finishes_first)
+    dest = sh3d._unzipped(tiny_sh3f)
+    assert (dest / ".complete").exists()
+    assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no temporary folder left behind

@@ -255,8 +255,14 @@ def _unzipped(sh3f: Path) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             raise DataError(f"{sh3f} is corrupt or truncated ({err}); fetch it again.") from err
         (tmp / ".complete").write_text("ok")
-        shutil.rmtree(dest, ignore_errors=True)
-        os.rename(tmp, dest)
+        if dest.exists() and not (dest / ".complete").exists():
+            shutil.rmtree(dest, ignore_errors=True)  # a leftover without its marker
+        try:
+            os.rename(tmp, dest)
+        except OSError:  # another process (a render worker) finished the same extraction first
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (dest / ".complete").exists():
+                raise
     return dest
 
 
