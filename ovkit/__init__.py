@@ -12,11 +12,11 @@ import random
 import sys
 from importlib import metadata
 
-from .results import load_metrics, record, record_figure, record_table
+from .results import load_metrics, record, record_figure, record_interval, record_table
 
 __version__ = "0.1.0"
-__all__ = ["record", "record_table", "record_figure", "load_metrics", "seed", "setup", "device",
-           "__version__"]
+__all__ = ["record", "record_interval", "record_table", "record_figure", "load_metrics", "seed", "setup",
+           "device", "__version__"]
 
 
 def device(requested: str = "") -> str:

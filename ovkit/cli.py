@@ -70,10 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 def _export(args):
     """Build (or load) the catalogue of a profile's parameters and write it as a dataset folder."""
     values, _ = merge_overrides(load_profile(args.profile), parse_overrides(args.overrides))
-    names = {"N_MODELS": "n_models", "COLOURWAYS": "colourways", "QUERY_VIEWS": "query_views",
-             "COLD_FRACTION": "cold_fraction", "RENDER": "render", "DATA_SOURCE": "source", "SEED": "seed"}
-    cat = data.catalogue(**{arg: values[name] for name, arg in names.items() if name in values})
-    return folder.export(cat, args.destination).resolve()
+    return folder.export(data.from_parameters(values), args.destination).resolve()
 
 
 def _compare(args) -> int:

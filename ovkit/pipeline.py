@@ -127,9 +127,7 @@ def load(params, upto: str = "gen") -> Pipeline:
     mca_cfg, align_cfg = mca.MCAConfig.from_overrides(p["MCA"]), align.AlignConfig.from_overrides(p["ALIGN"])
     vrq.VRQConfig.from_overrides(p["VRQ"])
     device = ovkit.device(p["DEVICE"])
-    cat = data.catalogue(n_models=p["N_MODELS"], colourways=p["COLOURWAYS"], query_views=p["QUERY_VIEWS"],
-                         cold_fraction=p["COLD_FRACTION"], render=p["RENDER"], source=p["DATA_SOURCE"],
-                         seed=p["SEED"])
+    cat = data.from_parameters(p)
     built = Pipeline(p, device, gen_cfg, cat)
     if reach < STAGES.index("align"):
         return built

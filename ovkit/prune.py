@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from . import config, gen, timing
+from .results import interval_keys
 
 
 @dataclass(frozen=True)
@@ -146,20 +147,20 @@ def runner(model: gen.OneVision, q: gen.Queries, policy: Policy, k: int = 10):
     return lambda which: search(model, q.take(timing.rows(which)), policy, k)
 
 
-def _latency(model, q, policies: dict, k: int, timed: int | None, repeats: int,
-             others: dict | None = None) -> pd.DataFrame:
-    """Milliseconds per query (timed, systems) at batch 1 on one thread: all policies — and ``others``,
-    ``run(i)`` callables such as the cascade on query i — interleaved in one loop."""
-    n = len(q) if timed is None else min(timed, len(q))
-    systems = {label: runner(model, q, policy, k) for label, policy in policies.items()} | (others or {})
+SPEEDUP = interval_keys("speedup")  # speedup, speedup_ci_low, speedup_ci_high
+
+
+def _latency(systems: dict, n_queries: int, timed: int | None, repeats: int) -> pd.DataFrame:
+    """Milliseconds per query (timed, systems) at batch 1 on one thread, every ``run(i)`` of
+    ``systems`` (policies' runners, the cascade's) interleaved in one loop."""
+    n = n_queries if timed is None else min(timed, n_queries)
     with config.one_torch_thread():
         return timing.interleaved(systems, n, repeats)
 
 
 def _speedups(times: pd.DataFrame, base: str) -> pd.DataFrame:
     """speedup, speedup_ci_low, speedup_ci_high of every column of ``times`` against ``base``."""
-    rows = [timing.speedup_ci(times, base, label) for label in times.columns]
-    return pd.DataFrame(rows, columns=["speedup", "speedup_ci_low", "speedup_ci_high"])
+    return pd.DataFrame([timing.speedup_ci(times, base, label) for label in times.columns], columns=SPEEDUP)
 
 
 def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "val", k: int = 10,
@@ -193,12 +194,11 @@ def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "va
         rows.append({"policy": policy.name, "split": split, "hr@10": quality["hr@10"],
                      "mrr@10": quality["mrr@10"], "valid": quality["valid"], **work})
     frame = pd.DataFrame(rows)
-    named = dict(zip(labels, policies, strict=True))
-    times = _latency(model, q, named, k, timed, repeats)
+    systems = {label: runner(model, q, policy, k) for label, policy in zip(labels, policies, strict=True)}
+    times = _latency(systems, len(q), timed, repeats)
     frame["latency_ms"] = times.median().to_numpy()
-    frame[["speedup", "speedup_ci_low", "speedup_ci_high"]] = _speedups(times, labels[0]).to_numpy()
+    frame[list(SPEEDUP)] = _speedups(times, labels[0]).to_numpy()
     n = min(len(q), 2 * batch)
-    systems = {label: runner(model, q, policy, k) for label, policy in named.items()}
     with config.one_torch_thread():
         frame[f"batch{batch}_ms"] = timing.batched(systems, n, batch, repeats).to_numpy()
     base = frame.iloc[0]
@@ -218,8 +218,9 @@ def best(frame: pd.DataFrame, max_loss: float = 0.01) -> pd.Series:
     """
     ok = frame[frame["hr10_rel_loss"] <= max_loss + 1e-12]
     top = ok.loc[ok["speedup"].idxmax()]
-    if {"speedup_ci_low", "speedup_ci_high"} <= set(ok.columns):
-        ok = ok[ok["speedup_ci_high"] >= top["speedup_ci_low"]]
+    _, low, high = SPEEDUP
+    if {low, high} <= set(ok.columns):
+        ok = ok[ok[high] >= top[low]]
     else:
         ok = ok.loc[[top.name]]
     order = [c for c in ("hr10_rel_loss", "decoder_rows", "encoder_tokens") if c in ok.columns]
@@ -250,18 +251,18 @@ def measure(model: gen.OneVision, q: gen.Queries, logs, chosen: Policy, k: int =
         the share of queries whose top-k differs from the unpruned one.
     """
     out = {"policy": chosen.name, "split": split, "queries": len(q)}
-    items = {}
-    for label, policy in (("unpruned", Policy()), ("pruned", chosen)):
+    items, policies = {}, {"unpruned": Policy(), "pruned": chosen}
+    for label, policy in policies.items():
         items[label], quality, work = _quality(model, q, logs, policy, k, split)
         out |= {f"hr@10_{label}": quality["hr@10"], f"mrr@10_{label}": quality["mrr@10"],
                 **{f"{name}_{label}": value for name, value in work.items()}}
     base = out["hr@10_unpruned"]
     out["hr10_rel_loss"] = (base - out["hr@10_pruned"]) / base if base > 0 else math.nan
     out["topk_changed"] = float((items["unpruned"] != items["pruned"]).any(1).mean())
-    times = _latency(model, q, {"unpruned": Policy(), "pruned": chosen}, k, timed, repeats, others)
+    systems = {label: runner(model, q, policy, k) for label, policy in policies.items()}
+    times = _latency(systems | (others or {}), len(q), timed, repeats)
     out["timed"] = len(times)
-    speedup = timing.speedup_ci(times, "unpruned", "pruned")
-    out |= dict(zip(("speedup", "speedup_ci_low", "speedup_ci_high"), speedup, strict=True))
+    out |= dict(zip(SPEEDUP, timing.speedup_ci(times, "unpruned", "pruned"), strict=True))
     out |= {f"latency_ms_{label}": float(times[label].median()) for label in times.columns}
     return out, times
 

@@ -14,7 +14,6 @@ and metric into ``runs/<profile>/report.md``.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +31,10 @@ from .results import (
     load_tables,
     markdown_table,
     provenance_warning,
+    read_timings,
+)
+from .results import (
+    interval_keys as _ci_keys,
 )
 
 REPRODUCED, PARTLY, INCONCLUSIVE, NOT = "reproduced", "partly", "inconclusive", "not reproduced"
@@ -115,10 +118,6 @@ def judge_noninferior(intervals: dict, margin: float) -> str:
         return NOT
     fine = sum(low >= -margin for low in lows)
     return REPRODUCED if fine == len(lows) else PARTLY if fine else INCONCLUSIVE
-
-
-def _ci_keys(key: str) -> tuple:
-    return key, f"{key}_ci_low", f"{key}_ci_high"
 
 
 def _ci(m: dict, key: str) -> tuple:
@@ -279,8 +278,7 @@ def write(profile: str | None = None, parameters: dict | None = None, failure: s
     folder = runs_dir() / profile
     folder.mkdir(parents=True, exist_ok=True)
     metrics = load_metrics(profile)
-    timings_file = folder / "timings.json"
-    timings = json.loads(timings_file.read_text()).get("notebooks", {}) if timings_file.exists() else {}
+    timings = read_timings(folder)["notebooks"]
     lines = [f"# ovkit run: profile `{profile}`", "", f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}.", ""]
     if failure:
         lines += ["**The run failed:**", "", "```", failure, "```", ""]

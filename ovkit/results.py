@@ -33,6 +33,14 @@ PARAMS_ENV, COMMIT_ENV = "OVKIT_PARAMS_HASH", "OVKIT_COMMIT"
 TIMING_MARKERS = ("seconds", "latency_ms", "speed_ratio", "speedup")  # key words that mark a timing
 
 
+CI_SUFFIXES = ("", "_ci_low", "_ci_high")  # an estimate and its 95% interval are three metrics
+
+
+def interval_keys(key: str) -> tuple[str, str, str]:
+    """The keys of an estimate and its 95% CI: ``key``, ``key_ci_low``, ``key_ci_high``."""
+    return tuple(key + suffix for suffix in CI_SUFFIXES)
+
+
 def is_timing(key: str) -> bool:
     """Is this metric a wall-clock measurement (varies between runs) rather than a quality number?"""
     return any(marker in key.split(".", 1)[-1] for marker in TIMING_MARKERS)
@@ -104,6 +112,22 @@ def record(key: str, value) -> None:
     metrics[key] = _plain(value)
     metrics[PROVENANCE_KEY] = provenance
     _write_atomic(path, json.dumps(metrics, indent=1, sort_keys=True))
+
+
+def record_interval(key: str, interval) -> None:
+    """Store an estimate with its 95% CI, ``(estimate, low, high)``, under :func:`interval_keys`."""
+    values = tuple(interval)
+    if len(values) != 3:
+        raise ValueError(f"record_interval({key!r}, …) takes (estimate, low, high), got {len(values)} values")
+    for name, value in zip(interval_keys(key), values, strict=True):
+        record(name, value)
+
+
+def read_timings(folder: Path) -> dict:
+    """A run's ``timings.json``: ``{"notebooks": {name: {seconds, status}}, "metrics": {key: value}}``."""
+    path = folder / "timings.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    return {"notebooks": saved.get("notebooks", {}), "metrics": saved.get("metrics", {})}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -216,9 +240,7 @@ def compare_runs(a: str | Path, b: str | Path, rtol: float = 0.0, atol: float = 
     def read(run):
         folder = run_folder(run)
         values = json.loads((folder / "metrics.json").read_text())
-        if timings and (folder / "timings.json").exists():
-            values.update(json.loads((folder / "timings.json").read_text()).get("metrics", {}))
-        return values
+        return values | read_timings(folder)["metrics"] if timings else values
 
     left, right = read(a), read(b)
     differences = []

@@ -35,7 +35,7 @@ from .config import matches_type, progress
 from .data import folder, sh3d
 from .paths import project_root, runs_dir
 from .report import write
-from .results import COMMIT_ENV, PARAMS_ENV, git_commit, load_metrics
+from .results import COMMIT_ENV, PARAMS_ENV, git_commit, load_metrics, read_timings
 
 KERNEL = "python3"
 
@@ -214,13 +214,6 @@ def clear_results(out_dir: Path) -> None:
     for name in ("metrics", "tables", "figures"):
         shutil.rmtree(out_dir / name, ignore_errors=True)
     (out_dir / "timings.json").unlink(missing_ok=True)
-
-
-def read_timings(out_dir: Path) -> dict:
-    """``timings.json``: ``{"notebooks": {name: {seconds, status}}, "metrics": {key: value}}``."""
-    path = out_dir / "timings.json"
-    saved = json.loads(path.read_text()) if path.exists() else {}
-    return {"notebooks": saved.get("notebooks", {}), "metrics": saved.get("metrics", {})}
 
 
 def _write_timings(out_dir: Path, **parts) -> None:

@@ -91,6 +91,11 @@ def _record_files(folder: Path) -> dict:
 _VERIFIED: set = set()  # (path, size, mtime) of files whose hash was checked by this process
 
 
+def _stat_key(path: Path) -> tuple:
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 def verify(artifact: Artifact) -> None:
     """Raise :class:`DamagedArtifact` naming the first file that is missing, resized or changed.
 
@@ -100,10 +105,9 @@ def verify(artifact: Artifact) -> None:
         path = artifact.path / name
         if not path.is_file():
             raise DamagedArtifact(f"{path} is missing")
-        stat = path.stat()
-        if stat.st_size != expected["bytes"]:
-            raise DamagedArtifact(f"{path} has {stat.st_size} bytes, the build wrote {expected['bytes']}")
-        seen = (str(path), stat.st_size, stat.st_mtime_ns)
+        seen = _stat_key(path)
+        if seen[1] != expected["bytes"]:
+            raise DamagedArtifact(f"{path} has {seen[1]} bytes, the build wrote {expected['bytes']}")
         if seen not in _VERIFIED:
             if _file_hash(path) != expected["blake2b"]:
                 raise DamagedArtifact(f"{path} changed after the build (its hash differs)")
@@ -194,6 +198,7 @@ def cached(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _VERIFIED.update(_stat_key(final / name) for name in meta["files"])  # hashed just now: no second pass
     return dataclasses.replace(_read(final), fresh=True)
 
 

@@ -116,3 +116,13 @@ def test_record_table_lands_in_the_report(kit_home):
     assert "## Table `02.sid_report`" in report and "| opq | 1.000 | 4 |" in report
     with pytest.raises(ValueError, match="<notebook>.<name>"):
         ovkit.record_table("sid_report", table)
+
+
+def test_record_interval_writes_the_estimate_and_its_ci(kit_home, from_run):
+    ovkit.record_interval("04.hr@10_diff.dpo_vs_sft", (0.01, -0.02, 0.04))
+    assert results.interval_keys("x.y") == ("x.y", "x.y_ci_low", "x.y_ci_high")
+    assert ovkit.load_metrics("pytest") == {"04.hr@10_diff.dpo_vs_sft": 0.01,
+                                            "04.hr@10_diff.dpo_vs_sft_ci_low": -0.02,
+                                            "04.hr@10_diff.dpo_vs_sft_ci_high": 0.04}
+    with pytest.raises(ValueError, match="takes \\(estimate, low, high\\), got 2"):
+        ovkit.record_interval("04.x", (1, 2))

@@ -112,3 +112,13 @@ def test_clean_partial_keeps_a_running_build(kit_home):
     release.set()
     builder.join()
     assert store.lookup("demo", {"k": 1}) is not None
+
+
+def test_a_fresh_build_is_hashed_once(kit_home, monkeypatch):
+    calls = []
+    real = store._file_hash
+    monkeypatch.setattr(store, "_file_hash", lambda path: calls.append(path) or real(path))
+    store.cached("demo", {"k": 7}, _writer([], "payload"))
+    assert len(calls) == 1  # recorded at build time; the read after the rename trusts that hash
+    store.cached("demo", {"k": 7}, _writer([], "payload"))
+    assert len(calls) == 1  # and this process has checked it already

@@ -21,7 +21,7 @@ from .render import RenderConfig
 from .sh3d import DataError
 from .skus import PALETTE
 
-__all__ = ["Catalogue", "catalogue", "RenderConfig", "DataError"]
+__all__ = ["Catalogue", "catalogue", "from_parameters", "RenderConfig", "DataError"]
 
 STAGE_VERSION = 2  # bump when the build code changes what it writes (see CONTRIBUTING.md)
 
@@ -116,10 +116,10 @@ def catalogue(
     started = time.perf_counter()
     if _folder.is_folder_dataset(source):
         root = Path(source).resolve()
-        _folder.validate(root)  # every problem of the tables at once, before anything is hashed
+        tables = _folder.validate(root)  # every problem of the tables at once, before anything is hashed
         params = {"kind": "folder", "root": str(root), "fingerprint": _folder.fingerprint(root),
                   "image_size": cfg.image_size}
-        build = lambda out: _folder.build(out, root, cfg.image_size)  # noqa: E731
+        build = lambda out: _folder.build(out, root, *tables, cfg.image_size)  # noqa: E731
     else:
         _check_counts(n_models, colourways, query_views, cold_fraction, val_fraction, test_fraction)
         files = sh3d.resolve_sh3f(source)
@@ -134,6 +134,17 @@ def catalogue(
     result = Catalogue(artifact)
     result.load_seconds = time.perf_counter() - started
     return result
+
+
+# The notebooks' catalogue parameters (params/*.yaml) and the catalogue() arguments they set.
+PARAMETERS = {"N_MODELS": "n_models", "COLOURWAYS": "colourways", "QUERY_VIEWS": "query_views",
+              "COLD_FRACTION": "cold_fraction", "RENDER": "render", "DATA_SOURCE": "source", "SEED": "seed"}
+
+
+def from_parameters(params: dict) -> Catalogue:
+    """The catalogue for notebook-style parameters (``N_MODELS``, ``RENDER``, …); other names are
+    ignored and absent ones take :func:`catalogue`'s defaults."""
+    return catalogue(**{arg: params[name] for name, arg in PARAMETERS.items() if name in params})
 
 
 def _check_counts(n_models, colourways, query_views, cold_fraction, val_fraction, test_fraction):

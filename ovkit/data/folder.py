@@ -23,14 +23,13 @@ ITEM_COLUMNS = ("item_id", "category")
 IMAGE_COLUMNS = ("path", "item_id", "kind")
 KINDS = ("catalog", "query")
 SPLITS = ("train", "val", "test")
+TABLES = ("items.csv", "images.csv")
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError)  # what Pillow raises on a bad file
 
 
 def is_folder_dataset(path) -> bool:
     """A folder with ``items.csv`` or ``images.csv`` (validate() says what else it needs)."""
     return bool(path) and Path(path).is_dir() and any((Path(path) / n).exists() for n in TABLES)
-
-
-TABLES = ("items.csv", "images.csv")
 
 
 def _read_table(path: Path, problems: list) -> pd.DataFrame | None:
@@ -136,7 +135,7 @@ def _unreadable(path: Path) -> str | None:
     try:
         with Image.open(path) as im:
             im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except UNREADABLE as err:
         return str(err) or type(err).__name__
     return None
 
@@ -157,7 +156,7 @@ def load_images(root: Path, paths, size: int) -> np.ndarray:
     for i, p in enumerate(progress(paths, desc="loading images", unit="image")):
         try:
             pixels[i] = load_image(root / p, size)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        except UNREADABLE as err:
             unreadable.append(f"{p} ({err})")
     if unreadable:
         raise _problems(root, [f"{len(unreadable)} image file(s) cannot be read, e.g. {unreadable[:3]} "
@@ -165,9 +164,8 @@ def load_images(root: Path, paths, size: int) -> np.ndarray:
     return pixels
 
 
-def build(folder: Path, root: Path, image_size: int) -> dict:
-    """Write the catalogue tables and pixels for a user's dataset folder."""
-    items, images = validate(root)
+def build(folder: Path, root: Path, items: pd.DataFrame, images: pd.DataFrame, image_size: int) -> dict:
+    """Write the catalogue tables and pixels for a user's dataset folder (tables from :func:`validate`)."""
     items = items.rename(columns={"item_id": "sku"}).reset_index(drop=True)
     for column in items.columns.drop("sku"):  # tables are read as text; numbers become numbers again
         with contextlib.suppress(ValueError, TypeError):
