@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from ovkit import cli, data, store
-from ovkit.data import RenderConfig, folder
+from ovkit.data import RenderConfig, folder, render
 
 SMALL = dict(n_models=3, colourways=2, query_views=4, cold_fraction=0.34, seed=1,
              render={"render_size": 64, "image_size": 32})
@@ -19,7 +19,8 @@ def built(kit_home, tiny_sh3f):
 def test_counts_and_tables(built):
     s = built.summary()
     assert s["n_models"] == 3 and s["n_skus"] == 6
-    assert s["n_query_views"] == 6 * 4
+    assert s["n_query_views"] == 6 * (4 + 2 * (2 + 5))  # + per held-out family: 2 with all, 1 per factor
+    assert (s["n_heldout_val_views"], s["n_heldout_test_views"]) == (6 * 7, 6 * 7)
     # one rendered catalogue view per SKU, plus the real icon of each model's first colourway
     assert s["n_catalog_views"] == 6 + 3
     assert built.pixels.shape[1:] == (32, 32, 3) and built.pixels.dtype == np.uint8
@@ -50,15 +51,42 @@ def test_other_seed_changes_views(built, tiny_sh3f):
 
 def test_splits_are_disjoint_and_cold_skus_never_train(built):
     q = built.query_views()
-    assert set(q["split"]) <= {"train", "val", "test"}
     assert q["view_id"].is_unique
     assert set(built.catalog_views()["split"]) == {"catalog"}
+    seen = q[q["changed"] == "none"]
+    assert set(seen["split"]) == {"train", "val", "test"}
     cold = built.items.loc[built.items["cold"], "item_id"]
     assert len(cold) == 2
-    assert set(q[q["item_id"].isin(cold)]["split"]) == {"test"}
-    warm = q[~q["item_id"].isin(cold)]
+    for _, group in seen[seen["item_id"].isin(cold)].groupby("item_id"):
+        assert sorted(group["split"]) == ["test", "test", "val", "val"]  # halved, never train
+    warm = seen[~seen["item_id"].isin(cold)]
     for _, group in warm.groupby("item_id"):
         assert sorted(group["split"]) == ["test", "train", "train", "val"]
+
+
+def test_heldout_photos_change_one_factor_or_all(built):
+    q = built.query_views()
+    held = q[q["changed"] != "none"]
+    assert set(held["split"]) == {"heldout_val", "heldout_test"}
+    for _, group in held.groupby("item_id"):
+        counts = group.groupby(["split", "changed"]).size().to_dict()
+        assert counts == {("heldout_val", "all"): 2, ("heldout_test", "all"): 2,
+                          **{(f"heldout_{family}", f): 1 for f in render.FACTORS for family in ("val", "test")}}
+    assert set(built.heldout_views("val")["split"]) == {"heldout_val"}
+    assert len(built.heldout_views("test", "lighting")) == 6 and built.has_heldout
+    backgrounds = set(held.loc[held["changed"].isin(["all", "background"]), "background"])
+    assert backgrounds <= set(RenderConfig().val_backgrounds + RenderConfig().test_backgrounds)
+    assert not backgrounds & set(RenderConfig().backgrounds)  # held-out textures never meet training
+
+
+def test_heldout_photos_leave_the_others_untouched(built, tiny_sh3f):
+    """The same catalogue without held-out photos has bit-identical training/val/test photos and splits."""
+    plain = data.catalogue(source=tiny_sh3f, workers=1, **{
+        **SMALL, "render": {**SMALL["render"], "heldout_views": 0, "factor_views": 0}})
+    assert not plain.has_heldout and set(plain.views["changed"]) == {"none"}
+    seen = built.views[built.views["changed"] == "none"].reset_index(drop=True)
+    np.testing.assert_array_equal(np.asarray(plain.pixels), np.asarray(built.pixels[seen["view_id"]]))
+    assert plain.views["split"].tolist() == seen["split"].tolist()
 
 
 def test_query_views_differ_from_catalog_views(built):
@@ -107,7 +135,7 @@ def test_export_folder_round_trips(built, tmp_path):
     for column in ("sku", "category", "fine_type", "colour", "creator", "model_id", "cold"):
         assert back.items[column].tolist() == built.items[column].tolist(), column
     assert back.items["price"].to_numpy() == pytest.approx(built.items["price"].to_numpy())
-    columns = ["item_id", "kind", "split"]
+    columns = ["item_id", "kind", "split", "changed"]
     pd.testing.assert_frame_equal(back.views[columns], built.views[columns])
     with pytest.raises(FileExistsError, match="not empty"):
         folder.export(built, out)

@@ -119,3 +119,17 @@ def test_truncated_pixels_are_rebuilt_not_loaded(kit_home, folder, capsys):
     again = data.catalogue(source=folder, render={"image_size": 16})
     assert again.artifact.fresh and again.pixels.shape == first.pixels.shape
     assert "pixels.npy has 100 bytes" in capsys.readouterr().out
+
+
+def test_heldout_splits_are_optional_and_say_what_changed(kit_home, folder):
+    _edit(folder, split=(2, "heldout_test"))
+    images = pd.read_csv(folder / "images.csv")
+    images["changed"] = ""
+    images.loc[3, ["split", "changed"]] = ["heldout_val", "lighting"]
+    images.to_csv(folder / "images.csv", index=False)
+    cat = data.catalogue(source=folder, render={"image_size": 24})
+    assert cat.views.loc[2, ["split", "changed"]].tolist() == ["heldout_test", "all"]  # the default
+    assert cat.views.loc[3, ["split", "changed"]].tolist() == ["heldout_val", "lighting"]
+    usual = cat.views["split"].isin(["train", "test", "val", "catalog"])
+    assert set(cat.views.loc[usual, "changed"]) == {"none"}
+    assert len(cat.heldout_views("test")) == 1

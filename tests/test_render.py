@@ -26,3 +26,37 @@ def test_render_settings_check_names_types_and_tuples():
     for bad, message in cases:
         with pytest.raises(ValueError, match=message):
             RenderConfig.from_overrides(bad)
+
+
+def test_heldout_families_are_checked_and_disjoint():
+    cfg = RenderConfig()
+    assert not set(cfg.backgrounds) & set(cfg.val_backgrounds + cfg.test_backgrounds)
+    assert not set(cfg.val_backgrounds) & set(cfg.test_backgrounds)
+    assert len({cfg.kind_of(f, fam) for fam in render.FAMILIES for f in ("lighting",)}) == 3
+    assert cfg.camera_of("train") == (cfg.query_pitch, cfg.query_distance)
+    assert cfg.camera_of("test") == ((60.0, 85.0), (0.8, 1.0))
+    for name in cfg.val_backgrounds + cfg.test_backgrounds:  # every texture ships in a package
+        assert render.background_texture(name).shape[2] == 3
+    with pytest.raises(ValueError, match="RENDER occluders needs three of block, bar, disc"):
+        RenderConfig.from_overrides({"occluders": ["block", "bar", "hand"]})
+
+
+@pytest.mark.parametrize("kind", list(render.EFFECTS))
+def test_photo_effects_are_seeded_and_keep_the_image_shape(kind):
+    cfg = RenderConfig(image_size=32)
+    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3)).astype(np.float32)
+    a = render.EFFECTS[kind](image, cfg, np.random.default_rng(1))
+    b = render.EFFECTS[kind](image, cfg, np.random.default_rng(1))
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", list(render.OCCLUDERS))
+def test_occluders_cover_part_of_the_object_and_report_it(kind):
+    mask = np.zeros((48, 48), bool)
+    mask[12:36, 12:36] = True
+    canvas = np.zeros((48, 48, 3), np.float32)
+    occlude = render.OCCLUDERS[kind]
+    box, cfg = (12, 12, 36, 36), RenderConfig()
+    covered = [occlude(canvas, mask, box, cfg, np.random.default_rng(s), ("brick",))[1] for s in range(10)]
+    assert all(0 <= c <= 1 for c in covered) and max(covered) > 0

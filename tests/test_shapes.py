@@ -13,8 +13,9 @@ def test_shapes_folder_is_valid_seeded_and_has_colourways(tmp_path):
     b = shapes.write(tmp_path / "b", n_models=6, colourways=2, query_views=4, seed=3)
     items, images = folder.validate(a, open_images=True)
     assert len(items) == 12 and items.groupby("model_id").size().eq(2).all()
-    assert (images["kind"] == "catalog").sum() == 12 and (images["kind"] == "query").sum() == 48
-    assert set(images.loc[images["kind"] == "query", "split"]) == {"train", "val", "test"}
+    assert (images["kind"] == "catalog").sum() == 12 and (images["kind"] == "query").sum() == 12 * (4 + 2)
+    assert set(images.loc[images["kind"] == "query", "split"]) == {"train", "val", "test", "heldout_val",
+                                                                    "heldout_test"}
     assert (a / "items.csv").read_text() == (b / "items.csv").read_text()
     first = images["path"].iloc[1]
     assert np.array_equal(np.asarray(Image.open(a / first)), np.asarray(Image.open(b / first)))

@@ -23,7 +23,7 @@ from .skus import PALETTE
 
 __all__ = ["Catalogue", "catalogue", "from_parameters", "RenderConfig", "DataError"]
 
-STAGE_VERSION = 2  # bump when the build code changes what it writes (see CONTRIBUTING.md)
+STAGE_VERSION = 3  # bump when the build code changes what it writes (see CONTRIBUTING.md)
 
 
 class Catalogue:
@@ -58,6 +58,18 @@ class Catalogue:
             views = views[self.items["cold"].to_numpy()[views["item_id"].to_numpy()] == cold]
         return views
 
+    def heldout_views(self, family: str = "test", changed: str | None = "all",
+                      cold: bool | None = None) -> pd.DataFrame:
+        """Photos under held-out conditions: split ``heldout_<family>``, with ``changed`` = ``"all"``
+        (every factor held out), one factor's name (that factor alone) or ``None`` (both)."""
+        views = self.query_views(f"heldout_{family}", cold)
+        return views if changed is None else views[views["changed"] == changed]
+
+    @property
+    def has_heldout(self) -> bool:
+        """Whether the catalogue has photos under held-out conditions (validation and test)."""
+        return {"heldout_val", "heldout_test"} <= set(self.views["split"])
+
     def catalog_views(self) -> pd.DataFrame:
         return self.views[self.views["kind"] == "catalog"]
 
@@ -77,7 +89,8 @@ class Catalogue:
             "n_catalog_views": int((self.views["kind"] == "catalog").sum()),
             "n_query_views": len(queries),
             "n_cold_skus": int(self.items["cold"].sum()),
-            **{f"n_{s}_views": int((queries["split"] == s).sum()) for s in ("train", "val", "test")},
+            **{f"n_{s}_views": int((queries["split"] == s).sum())
+               for s in ("train", "val", "test", "heldout_val", "heldout_test")},
             "image_size": int(self.pixels.shape[1]),
             "n_skipped_models": len(self.meta.get("skipped", [])),
         }

@@ -70,6 +70,12 @@ def _render_model(job):
                 return model, "renders empty from some viewpoints"
             images.append(out[0])
             facts.append({"colourway": way, "kind": "query", "source": "render", **out[1]})
+        for split, changed, families, key in heldout_plan(cfg):
+            out = _heldout_view(renderer, cfg, families, [seed, model_index, way, *key])
+            if out is not None:
+                images.append(out[0])
+                facts.append({"colourway": way, "kind": "query", "source": "render", **out[1],
+                              "split": split, "changed": changed})
     icon = sh3d.load_icon(model)
     icon_image = render.icon_view(icon, cfg) if icon is not None else None
     if icon_image is not None:  # the real shop icon shows the original colourway
@@ -77,6 +83,35 @@ def _render_model(job):
         facts.append({"colourway": 0, "kind": "catalog", "source": "icon"})
     return model, {"colours": [c for c, _ in ways], "images": np.stack(images), "facts": facts,
                    "faces": int(len(mesh["faces"]))}
+
+
+def heldout_plan(cfg: render.RenderConfig):
+    """The held-out photos of one SKU: (split, changed factor or "all", families, seed key) each.
+
+    ``heldout_val`` photos take factors from their validation family, ``heldout_test`` photos from
+    their test family: ``heldout_views`` photos change every factor at once, ``factor_views`` more
+    per factor change that factor alone.
+    """
+    for f, family in enumerate(("val", "test")):
+        everything = dict.fromkeys(render.FACTORS, family)
+        for q in range(cfg.heldout_views):
+            yield f"heldout_{family}", "all", everything, (1000 + f, q)
+        for g, factor in enumerate(render.FACTORS):
+            for q in range(cfg.factor_views):
+                yield f"heldout_{family}", factor, {factor: family}, (2000 + 10 * f + g, q)
+
+
+def _heldout_view(renderer, cfg, families, key, attempts: int = 5):
+    """A held-out photo, drawn again (up to ``attempts`` times) when a viewpoint renders empty.
+
+    A close-up may miss a thin model; such a photo is left out rather than the whole model, so
+    held-out families never change which models the catalogue has.
+    """
+    for attempt in range(attempts):
+        out = render.query_view(renderer, cfg, np.random.default_rng([*key, attempt]), families)
+        if out is not None:
+            return out
+    return None
 
 
 _RENDERER: tuple[int, render.Renderer] | None = None
@@ -177,8 +212,13 @@ def build(folder: Path, files: list[Path], n_models: int, colourways: int, query
 
     items = pd.DataFrame(items)
     views = pd.DataFrame(views)
+    if "changed" not in views:  # no held-out photos were asked for
+        views["changed"], views["split"] = None, None
+    views["changed"] = views["changed"].fillna("none")
+    heldout_split = views.pop("split")
     items["cold"], views["split"] = assign_splits(items, views, cold_fraction, val_fraction,
                                                   test_fraction, seed)
+    views["split"] = heldout_split.fillna(views["split"])
     items.to_parquet(folder / "items.parquet", index=False)
     views.to_parquet(folder / "views.parquet", index=False)
     np.save(folder / "pixels.npy", np.concatenate(pixels))
@@ -189,21 +229,24 @@ def assign_splits(items: pd.DataFrame, views: pd.DataFrame, cold_fraction: float
                   val_fraction: float, test_fraction: float, seed: int):
     """Cold SKUs and the split of every view.
 
-    Catalogue views get split ``catalog``. A *cold* SKU (a seeded ``cold_fraction`` of SKUs) has
-    all its query views in ``test``, so no training query ever shows it. Each warm SKU's query
-    views are shuffled and divided: ``test_fraction`` to test, ``val_fraction`` to val (at least
-    one each when the SKU has three or more), the rest to train. A view is in exactly one split.
+    Catalogue views get split ``catalog``. A *cold* SKU (a seeded ``cold_fraction`` of SKUs) never
+    appears in a training query: its photos are shuffled and halved between ``val`` and ``test``
+    (the larger half to test). Each warm SKU's photos are shuffled and divided: ``test_fraction``
+    to test, ``val_fraction`` to val (at least one each when the SKU has three or more), the rest
+    to train. Photos under held-out conditions (``changed`` other than ``none``) are not split
+    here: they come with their ``heldout_*`` split. A view is in exactly one split.
     """
     rng = np.random.default_rng([seed, 2])
     n_cold = int(round(cold_fraction * len(items)))
     cold = np.zeros(len(items), bool)
     cold[rng.choice(len(items), n_cold, replace=False)] = True
     split = np.array(["catalog"] * len(views), dtype=object)
-    queries = views[views["kind"] == "query"]
+    queries = views[(views["kind"] == "query") & (views["changed"] == "none")]
     for item_id, group in queries.groupby("item_id", sort=True):
         ids = rng.permutation(group.index.to_numpy())
         if cold[item_id]:
-            split[ids] = "test"
+            split[ids[: len(ids) // 2]] = "val"
+            split[ids[len(ids) // 2 :]] = "test"
             continue
         n = len(ids)
         n_test = max(1, int(round(n * test_fraction))) if n >= 3 else 0

@@ -2,8 +2,10 @@
 
 ``items.csv`` needs ``item_id`` and ``category`` (any other columns are kept as attributes);
 ``images.csv`` needs ``path`` (relative to the folder), ``item_id``, ``kind`` (``catalog`` or
-``query``) and, for query images, ``split`` (``train``, ``val`` or ``test``). Items whose query
-images are never in ``train`` count as cold. Images are padded to a square and resized.
+``query``) and, for query images, ``split`` (``train``, ``val`` or ``test``; optionally
+``heldout_val`` / ``heldout_test`` for photos under conditions training never saw, with an optional
+``changed`` column naming what changed, default ``all``). Items whose query images are never in
+``train`` count as cold. Images are padded to a square and resized.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ ITEM_COLUMNS = ("item_id", "category")
 IMAGE_COLUMNS = ("path", "item_id", "kind")
 KINDS = ("catalog", "query")
 SPLITS = ("train", "val", "test")
+HELDOUT_SPLITS = ("heldout_val", "heldout_test")  # optional: photos under conditions training never saw
 TABLES = ("items.csv", "images.csv")
 UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError)  # what Pillow raises on a bad file
 
@@ -102,9 +105,10 @@ def _split_problems(images: pd.DataFrame) -> list[str]:
         images["split"] = ""
     images.loc[images["kind"] == "catalog", "split"] = "catalog"
     queries = images[images["kind"] == "query"]
-    bad_split = sorted(set(queries.loc[~queries["split"].isin(SPLITS), "split"]))
+    bad_split = sorted(set(queries.loc[~queries["split"].isin(SPLITS + HELDOUT_SPLITS), "split"]))
     if bad_split:
-        return [f"query images need split train/val/test, found {bad_split[:5]}"]
+        return [f"query images need split train/val/test (or heldout_val/heldout_test), "
+                f"found {bad_split[:5]}"]
     empty = [s for s in SPLITS if not (queries["split"] == s).any()]
     if empty:
         return [f"no query image in split(s) {empty}: alignment trains on 'train' photos, "
@@ -188,11 +192,22 @@ def build(folder: Path, root: Path, items: pd.DataFrame, images: pd.DataFrame, i
         "kind": images["kind"].to_numpy(),
         "source": images["path"].to_numpy(),
         "split": images["split"].to_numpy(),
+        "changed": _changed(images),
     })
     items.to_parquet(folder / "items.parquet", index=False)
     views.to_parquet(folder / "views.parquet", index=False)
     np.save(folder / "pixels.npy", pixels)
     return {"skipped": [], "source_files": ["items.csv", "images.csv"]}
+
+
+def _changed(images: pd.DataFrame) -> np.ndarray:
+    """What differs from training conditions per image: the optional ``changed`` column, else
+    ``all`` for held-out splits and ``none`` otherwise."""
+    default = np.where(images["split"].isin(HELDOUT_SPLITS), "all", "none")
+    if "changed" not in images:
+        return default
+    given = images["changed"].fillna("").astype(str).to_numpy()
+    return np.where(given == "", default, given)
 
 
 def export(catalogue, root: Path) -> Path:
@@ -211,7 +226,8 @@ def export(catalogue, root: Path) -> Path:
     sku = catalogue.items["sku"].to_numpy()
     images = pd.DataFrame({"path": [f"images/{v}.png" for v in views["view_id"]],
                            "item_id": sku[views["item_id"].to_numpy()], "kind": views["kind"].to_numpy(),
-                           "split": np.where(views["kind"] == "catalog", "", views["split"])})
+                           "split": np.where(views["kind"] == "catalog", "", views["split"]),
+                           "changed": views["changed"].to_numpy()})
     for view_id, path in zip(progress(views["view_id"], desc="writing images", unit="image"), images["path"],
                              strict=True):
         Image.fromarray(np.asarray(catalogue.pixels[view_id])).save(root / path)

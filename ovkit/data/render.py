@@ -49,11 +49,45 @@ class RenderConfig:
     blur_max: float = 1.2  # largest Gaussian blur sigma, output pixels
     noise_max: float = 8.0  # largest sensor-noise std, in 0..255 units
     colour_jitter: float = 0.15  # brightness / contrast / white-balance jitter
+    # Held-out conditions. Each of the five FACTORS has a *training* family (the fields above: the
+    # only one any training photo uses), a *validation* family (for choosing robustness settings)
+    # and a *test* family, disjoint from both. Tuples read (training, validation, test).
+    val_backgrounds: tuple[str, ...] = ("astronaut", "hubble", "jenga", "checker")
+    test_backgrounds: tuple[str, ...] = ("chelsea", "cells", "coins", "domino")
+    lighting: tuple[str, str, str] = ("random", "tinted", "low_key")  # regimes, see LIGHTING
+    val_camera: tuple[float, float, float, float] = (-10.0, 5.0, 1.5, 2.0)  # pitch range, distance range
+    test_camera: tuple[float, float, float, float] = (60.0, 85.0, 0.8, 1.0)  # top-down and close
+    occluders: tuple[str, str, str] = ("block", "bar", "disc")  # kinds, see OCCLUDERS
+    effects: tuple[str, str, str] = ("blur_noise", "jpeg", "motion_vignette")  # see EFFECTS
+    heldout_views: int = 2  # photos per SKU with every factor held out, in each held-out family
+    factor_views: int = 1  # photos per SKU and held-out family with one factor switched, per factor
 
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> RenderConfig:
         """A config with some fields replaced; an unknown field name is an error naming the valid ones."""
-        return with_overrides(cls, overrides, "RENDER")
+        cfg = with_overrides(cls, overrides, "RENDER")
+        for field, kinds in (("lighting", LIGHTING), ("occluders", OCCLUDERS), ("effects", EFFECTS)):
+            unknown = [k for k in getattr(cfg, field) if k not in kinds]
+            if unknown or len(getattr(cfg, field)) != 3:
+                raise ValueError(f"RENDER {field} needs three of {', '.join(kinds)} "
+                                 f"(training, validation, test), got {getattr(cfg, field)}")
+        if cfg.heldout_views < 0 or cfg.factor_views < 0:
+            raise ValueError("RENDER heldout_views and factor_views must be >= 0")
+        return cfg
+
+    def backgrounds_of(self, family: str) -> tuple[str, ...]:
+        return {"train": self.backgrounds, "val": self.val_backgrounds, "test": self.test_backgrounds}[family]
+
+    def camera_of(self, family: str):
+        """(pitch range, distance range) of a camera family."""
+        if family == "train":
+            return self.query_pitch, self.query_distance
+        lo, hi, near, far = self.val_camera if family == "val" else self.test_camera
+        return (lo, hi), (near, far)
+
+    def kind_of(self, factor: str, family: str) -> str:
+        """The lighting regime / occluder / effect kind a family uses."""
+        return getattr(self, {"occluder": "occluders"}.get(factor, factor))[FAMILIES.index(family)]
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -77,7 +111,8 @@ def _pybullet(rel):
     return load
 
 
-# Textures and photos that ship inside installed packages (nothing is downloaded).
+# Textures and photos that ship inside installed packages (nothing is downloaded). The first ten
+# are the training family; the rest serve only held-out photos.
 BACKGROUNDS = {
     "grass": _skimage("grass"),
     "brick": _skimage("brick"),
@@ -89,7 +124,19 @@ BACKGROUNDS = {
     "wood": _pybullet("table/table.png"),
     "turf": _pybullet("roboschool/models_outdoor/stadium/stadium_grass.jpg"),
     "tray": _pybullet("tray/tray.jpg"),
+    "astronaut": _skimage("astronaut"),
+    "hubble": _skimage("hubble_deep_field"),
+    "jenga": _pybullet("jenga/jenga.png"),
+    "checker": _pybullet("checker_grid.jpg"),
+    "chelsea": _skimage("chelsea"),
+    "cells": _skimage("immunohistochemistry"),
+    "coins": _skimage("coins"),
+    "domino": _pybullet("domino/domino.jpg"),
 }
+
+# The five things about a shopper's photo that held-out photos change, and the three families of each.
+FACTORS = ("background", "lighting", "camera", "occluder", "effects")
+FAMILIES = ("train", "val", "test")
 
 
 @cache
@@ -250,26 +297,29 @@ def icon_view(icon: Image.Image, cfg: RenderConfig) -> np.ndarray | None:
     return _pad_crop(rgb, (x0 + x1) / 2, (y0 + y1) / 2, side, cfg.image_size, fill=255)
 
 
-def query_view(renderer: Renderer, cfg: RenderConfig, rng: np.random.Generator):
-    """A shopper's photo of the loaded model. Returns (image uint8, facts dict) or None if empty."""
+def query_view(renderer: Renderer, cfg: RenderConfig, rng: np.random.Generator,
+               families: dict[str, str] | None = None):
+    """A shopper's photo of the loaded model. Returns (image uint8, facts dict) or None if empty.
+
+    ``families`` maps factors (:data:`FACTORS`) to ``"val"`` or ``"test"`` for held-out photos;
+    the rest use the training family (a photo with no held-out factor draws the same numbers in
+    the same order as before held-out families existed, so it is the same photo).
+    """
+    family = {factor: "train" for factor in FACTORS} | (families or {})
     yaw = float(rng.uniform(0, 360))
-    pitch = float(rng.uniform(*cfg.query_pitch))
-    light = {
-        "lightDirection": [float(x) for x in rng.normal(size=3) + np.array([0, 0, 1.5])],
-        "lightColor": [float(x) for x in rng.uniform(0.85, 1.0, size=3)],
-        "lightAmbientCoeff": float(rng.uniform(*cfg.light_ambient)),
-        "lightDiffuseCoeff": float(rng.uniform(*cfg.light_diffuse)),
-        "lightSpecularCoeff": float(rng.uniform(*cfg.light_specular)),
-    }
+    pitch_range, distance_range = cfg.camera_of(family["camera"])
+    pitch = float(rng.uniform(*pitch_range))
+    light = LIGHTING[cfg.kind_of("lighting", family["lighting"])](cfg, rng)
     rgb, mask = renderer.render(
         cfg.render_size, cfg.fov, yaw, pitch, light,
-        distance=float(rng.uniform(*cfg.query_distance)),
+        distance=float(rng.uniform(*distance_range)),
         roll=float(rng.uniform(-cfg.query_roll, cfg.query_roll)),
     )
     if mask.sum() < 20:
         return None
     size = cfg.render_size
-    background = str(rng.choice(cfg.backgrounds))
+    textures = cfg.backgrounds_of(family["background"])
+    background = str(rng.choice(textures))
     canvas = background_patch(background, size, rng)
     # Soften the mask edge by a pixel: TinyRenderer has no anti-aliasing.
     soft = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(0.7)))
@@ -279,7 +329,8 @@ def query_view(renderer: Renderer, cfg: RenderConfig, rng: np.random.Generator):
     x0, y0, x1, y1 = _box(mask)
     occluded = 0.0
     if rng.random() < cfg.occlusion_prob:
-        canvas, occluded = _occlude(canvas, mask, (x0, y0, x1, y1), cfg, rng)
+        occlude = OCCLUDERS[cfg.kind_of("occluder", family["occluder"])]
+        canvas, occluded = occlude(canvas, mask, (x0, y0, x1, y1), cfg, rng, textures)
 
     box_side = max(x1 - x0, y1 - y0)
     side = box_side * rng.uniform(*cfg.crop_scale)
@@ -287,13 +338,54 @@ def query_view(renderer: Renderer, cfg: RenderConfig, rng: np.random.Generator):
     cy = (y0 + y1) / 2 + rng.uniform(-cfg.crop_shift, cfg.crop_shift) * side
     image = _square_crop((canvas * 255).astype(np.uint8), cx, cy, side, cfg.image_size)
 
-    image = _photometric(image.astype(np.float32), cfg, rng)
+    image = EFFECTS[cfg.kind_of("effects", family["effects"])](image.astype(np.float32), cfg, rng)
     facts = {"yaw": yaw, "pitch": pitch, "background": background, "occlusion": occluded}
     return image, facts
 
 
-def _occlude(canvas, mask, box, cfg, rng):
-    """Cover part of the object with a textured block entering from one side of its box."""
+# --------------------------------------------------------------------------- lighting regimes
+
+
+def _random_light(cfg, rng):
+    """Training regime: near-white light from above at a random angle, coefficients in cfg's ranges."""
+    return {
+        "lightDirection": [float(x) for x in rng.normal(size=3) + np.array([0, 0, 1.5])],
+        "lightColor": [float(x) for x in rng.uniform(0.85, 1.0, size=3)],
+        "lightAmbientCoeff": float(rng.uniform(*cfg.light_ambient)),
+        "lightDiffuseCoeff": float(rng.uniform(*cfg.light_diffuse)),
+        "lightSpecularCoeff": float(rng.uniform(*cfg.light_specular)),
+    }
+
+
+def _tinted_light(cfg, rng):
+    """Coloured light (tungsten, neon, shop LEDs): one channel strong, the others 45–100% of it."""
+    light = _random_light(cfg, rng)
+    colour = rng.uniform(0.45, 1.0, size=3)
+    light["lightColor"] = [float(x) for x in colour / colour.max()]
+    return light
+
+
+def _low_key_light(cfg, rng):
+    """Dim room, one hard light from the side: little ambient, strong diffuse and specular."""
+    side = rng.normal(size=2)
+    direction = np.array([*(side / np.linalg.norm(side) * 2.0), rng.uniform(-0.3, 0.6)])
+    return {
+        "lightDirection": [float(x) for x in direction],
+        "lightColor": [float(x) for x in rng.uniform(0.85, 1.0, size=3)],
+        "lightAmbientCoeff": float(rng.uniform(0.1, 0.25)),
+        "lightDiffuseCoeff": float(rng.uniform(0.6, 0.9)),
+        "lightSpecularCoeff": float(rng.uniform(0.3, 0.7)),
+    }
+
+
+LIGHTING = {"random": _random_light, "tinted": _tinted_light, "low_key": _low_key_light}
+
+
+# --------------------------------------------------------------------------- occluders
+
+
+def _block(canvas, mask, box, cfg, rng, textures):
+    """Training kind: a textured block entering from one side of the object's box."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     share = rng.uniform(0.1, cfg.occlusion_max)
@@ -306,22 +398,94 @@ def _occlude(canvas, mask, box, cfg, rng):
         cut = max(1, int(round(h * share)))
         ys = (y0, y0 + cut) if side == 2 else (y1 - cut, y1)
         xs = (x0, x1)
-    patch = background_patch(str(rng.choice(cfg.backgrounds)), canvas.shape[0], rng)
-    canvas = canvas.copy()
-    canvas[ys[0] : ys[1], xs[0] : xs[1]] = patch[ys[0] : ys[1], xs[0] : xs[1]]
-    covered = mask[ys[0] : ys[1], xs[0] : xs[1]].sum() / max(mask.sum(), 1)
-    return canvas, float(covered)
+    patch = background_patch(str(rng.choice(textures)), canvas.shape[0], rng)
+    cover = np.zeros(mask.shape, bool)
+    cover[ys[0] : ys[1], xs[0] : xs[1]] = True
+    return _paste(canvas, mask, cover, patch)
 
 
-def _photometric(image: np.ndarray, cfg: RenderConfig, rng: np.random.Generator) -> np.ndarray:
-    """Brightness, contrast and white balance jitter, then blur and sensor noise."""
+def _bar(canvas, mask, box, cfg, rng, textures):
+    """A plain dark or light bar (a shelf edge, a strap, a pole) across the object at any angle."""
+    x0, y0, x1, y1 = box
+    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    angle = rng.uniform(0, np.pi)
+    centre = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1)])
+    width = max(x1 - x0, y1 - y0) * rng.uniform(0.05, cfg.occlusion_max / 2)
+    distance = np.abs((xx - centre[0]) * np.sin(angle) - (yy - centre[1]) * np.cos(angle))
+    colour = np.full(3, rng.choice([rng.uniform(0.05, 0.25), rng.uniform(0.75, 0.95)]), np.float32)
+    colour = np.broadcast_to(colour * rng.uniform(0.8, 1.2, 3), canvas.shape)
+    return _paste(canvas, mask, distance < width / 2, colour)
+
+
+def _disc(canvas, mask, box, cfg, rng, textures):
+    """A skin-toned ellipse over one edge of the object: a shopper's thumb or hand."""
+    x0, y0, x1, y1 = box
+    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    side = max(x1 - x0, y1 - y0)
+    radius = side * np.sqrt(rng.uniform(0.1, cfg.occlusion_max)) * rng.uniform(0.7, 1.3, 2) / 1.5
+    t = rng.uniform(0, 2 * np.pi)
+    centre = ((x0 + x1) / 2 + np.cos(t) * (x1 - x0) / 2, (y0 + y1) / 2 + np.sin(t) * (y1 - y0) / 2)
+    inside = ((xx - centre[0]) / radius[0]) ** 2 + ((yy - centre[1]) / radius[1]) ** 2 < 1
+    skin = np.array([0.87, 0.67, 0.55], np.float32) * rng.uniform(0.55, 1.1)
+    return _paste(canvas, mask, inside, np.broadcast_to(np.clip(skin, 0, 1), canvas.shape))
+
+
+def _paste(canvas, mask, cover, patch):
+    """``patch`` over ``canvas`` where ``cover``; returns (canvas, share of the object covered)."""
+    canvas = np.where(cover[..., None], patch, canvas)
+    return canvas, float((cover & mask).sum() / max(mask.sum(), 1))
+
+
+OCCLUDERS = {"block": _block, "bar": _bar, "disc": _disc}
+
+
+# --------------------------------------------------------------------------- photo effects
+
+
+def _jitter(image: np.ndarray, cfg: RenderConfig, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast and white balance jitter (every effect family starts with it)."""
     j = cfg.colour_jitter
     mean = image.mean()
     image = (image - mean) * rng.uniform(1 - j, 1 + j) + mean * rng.uniform(1 - j, 1 + j)
     image = image * rng.uniform(1 - j / 2, 1 + j / 2, size=3)
-    image = np.clip(image, 0, 255).astype(np.uint8)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _blur_noise(image: np.ndarray, cfg: RenderConfig, rng: np.random.Generator) -> np.ndarray:
+    """Training kind: jitter, then Gaussian blur and sensor noise."""
+    image = _jitter(image, cfg, rng)
     sigma = rng.uniform(0, cfg.blur_max)
     if sigma > 0.05:
         image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(sigma)))
     noise = rng.normal(0, rng.uniform(0, cfg.noise_max), size=image.shape)
     return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def _jpeg(image: np.ndarray, cfg: RenderConfig, rng: np.random.Generator) -> np.ndarray:
+    """A low-resolution, heavily compressed upload: downscale, JPEG quality 10–30, upscale."""
+    import io
+
+    pil = Image.fromarray(_jitter(image, cfg, rng))
+    small = max(16, int(cfg.image_size * rng.uniform(0.4, 0.7)))
+    buffer = io.BytesIO()
+    pil.resize((small, small), Image.BILINEAR).save(buffer, "JPEG", quality=int(rng.integers(10, 31)))
+    return np.asarray(Image.open(buffer).convert("RGB").resize((cfg.image_size,) * 2, Image.BILINEAR))
+
+
+def _motion_vignette(image: np.ndarray, cfg: RenderConfig, rng: np.random.Generator) -> np.ndarray:
+    """A shaky hand and a cheap lens: motion blur along a random direction, dark corners."""
+    from scipy import ndimage
+
+    image = _jitter(image, cfg, rng).astype(np.float32)
+    length, angle = int(rng.integers(5, 12)), rng.uniform(0, 180)
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2] = 1.0
+    kernel = ndimage.rotate(kernel, angle, reshape=False, order=1)
+    kernel /= kernel.sum()
+    image = np.stack([ndimage.convolve(image[..., c], kernel, mode="nearest") for c in range(3)], -1)
+    yy, xx = np.mgrid[-1 : 1 : image.shape[0] * 1j, -1 : 1 : image.shape[1] * 1j]
+    image *= (1 - rng.uniform(0.3, 0.6) * np.clip((xx**2 + yy**2) / 2, 0, 1))[..., None]
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+EFFECTS = {"blur_noise": _blur_noise, "jpeg": _jpeg, "motion_vignette": _motion_vignette}

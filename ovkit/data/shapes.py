@@ -26,6 +26,9 @@ COLOURS = {"red": (200, 40, 40), "blue": (40, 70, 200), "green": (40, 150, 60),
            "yellow": (230, 200, 40), "purple": (130, 50, 160), "orange": (235, 130, 30)}
 BRANDS = ("Acme", "Borealis", "Cobalt", "Dune")
 BACKGROUNDS = ("grass", "brick", "gravel")
+ANGLES = (-40.0, 40.0)  # training photos' rotation range, degrees
+# Held-out conditions (splits heldout_val / heldout_test): other textures, rotations beyond training's.
+HELDOUT = {"val": (("astronaut", "jenga"), (40.0, 80.0)), "test": (("chelsea", "coins"), (-80.0, -40.0))}
 DRAW_SIZE = 96  # pixels; the loader resizes to the kit's image size
 
 
@@ -84,16 +87,17 @@ def draw_object(shape: str, pattern: str, colour: tuple[int, int, int], size: in
     return image, mask
 
 
-def shopper_photo(image: Image.Image, mask: Image.Image, rng: np.random.Generator) -> Image.Image:
+def shopper_photo(image: Image.Image, mask: Image.Image, rng: np.random.Generator,
+                  backgrounds=BACKGROUNDS, angles=ANGLES) -> Image.Image:
     """A shopper's photo of the object: rotated, scaled, shifted, on a texture, relit, noisy."""
     size = image.width
-    angle, scale = rng.uniform(-40, 40), rng.uniform(0.7, 1.1)
+    angle, scale = rng.uniform(*angles), rng.uniform(0.7, 1.1)
     shift = rng.uniform(-0.12, 0.12, size=2) * size
     obj = image.rotate(angle, resample=Image.BILINEAR, fillcolor=(255, 255, 255))
     obj_mask = mask.rotate(angle, resample=Image.BILINEAR)
     side = max(8, int(size * scale))
     obj, obj_mask = obj.resize((side, side)), obj_mask.resize((side, side))
-    patch = background_patch(str(rng.choice(BACKGROUNDS)), size, rng)  # float RGB in 0..1
+    patch = background_patch(str(rng.choice(backgrounds)), size, rng)  # float RGB in 0..1
     background = Image.fromarray((patch * 255).astype(np.uint8))
     at = (int((size - side) / 2 + shift[0]), int((size - side) / 2 + shift[1]))
     background.paste(obj, at, obj_mask)
@@ -109,7 +113,8 @@ def write(root: Path, n_models: int = 24, colourways: int = 2, query_views: int 
     Args:
         n_models: shape × pattern combinations (at most 24), each sold in ``colourways`` colours.
         query_views: shoppers' photos per SKU; a warm SKU's are split train / val / test, a cold
-            SKU's (a seeded ``cold_fraction`` of SKUs) are all test.
+            SKU's (a seeded ``cold_fraction`` of SKUs) val / test. Each SKU also gets one photo
+            under held-out conditions (``HELDOUT``) in ``heldout_val`` and one in ``heldout_test``.
     Returns:
         ``root``.
     """
@@ -134,11 +139,16 @@ def write(root: Path, n_models: int = 24, colourways: int = 2, query_views: int 
                 name = f"images/{sku}-q{q}.png"
                 shopper_photo(image, mask, rng).save(root / name)
                 images.append({"path": name, "item_id": sku, "kind": "query", "split": ""})
+            for family, (textures, angles) in HELDOUT.items():
+                name = f"images/{sku}-{family}.png"
+                shopper_photo(image, mask, rng, textures, angles).save(root / name)
+                images.append({"path": name, "item_id": sku, "kind": "query", "split": f"heldout_{family}"})
     items, images = pd.DataFrame(items), pd.DataFrame(images)
     cold = set(rng.choice(items["item_id"], int(round(cold_fraction * len(items))), replace=False))
-    for sku, group in images[images["kind"] == "query"].groupby("item_id"):
+    for sku, group in images[(images["kind"] == "query") & (images["split"] == "")].groupby("item_id"):
         order = rng.permutation(group.index.to_numpy())
-        splits = ["test"] * len(order) if sku in cold else ["test", "val"] + ["train"] * (len(order) - 2)
+        splits = ["test", "val"] * len(order) if sku in cold else ["test", "val"] + ["train"] * len(order)
+        splits = splits[: len(order)]
         images.loc[order, "split"] = splits
     items.to_csv(root / "items.csv", index=False)
     images.to_csv(root / "images.csv", index=False)
