@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import backbone, config, store
+from . import augment, backbone, config, store
 from .config import with_overrides
 
-STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
+STAGE_VERSION = 2  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,12 @@ class AlignConfig:
     weight_decay: float = 1e-4
     eval_every: int = 50  # validation Recall@1 every so many steps (keeps the best head)
     tune_blocks: int = 0  # last backbone block stages trained with the head (a GPU option)
+    # Robustness options (notebook 01 §5 compares them on validation; off by default because the
+    # validation rule — mean Recall@1 on val and held-out-val photos — did not pick them there)
+    augment: tuple[str, ...] = ()  # any of photometric, geometric, background (see ovkit.augment)
+    augment_copies: int = 1  # augmented versions cached per training photo / catalogue image
+    augment_prob: float = 0.5  # chance that a query–item pair's photo is an augmented one
+    select_on: str = "val"  # checkpoint choice: val photos, heldout (held-out validation families) or both
     seed: int = 0
 
     @classmethod
@@ -134,10 +140,15 @@ class PairSampler:
     otherwise an item–item pair (two different views of the SKU).
     """
 
-    def __init__(self, catalogue, cfg: AlignConfig):
+    def __init__(self, catalogue, cfg: AlignConfig, augmented: pd.DataFrame | None = None, offset: int = 0):
         self.cfg = cfg
         self.rng = np.random.default_rng(cfg.seed)
         views = catalogue.views
+        # augmented photos of each SKU (rows of ovkit.augment's table, whose index is the row in its
+        # maps), numbered after the catalogue's views
+        self.augmented = {} if augmented is None else (
+            augmented.assign(row=augmented.index.to_numpy() + offset).groupby("item_id")["row"]
+            .apply(np.asarray).to_dict())
         train = views[(views["kind"] == "query") & (views["split"] == "train")]
         catalog = views[views["kind"] == "catalog"]
         self.queries = train.groupby("item_id")["view_id"].apply(np.asarray).to_dict()
@@ -157,7 +168,10 @@ class PairSampler:
         for item in items:
             queries, catalog = self.queries[item], self.catalog[item]
             if self.rng.random() < self.cfg.query_item_share:
-                anchors.append(self.rng.choice(queries))
+                pool = queries
+                if item in self.augmented and self.rng.random() < self.cfg.augment_prob:
+                    pool = self.augmented[item]
+                anchors.append(self.rng.choice(pool))
                 positives.append(self.rng.choice(catalog))
             else:
                 pool = np.concatenate([queries, catalog])
@@ -204,43 +218,75 @@ def make_head(cfg: AlignConfig, maps, tuned: nn.Module | None = None) -> AlignHe
 
 
 def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress: bool = True,
-               tuned: nn.Module | None = None):
+               tuned: nn.Module | None = None, augmented=None):
     """Train an :class:`AlignHead` (and the ``tuned`` backbone blocks) on cached maps.
 
-    The head with the best validation Recall@1 (checked every ``eval_every`` steps) is kept.
-    Returns (head, history DataFrame).
+    ``augmented`` (an :class:`ovkit.augment.Augmented`) adds augmented photos to the anchors. The
+    head with the best validation Recall@1 (checked every ``eval_every`` steps; see
+    :func:`selection_views`) is kept. Returns (head, history DataFrame).
     """
     torch.manual_seed(cfg.seed)
     head = make_head(cfg, maps, tuned).to(device)
     loss_fn = AlignLoss(cfg)
-    sampler = PairSampler(catalogue, cfg)
+    extra, table = (None, None) if augmented is None else (augmented.maps, augmented.table)
+    if table is not None:  # rows this config may draw (e.g. no cut-outs without "background")
+        table = table[augment.usable(table, cfg.augment)]
+    sampler = PairSampler(catalogue, cfg, table, len(maps))
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    val = catalogue.query_views("val", cold=False)["view_id"].to_numpy()
-    scored = np.concatenate([catalogue.catalog_views()["view_id"].to_numpy(), val])
+    selection = selection_views(catalogue, cfg.select_on)
+    scored = np.concatenate([catalogue.catalog_views()["view_id"].to_numpy(), *selection.values()])
     history, best = [], (-1.0, None)
     bar = config.progress(range(1, cfg.steps + 1), progress, desc="alignment", unit="step")
     for step in bar:
         head.train()
         ids, labels = sampler.batch()
-        embeddings, _ = head(torch.from_numpy(np.asarray(maps[ids])).to(device))
+        embeddings, _ = head(torch.from_numpy(gather(maps, extra, ids)).to(device))
         loss, parts = loss_fn(embeddings, torch.from_numpy(labels).to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         row = {"step": step, "loss": loss.item(), **parts}
-        if len(val) and (step % cfg.eval_every == 0 or step == cfg.steps):
+        if selection and (step % cfg.eval_every == 0 or step == cfg.steps):
             emb = np.zeros((len(maps), cfg.dim), np.float32)  # only the views the metric reads
             emb[scored] = embed(head, maps, scored)[0]
-            row["val_recall@1"] = evaluate(catalogue, emb, val)["recall@1"]
-            if row["val_recall@1"] > best[0]:
-                best = (row["val_recall@1"], {k: v.clone() for k, v in head.state_dict().items()})
-            bar.set_postfix(loss=f"{row['loss']:.3f}", val_r1=f"{row['val_recall@1']:.3f}")
+            for name, views in selection.items():
+                row[f"{name}_recall@1"] = evaluate(catalogue, emb, views)["recall@1"]
+            score = np.mean([row[f"{name}_recall@1"] for name in selection])
+            if score > best[0]:
+                best = (score, {k: v.clone() for k, v in head.state_dict().items()})
+            bar.set_postfix(loss=f"{row['loss']:.3f}", val_r1=f"{score:.3f}")
         history.append(row)
     if best[1] is not None:
         head.load_state_dict(best[1])
     return head.eval(), pd.DataFrame(history)
+
+
+def selection_views(catalogue, select_on: str) -> dict:
+    """Photos whose Recall@1 picks the checkpoint: warm SKUs' ``val`` photos, the photos of the
+    held-out validation families (``heldout``: every factor changed, and each factor alone), or
+    both (their mean Recall@1 decides). A catalogue without held-out photos uses ``val`` alone."""
+    if select_on not in ("val", "heldout", "both"):
+        raise ValueError(f"ALIGN select_on must be 'val', 'heldout' or 'both', got {select_on!r}")
+    views = {"val": catalogue.query_views("val", cold=False)["view_id"].to_numpy()}
+    if catalogue.has_heldout and select_on != "val":
+        views["heldout_val"] = catalogue.heldout_views("val", None, cold=False)["view_id"].to_numpy()
+        if select_on == "heldout":
+            del views["val"]
+    return {name: ids for name, ids in views.items() if len(ids)}
+
+
+def gather(maps, extra, ids: np.ndarray) -> np.ndarray:
+    """Maps of ``ids``: catalogue views first, then ``extra`` rows numbered after them."""
+    ids = np.asarray(ids)
+    if extra is None:
+        return np.asarray(maps[ids])
+    out = np.empty((len(ids), *maps.shape[1:]), maps.dtype)
+    own = ids < len(maps)
+    out[own] = maps[ids[own]]
+    out[~own] = extra[ids[~own] - len(maps)]
+    return out
 
 
 @dataclass
@@ -268,9 +314,13 @@ def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, devic
         model = backbone.create(made_with["backbone"], made_with["weights"])
         tuned = backbone.split(model, cfg.tune_blocks).tuned
 
+    extra = None
+    if cfg.augment and cfg.augment_copies and cfg.augment_prob:
+        extra = augment.augmented(catalogue, maps_artifact, cfg.augment, cfg.augment_copies, cfg.seed, device)
+
     def build(folder):
         started = time.perf_counter()
-        head, history = train_head(catalogue, maps, cfg, device, tuned=copy.deepcopy(tuned))
+        head, history = train_head(catalogue, maps, cfg, device, tuned=copy.deepcopy(tuned), augmented=extra)
         seconds = time.perf_counter() - started
         emb, tok = embed(head, maps)
         torch.save(head.state_dict(), folder / "head.pt")
@@ -279,8 +329,8 @@ def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, devic
         history.to_csv(folder / "history.csv", index=False)
         return {"train_seconds": round(seconds, 2), "config": dataclasses.asdict(cfg)}
 
-    artifact = store.cached("align", dataclasses.asdict(cfg), build, upstream=[maps_artifact],
-                            version=STAGE_VERSION)
+    upstream = [maps_artifact] + ([extra.artifact] if extra else [])
+    artifact = store.cached("align", dataclasses.asdict(cfg), build, upstream=upstream, version=STAGE_VERSION)
     head = make_head(cfg, maps, tuned)
     head.load_state_dict(torch.load(artifact / "head.pt", weights_only=True))
     return Aligned(head=head.eval(), embeddings=np.load(artifact / "embeddings.npy"),
