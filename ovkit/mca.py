@@ -279,16 +279,13 @@ def latency(cascade: Cascade, view_ids, histories: list, repeats: int = 1) -> pd
 
 
 def offline_eval(cascade: Cascade, logs, k: int = 10, split: str = "test"):
-    """Visual-only retrieval vs the full cascade on the test (or ``"val"``) sessions.
+    """Visual-only retrieval vs the full cascade on the sessions of ``split`` (see ``Logs.sessions``).
 
     Returns (table of HR@1/5/10, MRR@10, NDCG@10 against the ordered SKU, exact-SKU recall@10 and
     HR@10 against the clicked SKU; the cascade's stage lists — "recall", "prerank", "rank" — and
     visual-only's list, "visual_only"; the stage losses).
     """
-    if split not in ("test", "val"):
-        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-    test, hists = (logs.test_sessions, logs.test_histories) if split == "test" else \
-        (logs.val_sessions, logs.val_histories)
+    test, hists = logs.sessions(split)
     views = test["view_id"].to_numpy()
     stages = cascade.rank(views, [hists[s] for s in test["session"]], k)
     visual, _ = cascade.recall.search(cascade.emb[views], k)

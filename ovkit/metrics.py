@@ -7,6 +7,7 @@ Checked against ``ranx`` in the tests.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def _rank_of_target(ranked: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:
@@ -151,3 +152,66 @@ def cluster_mean_ci(values, groups, baseline=None, relative: bool = False, level
     ci = bootstrap((units,), stat, axis=-1, confidence_level=level, n_resamples=resamples,
                    method="percentile", rng=np.random.default_rng(seed)).confidence_interval
     return float(stat(units)), float(ci.low), float(ci.high)
+
+
+def slice_table(ranked: dict, sessions: dict, k: int = 10) -> pd.DataFrame:
+    """HR@k (ordered SKU) and exact-SKU recall@k, with user-resampled 95% intervals, per system
+    and session slice (e.g. warm and cold).
+
+    Args:
+        ranked: slice → system → ranked lists (S, ≥k) of that slice's sessions, in session order.
+        sessions: slice → its sessions (columns user, ordered, intent).
+    Returns:
+        One row per (system, slice): ``hr@k``, ``recall_exact@k`` and their ``… low`` / ``… high``.
+    """
+    rows = {}
+    for name, systems in ranked.items():
+        frame = sessions[name]
+        for system, lists in systems.items():
+            row = {"sessions": len(frame)}
+            for key, target in ((f"hr@{k}", "ordered"), (f"recall_exact@{k}", "intent")):
+                estimate, low, high = cluster_mean_ci(hits(lists, frame[target].to_numpy(), k),
+                                                      frame["user"].to_numpy())
+                row.update({key: estimate, f"{key} low": low, f"{key} high": high})
+            rows[(system, name)] = row
+    return pd.DataFrame(rows).T.rename_axis(["system", "slice"])
+
+
+def retention_ci(heldout: dict, heldout_groups, indist: dict, indist_groups, level: float = 0.95,
+                 resamples: int = 2000, seed: int = 0) -> dict:
+    """How much recall survives changed conditions: R(held-out photos) / R(in-distribution photos),
+    per system, with a percentile bootstrap that resamples groups (SKUs) — one draw serves both
+    photo sets and every system, so differences between systems are paired.
+
+    Args:
+        heldout, indist: system → per-photo hits (0/1) on each photo set.
+        heldout_groups, indist_groups: the group (SKU) of each photo of each set.
+    Returns:
+        system → (ratio, low, high), plus ``"<a> − <b>"`` → (difference, low, high) for the
+        first two systems.
+    """
+    groups, held_idx = np.unique(np.concatenate([heldout_groups, indist_groups]), return_inverse=True)
+    held_idx, ind_idx = held_idx[: len(heldout_groups)], held_idx[len(heldout_groups):]
+
+    def per_group(values, idx):
+        return np.bincount(idx, weights=np.asarray(values, float), minlength=len(groups))
+
+    counts = np.random.default_rng(seed).multinomial(len(groups), np.full(len(groups), 1 / len(groups)),
+                                                     size=resamples)
+    weights = np.vstack([np.ones(len(groups)), counts])  # row 0: the sample itself
+    n_held, n_ind = weights @ per_group(np.ones(len(held_idx)), held_idx), weights @ per_group(
+        np.ones(len(ind_idx)), ind_idx)
+    ratios = {name: (weights @ per_group(heldout[name], held_idx) / n_held)
+              / (weights @ per_group(indist[name], ind_idx) / n_ind) for name in heldout}
+    names = list(ratios)
+    if len(names) >= 2:
+        ratios[f"{names[0]} − {names[1]}"] = ratios[names[0]] - ratios[names[1]]
+    tail = (1 - level) / 2 * 100
+    return {name: (float(r[0]), *map(float, np.nanpercentile(r[1:], [tail, 100 - tail])))
+            for name, r in ratios.items()}
+
+
+def slice_ci(table: pd.DataFrame, system: str, name: str, key: str) -> tuple:
+    """(estimate, low, high) of ``key`` for one system and slice of a :func:`slice_table`."""
+    row = table.loc[(system, name)]
+    return float(row[key]), float(row[f"{key} low"]), float(row[f"{key} high"])

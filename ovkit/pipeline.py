@@ -71,7 +71,7 @@ class Pipeline:
         return self._variants[vectors]
 
     def cascade_results(self, split: str = "test") -> tuple:
-        """The cascade and visual-only retrieval on both indexes, on the test (or val) sessions.
+        """The cascade and visual-only retrieval on both indexes, on the sessions of ``split``.
 
         Returns (table, ranked): rows ``mca``, ``visual_only`` (catalogue index), ``mca_fused``,
         ``visual_only_fused`` with ``mca.offline_eval``'s columns, and each row's top-10 lists.
@@ -102,7 +102,7 @@ class Pipeline:
         return model.with_item_vectors(vrq.catalogue_only_vectors(self.catalogue, self.embeddings))
 
     def queries(self, split: str = "test", with_user: bool = True):
-        """gen.Queries of the test (or validation) sessions."""
+        """gen.Queries of the sessions of ``split`` (test, val, cold_test or cold_val)."""
         return gen.session_queries(self.logs, self.embeddings, self.tokens, self.gen_cfg.history,
                                    with_user=with_user, split=split)
 

@@ -113,3 +113,21 @@ def attention_overlay(photo: np.ndarray, attention: np.ndarray, floor: float = 0
     a = (attention - attention.min()) / (attention.max() - attention.min() + 1e-9)
     heat = np.kron(a, np.ones((photo.shape[0] // a.shape[0], photo.shape[1] // a.shape[1])))
     return (photo.astype(float) * (floor + (1 - floor) * heat[..., None])).astype(np.uint8)
+
+
+def slice_bars(table, metric: str = "hr@10", title: str | None = None):
+    """Grouped bars of ``metric`` per system, one bar per slice (warm, cold, …), with the 95%
+    intervals of :func:`ovkit.metrics.slice_table` as error bars. Returns the figure."""
+    value = table[metric].unstack("slice")
+    low = value - table[f"{metric} low"].unstack("slice")
+    high = table[f"{metric} high"].unstack("slice") - value
+    fig, ax = plt.subplots(figsize=(2 + 1.2 * len(value), 3))
+    width = 0.8 / value.shape[1]
+    for j, name in enumerate(value.columns):
+        x = np.arange(len(value)) + (j - (value.shape[1] - 1) / 2) * width
+        ax.bar(x, value[name], width, yerr=[low[name], high[name]], capsize=3, label=name)
+    ax.set_xticks(np.arange(len(value)), value.index)
+    ax.set(ylabel=metric, title=title or f"{metric} by slice (95% CI, users resampled)")
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -50,6 +50,8 @@ ON_PAR_MARGIN = 0.05  # non-inferiority margin, relative to the reference
 ICR_TOLERANCE = 0.01  # run-to-run spread of ICR seen across machines (97.0% vs 97.6%)
 SEPARATION = 0.95  # share of colourway pairs that must get different SIDs
 MAX_PRUNING_LOSS = 0.01  # relative HR@10 loss on test that still counts as on-par quality
+RETENTION_TARGET = 0.70  # share of its in-distribution Recall@1 the head must keep under held-out conditions
+RETENTION_MARGIN = 0.05  # how far (absolute) its retention may fall below the frozen backbone's
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,30 @@ def _pruning(m):
             f"HR@10 change on test {0.0 - loss:+.1%}"), verdict
 
 
+def _heldout(m):
+    key = "01.heldout_ratio_diff.aligned_vs_frozen"
+    ratio, diff = _ci(m, "01.heldout_ratio.aligned"), _ci(m, key)
+    checks = {"retention": tuple(v - RETENTION_TARGET for v in ratio),
+              "vs frozen": tuple(v + RETENTION_MARGIN for v in diff)}
+    text = (f"the aligned head keeps {ratio[0]:.0%} [{ratio[1]:.0%}, {ratio[2]:.0%}] of its Recall@1 under "
+            f"held-out conditions (R@1 {m['01.recall@1.aligned.heldout']:.3f}), the frozen backbone "
+            f"{m['01.heldout_ratio.frozen']:.0%}; difference {_interval(m, key)}")
+    return text, judge_noninferior(checks, 0.0)
+
+
+COLD_KEYS = {"exact-SKU recall@10": "04.recall_exact@10_rel_diff.cold.dpo_cold_prior_vs_visual_only",
+             "HR@10": "04.hr@10_rel_diff.cold.dpo_cold_prior_vs_visual_only"}
+
+
+def _cold(m):
+    bonus = f", cold prior bonus {m['04.cold_prior_bonus']:g}" if "04.cold_prior_bonus" in m else ""
+    text = (f"exact-SKU recall@10 on new products {m['04.recall_exact@10.dpo_cold_prior.cold']:.3f} "
+            f"(OneVision DPO{bonus}) vs {m['03.recall_exact@10.visual_only.cold']:.3f} visual-only; "
+            "relative: "
+            + ", ".join(f"{name} {_interval(m, key, pct=True)}" for name, key in COLD_KEYS.items()))
+    return text, judge_noninferior({name: _ci(m, key) for name, key in COLD_KEYS.items()}, ON_PAR_MARGIN)
+
+
 def _effect_rule(what: str, paper: str | None = None) -> str:
     """The judge_effect rule in words, for ``what`` against the paper's value or MINIMUM."""
     if paper:
@@ -251,6 +277,26 @@ CLAIMS = [
           _effect_rule("CVR lift", "+2.27%"), _effect("06.cvr.lift", paper=0.0227, pct=True)),
     Claim("online: order volume", "+3.12% orders over MCA", "+3.12%", _ci_keys("06.orders.lift"),
           _effect_rule("order lift", "+3.12%"), _effect("06.orders.lift", paper=0.0312, pct=True)),
+    Claim("kit: alignment holds under unseen conditions",
+          "(the kit's own claim) the aligned head keeps its recall on shoppers' photos taken under "
+          "conditions no training photo had, as well as the frozen backbone does", NO_NUMBER,
+          (*_ci_keys("01.heldout_ratio.aligned"), *_ci_keys("01.heldout_ratio_diff.aligned_vs_frozen"),
+           "01.recall@1.aligned.heldout", "01.heldout_ratio.frozen"),
+          f"two non-inferiority checks on 95% CIs (SKUs resampled): retention = held-out R@1 / "
+          f"in-distribution R@1 ≥ {RETENTION_TARGET:.0%}, and retention aligned − frozen ≥ "
+          f"−{RETENTION_MARGIN:g}; a check passes if its CI's low end clears the bar and fails if its "
+          "high end is below it; any fails → not reproduced; both pass → reproduced; one passes → "
+          "partly; none decided → inconclusive", _heldout),
+    Claim("kit: new products found as well as by visual retrieval",
+          "(the kit's own claim) OneVision finds the photographed SKU among products with no training "
+          "photo or log as often as plain visual retrieval does", NO_NUMBER,
+          (*_ci_keys(COLD_KEYS["exact-SKU recall@10"]), *_ci_keys(COLD_KEYS["HR@10"]),
+           "04.recall_exact@10.dpo_cold_prior.cold", "03.recall_exact@10.visual_only.cold"),
+          f"non-inferiority, margin {ON_PAR_MARGIN:.0%} relative, on exact-SKU recall@10 and HR@10 of "
+          "cold test sessions, (OneVision with the cold prior bonus chosen on validation − visual-only) / "
+          f"visual-only: a metric passes if its 95% CI's low end ≥ −{ON_PAR_MARGIN:.0%}, fails if its high "
+          f"end < −{ON_PAR_MARGIN:.0%}; any fails → not reproduced; both pass → reproduced; one passes → "
+          "partly; none decided → inconclusive", _cold),
 ]
 
 

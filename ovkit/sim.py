@@ -37,6 +37,7 @@ class SimConfig:
     n_users: int = 150  # shoppers
     train_sessions: int = 50  # logged sessions per user (the training logs)
     test_sessions: int = 4  # held-out sessions per user (offline evaluation)
+    cold_sessions: int = 4  # more per user that start from a cold SKU's photo (their own slice; 0: none)
     list_size: int = 10  # items exposed per session
     position_decay: float = 1.0  # bias(k) = 1 / log2(k + 2) ** decay
     rel_exact: float = 1.0  # relevance of the intended SKU
@@ -277,6 +278,23 @@ class Logs:
     test_histories: dict  # session → the user's clicks in the training logs
     val_sessions: pd.DataFrame  # like test_sessions, on validation photos (for choosing settings)
     val_histories: dict
+    # Sessions whose intended SKU is cold (no training photo, never in a logged session), on its
+    # test or validation photos: a slice of their own, so the warm numbers above stay comparable.
+    cold_test_sessions: pd.DataFrame | None = None
+    cold_test_histories: dict | None = None
+    cold_val_sessions: pd.DataFrame | None = None
+    cold_val_histories: dict | None = None
+
+    SPLITS = ("test", "val", "cold_test", "cold_val")
+
+    def sessions(self, split: str = "test") -> tuple[pd.DataFrame, dict]:
+        """(sessions, histories) of an evaluation split: test, val, cold_test or cold_val."""
+        if split not in self.SPLITS:
+            raise ValueError(f"split must be one of {', '.join(self.SPLITS)}, got {split!r}")
+        sessions, hists = getattr(self, f"{split}_sessions"), getattr(self, f"{split}_histories")
+        if sessions is None:
+            raise ValueError(f"these logs have no {split} sessions (SIM cold_sessions=0 or no cold SKUs)")
+        return sessions, hists
 
 
 def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=None) -> Logs:
@@ -303,8 +321,22 @@ def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=No
     val["ordered"], val["clicked"] = offline_targets(world, val, np.arange(len(catalogue.items)), seed=3)
     # test and validation sessions come after all logged ones: their history is the whole training log
     base = histories(log)
-    return Logs(world, train, log, test, session_histories(train, log),
+    logs = Logs(world, train, log, test, session_histories(train, log),
                 session_histories(test, None, base=base), val, session_histories(val, None, base=base))
+    cold_views = catalogue.views[catalogue.items["cold"].to_numpy()[catalogue.views["item_id"].to_numpy()]]
+    first = len(train) + len(test) + len(val)
+    for split, seed in (("test", 4), ("val", 5)):
+        photos = (cold_views["split"] == split) & (cold_views["kind"] == "query")
+        if not cfg.cold_sessions or not photos.any():
+            continue
+        cold = draw_sessions(world, cold_views, split, cfg.cold_sessions, seed=seed)
+        cold["session"] += first
+        first += len(cold)
+        everything = np.arange(len(catalogue.items))
+        cold["ordered"], cold["clicked"] = offline_targets(world, cold, everything, seed=seed)
+        setattr(logs, f"cold_{split}_sessions", cold)
+        setattr(logs, f"cold_{split}_histories", session_histories(cold, None, base=base))
+    return logs
 
 
 # --------------------------------------------------------------------------- online A/B test (notebook 06)

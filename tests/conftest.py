@@ -125,8 +125,9 @@ def fake_catalogue(n_models=40, colourways=3, query_views=6, cold_every=10, dim=
             centre = type_dirs[m % len(FINE_TYPES)] + shape_dirs[m] + 0.5 * rng.normal(size=dim)
             for kind, n, noise in (("catalog", 1, 0.1), ("query", query_views, 0.6)):
                 for v in range(n):
-                    split = "catalog" if kind == "catalog" else (
-                        "test" if items[-1]["cold"] or v % 3 == 0 else "val" if v % 3 == 1 else "train")
+                    split = "catalog" if kind == "catalog" else (  # cold SKUs: val and test, like build
+                        ("test" if v % 2 == 0 else "val") if items[-1]["cold"] else
+                        "test" if v % 3 == 0 else "val" if v % 3 == 1 else "train")
                     views.append({"view_id": len(views), "item_id": i, "kind": kind, "split": split})
                     emb.append(centre + noise * rng.normal(size=dim))
     emb = np.asarray(emb, np.float32)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import fake_catalogue
 
-from ovkit import config, gen, mca, sim, store, vrq
+from ovkit import config, gen, mca, metrics, sim, store, vrq
 
 
 @pytest.fixture(autouse=True)
@@ -240,3 +240,35 @@ def test_item_vectors_can_be_swapped_without_touching_the_model():
     assert all(np.array_equal(a, b) for a, b in zip(gen.beam_search(model, q, 8), before, strict=True))
     with pytest.raises(ValueError, match=r"shape of the model's buffer \(n_items, d\) = \(60, 16\)"):
         model.with_item_vectors(np.zeros((60, 8)))
+
+
+def test_prior_bonus_lifts_the_chosen_skus_and_leaves_the_model_alone():
+    model, q = tiny_model(), tiny_queries(b=8)
+    before = gen.beam_search(model, q, 8)
+    same = model.with_prior_bonus(np.zeros(60))
+    assert all(np.array_equal(a, b) for a, b in zip(gen.beam_search(same, q, 8), before, strict=True))
+    lifted = np.zeros(60, bool)
+    lifted[[5, 17, 42]] = True
+    boosted = gen.beam_search(model.with_prior_bonus(5.0 * lifted), q, 8)[0]
+    assert np.isin(boosted[:, :3], np.flatnonzero(lifted)).all()  # a huge bonus puts them first
+    assert all(np.array_equal(a, b) for a, b in zip(gen.beam_search(model, q, 8), before, strict=True))
+    assert "prior_bonus" not in model.state_dict()  # never saved into a checkpoint
+    with pytest.raises(ValueError, match="one value per SKU"):
+        model.with_prior_bonus(np.zeros(3))
+
+
+def test_cold_prior_sweep_chooses_on_validation_within_the_warm_tolerance(kit_home, world):
+    cat, emb, logs, run = world
+    ids = vrq.semantic_ids(cat, emb, cat.artifact, {"levels": (4, 4), "opq_codes": 2, "opq_size": 8})
+    model = gen.train_stages(cat, run, ids, logs, {**STEPS, "beam": 10}, progress=False)["dpo"].model
+    cold = cat.items["cold"].to_numpy()
+    bonus, table = gen.cold_prior_sweep(model, logs, emb, run.tokens, cold, [0.1, 5.0], 4, tolerance=0.02)
+    assert list(table.index) == [0.0, 0.1, 5.0] and table.loc[0.0, "allowed"]
+    allowed = table[table["allowed"]]
+    assert bonus in allowed.index
+    assert table.loc[bonus, "cold recall_exact@10"] == allowed["cold recall_exact@10"].max()
+    # an oracle for one row: the boosted model scored on cold validation sessions by hand
+    q = gen.session_queries(logs, emb, run.tokens, 4, split="cold_val")
+    lists = gen.beam_search(model.with_prior_bonus(5.0 * cold), q, 10)[0]
+    exact = metrics.hit_rate(lists, logs.cold_val_sessions["intent"].to_numpy(), 10)
+    assert table.loc[5.0, "cold recall_exact@10"] == pytest.approx(exact)

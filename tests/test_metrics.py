@@ -1,6 +1,7 @@
 """Ranking metrics against ranx on the same run."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from ranx import Qrels, Run, evaluate
 
@@ -147,3 +148,44 @@ def test_reciprocal_ranks_are_the_per_query_terms_of_mrr():
     np.testing.assert_allclose(metrics.reciprocal_ranks(ranked, target, 3), [1 / 2, 1, 1 / 3, 0])
     np.testing.assert_allclose(metrics.reciprocal_ranks(ranked, target, 2), [1 / 2, 1, 0, 0])
     assert metrics.mrr(ranked, target, 3) == pytest.approx((1 / 2 + 1 + 1 / 3) / 4)
+
+
+def test_slice_table_matches_direct_hit_rates():
+    rng = np.random.default_rng(0)
+    sessions = {name: pd.DataFrame({"user": rng.integers(0, 8, n), "ordered": rng.integers(0, 20, n),
+                                    "intent": rng.integers(0, 20, n)})
+                for name, n in (("warm", 60), ("cold", 30))}
+    ranked = {name: {"a": rng.integers(0, 20, (len(s), 10)), "b": rng.integers(0, 20, (len(s), 10))}
+              for name, s in sessions.items()}
+    table = metrics.slice_table(ranked, sessions)
+    for (system, name), row in table.iterrows():
+        s = sessions[name]
+        lists = ranked[name][system]
+        assert row["hr@10"] == pytest.approx(metrics.hit_rate(lists, s["ordered"].to_numpy(), 10))
+        assert row["recall_exact@10"] == pytest.approx(
+            metrics.hit_rate(ranked[name][system], s["intent"].to_numpy(), 10))
+        assert row["hr@10 low"] <= row["hr@10"] <= row["hr@10 high"] and row["sessions"] == len(s)
+
+
+def test_retention_ci_is_the_photo_level_ratio_with_a_sku_bootstrap():
+    rng = np.random.default_rng(1)
+    skus_in, skus_held = np.repeat(np.arange(200), 3), np.repeat(np.arange(200), 2)
+    easy = rng.random(200)  # SKUs differ in difficulty: photos of one SKU succeed together
+    indist = {"a": (rng.random(600) < easy[skus_in]).astype(float),
+              "b": (rng.random(600) < 0.5 * easy[skus_in]).astype(float)}
+    held = {"a": (rng.random(400) < 0.8 * easy[skus_held]).astype(float),
+            "b": (rng.random(400) < 0.45 * easy[skus_held]).astype(float)}
+    out = metrics.retention_ci(held, skus_held, indist, skus_in)
+    for name in ("a", "b"):
+        assert out[name][0] == pytest.approx(held[name].mean() / indist[name].mean())
+    assert out["a − b"][0] == pytest.approx(out["a"][0] - out["b"][0])
+    # oracle: a plain loop bootstrap over SKUs (other random draws, so the ends agree only roughly)
+    draws = np.random.default_rng(7)
+    ratios = []
+    for _ in range(2000):
+        pick = draws.integers(0, 200, 200)
+        h = np.concatenate([held["a"][skus_held == g] for g in pick])
+        i = np.concatenate([indist["a"][skus_in == g] for g in pick])
+        ratios.append(h.mean() / i.mean())
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    assert out["a"][1] == pytest.approx(low, abs=0.03) and out["a"][2] == pytest.approx(high, abs=0.03)

@@ -142,8 +142,9 @@ def fake_logs(n, seed=0):
     """Logs with ``n`` validation and ``n`` test sessions (random target SKUs)."""
     rng = np.random.default_rng(seed)
     sessions = lambda: pd.DataFrame({col: rng.integers(0, 60, n) for col in ("ordered", "intent", "clicked")})
-    return types.SimpleNamespace(val_sessions=sessions(), val_histories={}, test_sessions=sessions(),
-                                 test_histories={})
+    splits = {"val": (sessions(), {}), "test": (sessions(), {})}
+    return types.SimpleNamespace(val_sessions=splits["val"][0], test_sessions=splits["test"][0],
+                                 sessions=splits.get)
 
 
 def test_sweep_measures_every_policy_against_the_first():

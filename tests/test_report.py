@@ -22,6 +22,8 @@ ALIGN, CONSIST = "01.recall@1_diff.aligned_vs_frozen", "02.consistency@1_diff.vr
 HR_PAR, MRR_PAR = "04.hr@10_rel_diff.dpo_vs_mca", "04.mrr@10_rel_diff.dpo_vs_mca"
 SFT, DPO = "04.hr@10_diff.sft_vs_pretrain", "04.hr@10_diff.dpo_vs_sft"
 SPEED, CTR, CVR, ORDERS = "05.speedup_at_1pct", "06.ctr.lift", "06.cvr.lift", "06.orders.lift"
+KEEP, KEEP_VS = "01.heldout_ratio.aligned", "01.heldout_ratio_diff.aligned_vs_frozen"
+COLD_EXACT, COLD_HR = report.COLD_KEYS["exact-SKU recall@10"], report.COLD_KEYS["HR@10"]
 
 # every claim reproduced
 MEASURED = {
@@ -37,6 +39,10 @@ MEASURED = {
     **ci(SPEED, 1.21, 1.15, 1.28), "05.hr10_rel_loss_at_best": 0.003, "05.best_policy": "δ 1",
     "05.chosen_on": "val",
     **ci(CTR, 0.03, 0.01, 0.05), **ci(CVR, 0.025, 0.005, 0.045), **ci(ORDERS, 0.0373, 0.0064, 0.0675),
+    **ci(KEEP, 0.8, 0.75, 0.85), **ci(KEEP_VS, 0.02, -0.03, 0.07), "01.recall@1.aligned.heldout": 0.14,
+    "01.heldout_ratio.frozen": 0.78,
+    **ci(COLD_EXACT, -0.01, -0.04, 0.02), **ci(COLD_HR, 0.0, -0.03, 0.03),
+    "04.recall_exact@10.dpo_cold_prior.cold": 0.42, "03.recall_exact@10.visual_only.cold": 0.43,
 }
 
 
@@ -68,6 +74,16 @@ CASES = {
     "online: item CTR": _effects(CTR, (0.08, 0.05, 0.11), (0.01, -0.01, 0.03), (-0.01, -0.03, 0.01)),
     "online: CVR": _effects(CVR, (0.01, 0.002, 0.02), (0.01, -0.01, 0.03), (-0.05, -0.08, -0.02)),
     "online: order volume": _effects(ORDERS, (0.1, 0.06, 0.14), (0.0, -0.03, 0.04), (0.0, -0.02, 0.03)),
+    "kit: alignment holds under unseen conditions": {
+        PARTLY: ci(KEEP, 0.72, 0.66, 0.78),  # as robust as frozen, but 70% retention undetermined
+        INCONCLUSIVE: {**ci(KEEP, 0.72, 0.66, 0.78), **ci(KEEP_VS, -0.05, -0.11, 0.01)},
+        NOT: ci(KEEP_VS, -0.2, -0.25, -0.15),  # clearly less robust than the frozen backbone
+    },
+    "kit: new products found as well as by visual retrieval": {
+        PARTLY: ci(COLD_HR, -0.03, -0.09, 0.03),  # exact recall non-inferior, HR@10 undetermined
+        INCONCLUSIVE: {**ci(COLD_EXACT, -0.03, -0.09, 0.03), **ci(COLD_HR, -0.03, -0.09, 0.03)},
+        NOT: ci(COLD_EXACT, -0.18, -0.22, -0.15),  # the issue's finding: 0.353 vs 0.431
+    },
 }
 
 

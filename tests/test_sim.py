@@ -41,6 +41,28 @@ def test_sessions_use_photos_of_their_split_and_intent(world):
     assert not set(logs.train_log["view_id"]) & set(cat.views.loc[cat.views["split"] == "test", "view_id"])
 
 
+def test_cold_sessions_are_their_own_slice(world):
+    cat, _, logs = world
+    cold = set(cat.items.loc[cat.items["cold"], "item_id"])
+    views = cat.views.set_index("view_id")
+    for split in ("test", "val"):
+        sessions, hists = logs.sessions(f"cold_{split}")
+        assert set(sessions["intent"]) <= cold and len(sessions) == CFG.n_users * CFG.cold_sessions
+        assert (views.loc[sessions["view_id"], "split"].to_numpy() == split).all()
+        assert set(hists) == set(sessions["session"])
+        warm, _ = logs.sessions(split)
+        assert not set(warm["intent"]) & cold  # the warm slice stays warm
+        assert not set(sessions["session"]) & set(warm["session"])
+    assert not set(logs.train_sessions["intent"]) & cold  # never logged
+    no_cold = sim.simulate(cat, world[1], sim.SimConfig(**{**CFG.__dict__, "cold_sessions": 0}),
+                           retrieve=mca.Cascade(cat, world[1], MCA).retrieve)
+    assert no_cold.test_sessions.equals(logs.test_sessions)  # adding the slice changed nothing else
+    with pytest.raises(ValueError, match="no cold_test sessions"):
+        no_cold.sessions("cold_test")
+    with pytest.raises(ValueError, match="split must be one of"):
+        logs.sessions("holdout")
+
+
 def test_relevance_order_and_offline_targets(world):
     cat, _, logs = world
     w = logs.world

@@ -36,6 +36,7 @@ from .train import (
     STAGES,
     Examples,
     Trained,
+    cold_prior_sweep,
     dpo_loss,
     evaluate,
     load_model,
@@ -54,7 +55,8 @@ from .train import (
 __all__ = [
     "BOS", "GenConfig", "Memory", "OneVision", "Queries", "Trie", "beam_batch", "beam_search",
     "codes_fingerprint", "make_queries", "score_all", "STAGE_VERSION", "STAGES", "Examples", "Trained",
-    "dpo_loss", "evaluate", "load_model", "logs_fingerprint", "photo_features", "preference_lists",
+    "cold_prior_sweep", "dpo_loss", "evaluate", "load_model", "logs_fingerprint", "photo_features",
+    "preference_lists",
     "pretraining_examples", "save_model", "session_queries", "sft_examples", "train_dpo",
     "train_likelihood", "train_stages",
 ]

@@ -193,6 +193,8 @@ class OneVision(nn.Module):
         # the output prior scores a trie node by its best SKU: max cosine of the query with their vectors
         self.register_buffer("item_vectors", torch.from_numpy(_unit(item_vectors)))
         self.register_buffer("node_of", torch.from_numpy(trie.path[:, 1:].T.copy()))  # (L, n_items)
+        # added to a SKU's cosine in the prior (see with_prior_bonus); not part of a checkpoint
+        self.register_buffer("prior_bonus", torch.zeros(len(item_vectors)), persistent=False)
         # learned per level in log space, so that SFT can flatten a level the shoppers do not follow
         start = float(np.log(max(cfg.prior_scale, 1e-6)))
         self.log_prior_scale = nn.Parameter(torch.full((trie.depth,), start),
@@ -234,10 +236,29 @@ class OneVision(nn.Module):
         if vectors.shape != tuple(self.item_vectors.shape):
             raise ValueError(f"item vectors must have the shape of the model's buffer (n_items, d) = "
                              f"{tuple(self.item_vectors.shape)}, got {vectors.shape}")
-        twin = copy.copy(self)  # a shallow copy: parameters and submodules are the same objects
-        # its own buffer table, or setting the buffer would replace the original's too
-        twin.__dict__["_buffers"] = dict(self._buffers)
+        twin = self._twin()
         twin.item_vectors = torch.from_numpy(_unit(vectors)).to(self.item_vectors.device)
+        return twin
+
+    def with_prior_bonus(self, bonus: np.ndarray) -> OneVision:
+        """This model with ``bonus`` (n_items,) added to each SKU's cosine in the output prior.
+
+        The cold-SKU remedy of notebook 04: SKUs that were never a training target get no help
+        from the decoder's learned scores, so their visual evidence can be made to count more.
+        Shares every weight with this model, like :meth:`with_item_vectors`.
+        """
+        bonus = np.asarray(bonus, np.float32)
+        if bonus.shape != (len(self.item_vectors),):
+            raise ValueError(f"prior bonus must have one value per SKU ({len(self.item_vectors)}), "
+                             f"got {bonus.shape}")
+        twin = self._twin()
+        twin.prior_bonus = torch.from_numpy(bonus).to(self.item_vectors.device)
+        return twin
+
+    def _twin(self) -> OneVision:
+        twin = copy.copy(self)  # a shallow copy: parameters and submodules are the same objects
+        # its own buffer table, or setting a buffer would replace the original's too
+        twin.__dict__["_buffers"] = dict(self._buffers)
         return twin
 
     def encode(self, q: Queries, noise: float = 0.0, visual_keep=None) -> Memory:
@@ -269,7 +290,7 @@ class OneVision(nn.Module):
         x, mask = torch.cat(parts, 1), torch.cat(masks, 1)
         prior = None
         if self.cfg.prior_scale:
-            sims = F.normalize(g, dim=-1) @ self.item_vectors.T  # (B, n_items)
+            sims = F.normalize(g, dim=-1) @ self.item_vectors.T + self.prior_bonus  # (B, n_items)
             prior = [torch.full((len(g), int(nodes.max()) + 1), -1.0, device=dev).scatter_reduce(
                 1, nodes.expand(len(g), -1), sims, "amax") for nodes in self.node_of]
         return Memory(self.encoder(x, src_key_padding_mask=mask), mask, prior)

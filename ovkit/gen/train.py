@@ -238,11 +238,40 @@ def session_queries(logs, embeddings, tokens, history_len: int, with_user: bool 
 
 
 def _sessions(logs, split):
-    if split not in ("test", "val"):
-        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-    if split == "test":
-        return logs.test_sessions, logs.test_histories
-    return logs.val_sessions, logs.val_histories
+    return logs.sessions(split)
+
+
+def cold_prior_sweep(model: OneVision, logs, embeddings, tokens, cold, bonuses, history_len: int,
+                     tolerance: float = 0.01, k: int = 10):
+    """Choose, on validation sessions, a prior bonus for cold SKUs (the cold remedy of notebook 04).
+
+    Each bonus ``b`` adds ``b`` to every cold SKU's cosine in the output prior
+    (:meth:`OneVision.with_prior_bonus`). The chosen one has the best exact-SKU recall@k on the
+    cold validation sessions among those whose warm validation HR@k is at most ``tolerance`` below
+    no bonus's; ties go to the smaller bonus.
+
+    Args:
+        cold: (n_items,) bool, the SKUs with no training photo.
+        bonuses: candidate values; 0 is always added.
+    Returns:
+        (chosen bonus, table with one row per bonus); with no cold validation sessions (a dataset
+        whose cold SKUs have test photos only) nothing can be chosen: (0.0, an empty table).
+    """
+    if logs.cold_val_sessions is None:
+        return 0.0, pd.DataFrame(columns=["bonus", "allowed"]).set_index("bonus")
+    queries = {split: session_queries(logs, embeddings, tokens, history_len, split=split)
+               for split in ("val", "cold_val")}
+    rows = []
+    for bonus in sorted({0.0, *map(float, bonuses)}):
+        boosted = model.with_prior_bonus(bonus * np.asarray(cold, np.float32))
+        warm = evaluate(beam_search(boosted, queries["val"], k)[0], logs, "val")
+        new = evaluate(beam_search(boosted, queries["cold_val"], k)[0], logs, "cold_val")
+        rows.append({"bonus": bonus, f"warm hr@{k}": warm[f"hr@{k}"], f"cold hr@{k}": new[f"hr@{k}"],
+                     f"cold recall_exact@{k}": new[f"recall_exact@{k}"]})
+    table = pd.DataFrame(rows).set_index("bonus")
+    table["allowed"] = table[f"warm hr@{k}"] >= table.loc[0.0, f"warm hr@{k}"] - tolerance
+    best = table[table["allowed"]].sort_values(f"cold recall_exact@{k}", ascending=False, kind="stable")
+    return float(best.index[0]), table
 
 
 def evaluate(ranked: np.ndarray, logs, split: str = "test") -> dict:
