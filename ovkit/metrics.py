@@ -174,7 +174,8 @@ def slice_table(ranked: dict, sessions: dict, k: int = 10) -> pd.DataFrame:
                                                       frame["user"].to_numpy())
                 row.update({key: estimate, f"{key} low": low, f"{key} high": high})
             rows[(system, name)] = row
-    return pd.DataFrame(rows).T.rename_axis(["system", "slice"])
+    table = pd.DataFrame(rows).T.rename_axis(["system", "slice"])
+    return table.astype({"sessions": int})
 
 
 def retention_ci(heldout: dict, heldout_groups, indist: dict, indist_groups, level: float = 0.95,

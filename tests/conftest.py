@@ -100,6 +100,19 @@ def make_deb(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
+# A three-model catalogue of the tiny library, small enough to build in seconds.
+SMALL = dict(n_models=3, colourways=2, query_views=4, cold_fraction=0.34, seed=1,
+             render={"render_size": 64, "image_size": 32})
+
+
+@pytest.fixture
+def built(kit_home, tiny_sh3f):
+    """The SMALL catalogue of the tiny library (one worker)."""
+    from ovkit import data
+
+    return data.catalogue(source=tiny_sh3f, workers=1, **SMALL)
+
+
 @pytest.fixture
 def tiny_deb(tmp_path, tiny_sh3f) -> Path:
     return make_deb(tmp_path / "sweethome3d-furniture_9.9-1_all.deb", {"Tiny.sh3f": tiny_sh3f.read_bytes()})

@@ -3,15 +3,12 @@
 import numpy as np
 import pytest
 
-from ovkit import align, augment, backbone, data
-
-SMALL = dict(n_models=3, colourways=2, query_views=4, cold_fraction=0.34, seed=1,
-             render={"render_size": 64, "image_size": 32})
+from ovkit import align, augment, backbone
 
 
 @pytest.fixture
-def cat(kit_home, tiny_sh3f):
-    return data.catalogue(source=tiny_sh3f, workers=1, **SMALL)
+def cat(built):
+    return built
 
 
 def test_plan_covers_training_photos_and_warm_catalogue_images(cat):

@@ -3,17 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SMALL
 
 from ovkit import cli, data, store
 from ovkit.data import RenderConfig, folder, render
-
-SMALL = dict(n_models=3, colourways=2, query_views=4, cold_fraction=0.34, seed=1,
-             render={"render_size": 64, "image_size": 32})
-
-
-@pytest.fixture
-def built(kit_home, tiny_sh3f):
-    return data.catalogue(source=tiny_sh3f, workers=1, **SMALL)
 
 
 def test_counts_and_tables(built):
@@ -70,8 +63,8 @@ def test_heldout_photos_change_one_factor_or_all(built):
     assert set(held["split"]) == {"heldout_val", "heldout_test"}
     for _, group in held.groupby("item_id"):
         counts = group.groupby(["split", "changed"]).size().to_dict()
-        assert counts == {("heldout_val", "all"): 2, ("heldout_test", "all"): 2,
-                          **{(f"heldout_{family}", f): 1 for f in render.FACTORS for family in ("val", "test")}}
+        alone = {(f"heldout_{family}", f): 1 for f in render.FACTORS for family in ("val", "test")}
+        assert counts == {("heldout_val", "all"): 2, ("heldout_test", "all"): 2, **alone}
     assert set(built.heldout_views("val")["split"]) == {"heldout_val"}
     assert len(built.heldout_views("test", "lighting")) == 6 and built.has_heldout
     backgrounds = set(held.loc[held["changed"].isin(["all", "background"]), "background"])
