@@ -67,7 +67,9 @@ def test_offline_eval_on_validation_sessions(fake):
     assert set(stages) == {"recall", "prerank", "rank", "visual_only"}
     assert list(table.index) == ["visual_only", "mca"]
     assert stages["visual_only"].shape == stages["rank"].shape
-    with pytest.raises(ValueError, match="split must be 'test' or 'val'"):
+    cold, cold_stages, _ = mca.offline_eval(cascade, logs, split="cold_test")  # the new-product slice
+    assert cold_stages["rank"].shape == (len(logs.cold_test_sessions), 10)
+    with pytest.raises(ValueError, match="split must be one of test, val, cold_test, cold_val"):
         mca.offline_eval(cascade, logs, split="train")
 
 
