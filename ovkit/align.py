@@ -22,6 +22,7 @@ from torch import nn
 
 from . import augment, backbone, config, store
 from .config import with_overrides
+from .data.render import FACTORS
 
 STAGE_VERSION = 2  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
@@ -275,6 +276,31 @@ def selection_views(catalogue, select_on: str) -> dict:
         if select_on == "heldout":
             del views["val"]
     return {name: ids for name, ids in views.items() if len(ids)}
+
+
+def choose_on_validation(catalogue, embeddings: dict, baseline: str, tie: float = 0.005):
+    """Pick among candidate embeddings (name → (n_views, d)) by the checkpoint rule of
+    ``select_on="both"``: mean Recall@1 over :func:`selection_views`. A candidate replaces
+    ``baseline`` only if it scores at least ``tie`` higher (closer is a tie, kept by the baseline).
+
+    Returns:
+        (chosen name, table: one row per candidate, a Recall@1 column per photo set and ``score``).
+    """
+    views = selection_views(catalogue, "both")
+    table = pd.DataFrame({name: {f"{part} R@1": evaluate(catalogue, emb, ids)["recall@1"]
+                                 for part, ids in views.items()} for name, emb in embeddings.items()}).T
+    table["score"] = table.mean(1)
+    best = table["score"].idxmax()
+    return (best if table.loc[best, "score"] >= table.loc[baseline, "score"] + tie else baseline), table
+
+
+def heldout_recall(catalogue, embeddings: dict, family: str = "test") -> pd.DataFrame:
+    """Recall@1 of each embedding (name → (n_views, d)) on warm SKUs' held-out photos of ``family``:
+    row ``all`` (every factor changed at once), then one row per factor changed alone (those the
+    catalogue has photos for)."""
+    rows = [f for f in ["all", *FACTORS] if len(catalogue.heldout_views(family, f, cold=False))]
+    return pd.DataFrame({name: {f: evaluate(catalogue, emb, catalogue.heldout_views(family, f, cold=False)[
+        "view_id"])["recall@1"] for f in rows} for name, emb in embeddings.items()})
 
 
 def gather(maps, extra, ids: np.ndarray) -> np.ndarray:

@@ -261,9 +261,9 @@ def logged(world: World, sessions: pd.DataFrame, retrieve, seed: int) -> pd.Data
     return log_sessions(sessions, served, clicks, orders)
 
 
-def _warm_views(catalogue) -> pd.DataFrame:
-    """Views of SKUs that are not cold (sessions start from these)."""
-    return catalogue.views[~catalogue.items["cold"].to_numpy()[catalogue.views["item_id"].to_numpy()]]
+def _views(catalogue, cold: bool = False) -> pd.DataFrame:
+    """Views of warm SKUs (sessions start from these), or of cold ones (their own slice)."""
+    return catalogue.views[catalogue.items["cold"].to_numpy()[catalogue.views["item_id"].to_numpy()] == cold]
 
 
 @dataclass
@@ -310,7 +310,7 @@ def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=No
         pool = max(cfg.explore_pool, cfg.list_size)
         recall = VisualRecall(catalogue, view_embeddings)
         retrieve = lambda ids: recall.search(view_embeddings[ids], pool)  # noqa: E731
-    warm_views = _warm_views(catalogue)
+    warm_views = _views(catalogue)
     train = draw_sessions(world, warm_views, "train", cfg.train_sessions, seed=1)
     log = logged(world, train, retrieve, seed=1)
     test = draw_sessions(world, warm_views, "test", cfg.test_sessions, seed=2)
@@ -323,7 +323,7 @@ def simulate(catalogue, view_embeddings: np.ndarray, cfg: SimConfig, retrieve=No
     base = histories(log)
     logs = Logs(world, train, log, test, session_histories(train, log),
                 session_histories(test, None, base=base), val, session_histories(val, None, base=base))
-    cold_views = catalogue.views[catalogue.items["cold"].to_numpy()[catalogue.views["item_id"].to_numpy()]]
+    cold_views = _views(catalogue, cold=True)
     first = len(train) + len(test) + len(val)
     for split, seed in (("test", 4), ("val", 5)):
         photos = (cold_views["split"] == split) & (cold_views["kind"] == "query")
@@ -442,7 +442,7 @@ def ab_test(catalogue, arms: dict, sim_cfg: SimConfig, ab: ABConfig, retrieve) -
     if not arms:
         raise ValueError("ab_test needs at least one arm")
     world = make_world(catalogue.items, dataclasses.replace(sim_cfg, n_users=ab.users, seed=ab.seed))
-    views = _warm_views(catalogue)
+    views = _views(catalogue)
     base = {}
     if ab.warmup:
         warmup = draw_sessions(world, views, "train", ab.warmup, seed=5)

@@ -131,3 +131,18 @@ def test_stage_version_bump_rebuilds_the_head(cat, monkeypatch):
     bumped = align.aligned(cat, maps, artifact, overrides)
     assert bumped.artifact.fresh and bumped.artifact.key != first.artifact.key
     assert bumped.artifact.meta["version"] == align.STAGE_VERSION
+
+
+def test_choice_on_validation_needs_more_than_a_tie(built):
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(len(built.views), 8)).astype(np.float32)
+    perfect = np.eye(len(built.items), dtype=np.float32)[built.views["item_id"].to_numpy()]
+    candidates = {"plain": noise, "better": perfect}
+    chosen, table = align.choose_on_validation(built, candidates, baseline="plain", tie=0.005)
+    assert chosen == "better" and table.loc["better", "score"] == 1.0
+    assert list(table.columns) == ["val R@1", "heldout_val R@1", "score"]
+    assert align.choose_on_validation(built, candidates, baseline="plain", tie=2.0)[0] == "plain"
+    held = align.heldout_recall(built, candidates)
+    assert list(held.index) == ["all", *data.render.FACTORS]
+    lighting = built.heldout_views("test", "lighting", cold=False)["view_id"]
+    assert held.loc["lighting", "better"] == align.evaluate(built, perfect, lighting)["recall@1"] == 1.0

@@ -232,13 +232,9 @@ class _Curve:
 def session_queries(logs, embeddings, tokens, history_len: int, with_user: bool = True,
                     split: str = "test") -> Queries:
     """The offline test (or val) sessions as queries; their user's training clicks as history."""
-    sessions, hists = _sessions(logs, split)
+    sessions, hists = logs.sessions(split)
     hist = [hists[s] for s in sessions["session"]] if with_user else None
     return make_queries(embeddings, tokens, sessions["view_id"].to_numpy(), hist, history_len)
-
-
-def _sessions(logs, split):
-    return logs.sessions(split)
 
 
 def cold_prior_sweep(model: OneVision, logs, embeddings, tokens, cold, bonuses, history_len: int,
@@ -277,7 +273,7 @@ def cold_prior_sweep(model: OneVision, logs, embeddings, tokens, cold, bonuses, 
 def evaluate(ranked: np.ndarray, logs, split: str = "test") -> dict:
     """The notebook-03 metrics of ranked lists (S, k) on the test (or val) sessions, plus validity."""
 
-    test = _sessions(logs, split)[0]
+    test = logs.sessions(split)[0]
     row = metrics.ranking_report(ranked, test["ordered"].to_numpy())
     row["recall_exact@10"] = metrics.hit_rate(ranked, test["intent"].to_numpy(), 10)
     row["hr@10_clicked"] = metrics.hit_rate(ranked, test["clicked"].to_numpy(), 10)
