@@ -7,11 +7,13 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PROFILE ?= default
 STAMP  := $(VENV)/.ovkit-installed
+SWEEP_STAMP := $(VENV)/.ovkit-sweep-installed
+SWEEP_FLAGS ?=
 
 # Tests and CI: no progress bars, no display, stable hashing.
 TEST_ENV := TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0 OVKIT_PROFILE=test
 
-.PHONY: setup data reproduce smoke test unit nbval lab bench notebooks lint clean distclean
+.PHONY: setup data reproduce smoke seeds test unit nbval lab bench notebooks lint clean distclean
 
 setup: $(STAMP)
 
@@ -23,6 +25,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ovkit)"
 	touch $(STAMP)
 
+# Ray, for `ovkit sweep --engine ray`: only `make seeds` and `make test` install it.
+$(SWEEP_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,sweep]'
+	touch $(SWEEP_STAMP)
+
 data: setup
 	$(BIN)/ovkit fetch
 
@@ -32,7 +39,12 @@ reproduce: data
 smoke: data
 	$(BIN)/ovkit run --profile smoke
 
-test: data
+# The profile over 3 seeds (sweeps/seeds.yaml) on Ray: runs/seeds-$(PROFILE)/summary.md.
+# SWEEP_FLAGS="--engine local" runs the points one after another without Ray.
+seeds: data $(SWEEP_STAMP)
+	$(BIN)/ovkit sweep sweeps/seeds.yaml --profile $(PROFILE) $(SWEEP_FLAGS)
+
+test: data $(SWEEP_STAMP)
 	$(MAKE) lint unit nbval
 
 unit: setup

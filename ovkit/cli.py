@@ -1,4 +1,4 @@
-"""The ``ovkit`` command: ``run``, ``fetch``, ``clean-partial``, ``compare``, ``export-folder``."""
+"""The ``ovkit`` command: ``run``, ``sweep``, ``fetch``, ``clean-partial``, ``compare``, ``export-folder``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from .results import compare_runs
 from .runner import RunError, load_profile, merge_overrides, parse_overrides
 from .runner import run as run_profile
 from .store import clean_partial
+from .sweep import run as run_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--from", dest="start", metavar="NN", help="start at this notebook")
     run.add_argument("-p", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a parameter (value read as YAML); repeatable")
+
+    sweep = sub.add_parser("sweep", help="run seeds x a parameter grid, each point a full run (Ray or local)")
+    sweep.add_argument("spec", help="a sweep spec (sweeps/seeds.yaml) or its name in sweeps/ (seeds)")
+    sweep.add_argument("--profile", help="the profile every point starts from (default: the spec's)")
+    sweep.add_argument("-p", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a parameter in every point (value read as YAML); repeatable")
+    sweep.add_argument("--engine", choices=("ray", "local"),
+                       help="ray: each point a Ray task (default when ray is installed); "
+                            "local: one after another")
+    sweep.add_argument("--address", help="join a running Ray cluster: auto or host:port (default: local Ray)")
+    sweep.add_argument("--cpus-per-run", type=int, help="CPUs (and torch threads) per point (default 2)")
+    sweep.add_argument("--gpus-per-run", type=float, default=0, help="GPUs per point (Ray; default 0)")
 
     fetch = sub.add_parser("fetch", help="download and unpack the Sweet Home 3D furniture package")
     fetch.add_argument("--source", default="", help="a .deb, .sh3f or folder to use instead of apt-get")
@@ -49,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             report = run_profile(args.profile, args.only, args.start, args.overrides)
             print(f"report: {report}")
+        elif args.command == "sweep":
+            summary = run_sweep(args.spec, args.profile, args.overrides, args.engine, args.address,
+                                args.cpus_per_run, args.gpus_per_run)
+            print(f"summary: {summary}")
         elif args.command == "fetch":
             files = sh3d.resolve_sh3f(args.source)
             print(f"{len(files)} Sweet Home 3D catalogues ready in {files[0].parent}")

@@ -47,3 +47,11 @@ def runs_dir() -> Path:
 def current_profile() -> str:
     """The profile the runner set for this process; ``interactive`` when run by hand."""
     return os.environ.get("OVKIT_PROFILE", "interactive")
+
+
+def current_run() -> str:
+    """The run folder (under ``runs/``) this process records to: ``OVKIT_RUN``, else the profile.
+
+    ``ovkit run`` records to ``runs/<profile>/``; a sweep point to ``runs/<sweep>/<point>/``.
+    """
+    return os.environ.get("OVKIT_RUN") or current_profile()

@@ -131,3 +131,34 @@ def slice_bars(table, metric: str = "hr@10", title: str | None = None):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def seed_strips(summary: dict, keys, cols: int = 4):
+    """One panel per metric: each seed's value (a dot, labelled by seed) per grid cell, with the mean
+    over seeds as a bar and its 95% t-interval. ``summary`` is :func:`ovkit.sweep.load`'s dict."""
+    from .sweep import per_seed
+
+    keys = [k for k in keys if not per_seed(summary, k).empty]
+    rows = max(1, int(np.ceil(len(keys) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), squeeze=False)
+    cells = list(summary["cells"])
+    for ax, key in zip(axes.flat, keys, strict=False):
+        data = per_seed(summary, key)
+        for i, cell in enumerate(cells):
+            values = data[data["cell"] == cell]
+            ax.scatter(np.full(len(values), i), values["value"], s=18, zorder=3)
+            for seed, value in zip(values["seed"], values["value"], strict=True):
+                ax.annotate(str(seed), (i, value), xytext=(4, 0), textcoords="offset points", fontsize=7)
+            stats = summary["cells"][cell].get("metrics", {}).get(key)
+            if stats:
+                ax.hlines(stats["mean"], i - 0.25, i + 0.25, color="k")
+                if stats.get("ci_low") is not None:
+                    ax.vlines(i - 0.15, stats["ci_low"], stats["ci_high"], color="k", alpha=0.5)
+        ax.set_xticks(range(len(cells)), cells if len(cells) > 1 else [""], rotation=20, fontsize=7)
+        ax.set_xlim(-0.6, len(cells) - 0.4)
+        ax.set_title(key, fontsize=8)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(f"{summary['sweep']}: each seed (dots), mean (bar) and 95% t-interval (line)", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .paths import current_profile, runs_dir
+from .paths import current_profile, current_run, runs_dir
 from .results import (
     _write_atomic,
     is_timing,
@@ -316,26 +316,32 @@ def ledger(metrics: dict | None = None, profile: str | None = None) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def write(profile: str | None = None, parameters: dict | None = None, failure: str | None = None):
-    """``runs/<profile>/report.md``: the claims ledger, key figures, timings, tables and metrics."""
+def write(profile: str | None = None, parameters: dict | None = None, failure: str | None = None,
+          run: str | None = None):
+    """``runs/<run>/report.md``: the claims ledger, key figures, timings, tables and metrics.
+
+    ``run`` is the run folder under ``runs/`` (default: the profile's, ``runs/<profile>``).
+    """
     import yaml
 
+    run = run or profile or current_run()
     profile = profile or current_profile()
-    folder = runs_dir() / profile
+    folder = runs_dir() / run
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = load_metrics(profile)
+    metrics = load_metrics(run)
     timings = read_timings(folder)["notebooks"]
-    lines = [f"# ovkit run: profile `{profile}`", "", f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}.", ""]
+    title = f"profile `{profile}`" if run == profile else f"`{run}` (profile `{profile}`)"
+    lines = [f"# ovkit run: {title}", "", f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}.", ""]
     if failure:
         lines += ["**The run failed:**", "", "```", failure, "```", ""]
-    if warning := provenance_warning(profile):
+    if warning := provenance_warning(run):
         lines += [f"**Warning:** {warning}", ""]
-    runs = {(p or {}).get("commit", "?") for p in load_provenance(profile).values()}
+    runs = {(p or {}).get("commit", "?") for p in load_provenance(run).values()}
     lines += [f"Code: commit {', '.join(sorted(runs)) or 'unknown'}.", ""]
     table = ledger(metrics).set_index("claim")[["paper", "paper_value", "kit", "verdict", "evidence"]]
     lines += ["## Claims ledger", "", "OneVision's claims, the paper's number beside what this run measured, "
               "and the verdict (rules: `ovkit.report.CLAIMS`).", "", markdown_table(table).strip(), ""]
-    figures = load_figures(profile)
+    figures = load_figures(run)
     if figures:
         lines += ["## Key figures", ""]
         for key, (path, caption) in figures.items():
@@ -344,7 +350,7 @@ def write(profile: str | None = None, parameters: dict | None = None, failure: s
     lines += [f"| {name} | {t['status']} | {t['seconds']} |" for name, t in sorted(timings.items())]
     if timings:
         lines += [f"| **total** | | {sum(t['seconds'] for t in timings.values()):.1f} |"]
-    for key, text in load_tables(profile).items():
+    for key, text in load_tables(run).items():
         lines += ["", f"## Table `{key}`", "", text.strip()]
     lines += ["", "## Quality metrics", "", "Bit-reproducible by a re-run with the same parameters on "
               "one machine (`ovkit compare`).", "", "| key | value |", "|---|---:|"]

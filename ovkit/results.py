@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import current_profile, project_root, runs_dir
+from .paths import current_profile, current_run, project_root, runs_dir
 
 PROVENANCE_KEY = "_provenance"  # reserved: not a metric; load_metrics skips keys starting with "_"
 PARAMS_ENV, COMMIT_ENV = "OVKIT_PARAMS_HASH", "OVKIT_COMMIT"
@@ -47,7 +47,7 @@ def is_timing(key: str) -> bool:
 
 
 def _metrics_dir(profile: str | None = None) -> Path:
-    return runs_dir() / (profile or current_profile()) / "metrics"
+    return runs_dir() / (profile or current_run()) / "metrics"
 
 
 def _plain(value):
@@ -145,7 +145,7 @@ def record_table(key: str, table, digits: int = 3) -> Path:
     """
     if "." not in key:
         raise ValueError(f"table key {key!r} must look like '<notebook>.<name>', e.g. '02.sid_report'")
-    path = runs_dir() / current_profile() / "tables" / f"{key}.md"
+    path = runs_dir() / current_run() / "tables" / f"{key}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, markdown_table(table, digits))
     return path
@@ -159,7 +159,7 @@ def record_figure(key: str, fig, caption: str) -> Path:
     """
     if "." not in key:
         raise ValueError(f"figure key {key!r} must look like '<notebook>.<name>', e.g. '05.pareto'")
-    folder = runs_dir() / current_profile() / "figures"
+    folder = runs_dir() / current_run() / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.png"
     tmp = folder / f".{key}.tmp{os.getpid()}.png"
@@ -171,7 +171,7 @@ def record_figure(key: str, fig, caption: str) -> Path:
 
 def load_figures(profile: str | None = None) -> dict:
     """Figures recorded under a profile: key → (PNG path, caption), in key order."""
-    folder = runs_dir() / (profile or current_profile()) / "figures"
+    folder = runs_dir() / (profile or current_run()) / "figures"
     return {p.stem: (p, p.with_suffix(".txt").read_text() if p.with_suffix(".txt").exists() else "")
             for p in sorted(folder.glob("*.png"))}
 
@@ -190,7 +190,7 @@ def markdown_table(table, digits: int = 3) -> str:
 
 def load_tables(profile: str | None = None) -> dict:
     """Tables recorded under a profile: key → Markdown text, in key order."""
-    folder = runs_dir() / (profile or current_profile()) / "tables"
+    folder = runs_dir() / (profile or current_run()) / "tables"
     return {p.stem: p.read_text() for p in sorted(folder.glob("*.md"))}
 
 

@@ -236,39 +236,61 @@ def _kernel_env(values: dict):
                 os.environ[key] = old
 
 
-def run(profile: str, only: list[str] | None = None, start: str | None = None,
-        overrides: list[str] | None = None) -> Path:
-    """Run the profile's notebooks; returns the path of the report."""
-    notebooks = discover()
+def prepare(profile: str, extra: dict | None = None, origin: str = "-p",
+            notebooks: list[Notebook] | None = None, check_data: bool = True, verbose: bool = True) -> dict:
+    """The profile's parameters merged with ``extra`` overrides, every name and value checked.
+
+    Bad names, bad values and (with ``check_data``) a bad dataset folder are reported together,
+    before anything runs. ``verbose`` prints what each dict override kept from the profile.
+    """
+    notebooks = notebooks or discover()
     values = load_profile(profile)
     validate_parameters(values, notebooks, f"params/{profile}.yaml")
-    extra = parse_overrides(overrides or [])
-    validate_parameters(extra, notebooks, "-p")
-    values, notes = merge_overrides(values, extra)
-    for note in notes:
+    validate_parameters(extra or {}, notebooks, origin)
+    values, notes = merge_overrides(values, extra or {})
+    for note in notes if verbose else ():
         print(note)
-    errors = []  # report bad values and a bad dataset folder together, before anything runs
-    for check in (lambda: check_values(values, notebooks), lambda: check_data_source(values)):
+    checks = [lambda: check_values(values, notebooks)]
+    if check_data:
+        checks.append(lambda: check_data_source(values))
+    errors = []
+    for check in checks:
         try:
             check()
         except RunError as err:
             errors.append(str(err))
     if errors:
         raise RunError("\n".join(errors))
+    return values
+
+
+def run(profile: str, only: list[str] | None = None, start: str | None = None,
+        overrides: list[str] | dict | None = None, name: str | None = None) -> Path:
+    """Run the profile's notebooks; returns the path of the report.
+
+    Args:
+        overrides: ``-p`` strings (``["N_MODELS=40"]``) or an already parsed dict.
+        name: the run folder under ``runs/`` (default: the profile), e.g. ``seeds-default/seed-1``.
+    """
+    notebooks = discover()
+    extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
+    values = prepare(profile, extra, notebooks=notebooks)
     chosen = select(notebooks, only, start)
     check_kernel()
 
-    out_dir = runs_dir() / profile
+    name = name or profile
+    out_dir = runs_dir() / name
     if not only and not start:  # a full run: no numbers of an earlier run may mix into this one
         clear_results(out_dir)
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    env = {"OVKIT_PROFILE": profile, PARAMS_ENV: params_hash(values), COMMIT_ENV: git_commit()}
+    env = {"OVKIT_PROFILE": profile, "OVKIT_RUN": name, PARAMS_ENV: params_hash(values),
+           COMMIT_ENV: git_commit()}
     with _kernel_env(env):
-        failure = _execute(chosen, values, out_dir, profile)
-    quality = load_metrics(profile, "quality")
+        failure = _execute(chosen, values, out_dir, name)
+    quality = load_metrics(name, "quality")
     (out_dir / "metrics.json").write_text(json.dumps(quality, indent=1, sort_keys=True))
-    _write_timings(out_dir, metrics=load_metrics(profile, "timing"))
-    report = write(profile, values, failure)
+    _write_timings(out_dir, metrics=load_metrics(name, "timing"))
+    report = write(profile, values, failure, run=name)
     if failure:
         raise RunError(failure)
     return report

@@ -6,6 +6,10 @@ the artifacts it was built from, so changing any of them builds a new artifact a
 stage is rebuilt whenever an upstream one changes. A stage is built in a temporary folder and
 renamed into place only when complete: an interrupted build leaves no folder a reader would take.
 
+Several processes may ask for one stage at once (a sweep's points share the cache): a file lock per
+key (``.lock-<key>`` beside the artifact) lets one of them build while the others wait and then read
+its result, so a stage is built once and a finished artifact is never replaced under a reader.
+
 ``meta.json`` records the size and BLAKE2 hash of every file the build wrote; reading an artifact
 checks them (the hash once per process and file), so a truncated or damaged file is never loaded:
 the stage is rebuilt, with a line saying why.
@@ -13,6 +17,7 @@ the stage is rebuilt, with a line saying why.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,6 +28,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from .paths import artifacts_dir
 
@@ -169,8 +176,30 @@ def cached(
     final = artifacts_dir() / stage / key
     if not rebuild and (found := _read_or_rebuild(final)) is not None:
         return found
-
     final.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(final):
+        if not rebuild and (found := _read_or_rebuild(final)) is not None:  # another process built it
+            return found
+        return _build(stage, key, params, build, upstream, version, final)
+
+
+@contextlib.contextmanager
+def _build_lock(final: Path):
+    """Hold ``.lock-<key>`` while building; say so when another process holds it (its build runs)."""
+    lock = FileLock(final.parent / f".lock-{final.name}")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"ovkit: another process is building the {final.parent.name} stage {final.name}; waiting")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _build(stage, key, params, build, upstream, version, final: Path) -> Artifact:
+    """Build into a temporary folder and rename it into place (replacing an old copy on rebuild)."""
     tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir()
     try:
@@ -188,7 +217,7 @@ def cached(
             "files": _record_files(tmp),
         }
         (tmp / META).write_text(json.dumps(meta, indent=1))
-        if final.exists():  # rebuild=True, or another process finished first
+        if final.exists():  # rebuild=True: the old copy goes only once the new one is complete
             old = final.parent / f".old-{key}-{uuid.uuid4().hex[:6]}"
             os.rename(final, old)
             os.rename(tmp, final)

@@ -26,6 +26,7 @@ def kit_home(tmp_path, monkeypatch):
         monkeypatch.setenv(env, str(tmp_path / sub))
     monkeypatch.delenv("OVKIT_SH3D", raising=False)
     monkeypatch.setenv("OVKIT_PROFILE", "pytest")
+    monkeypatch.delenv("OVKIT_RUN", raising=False)
     return tmp_path
 
 

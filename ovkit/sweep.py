@@ -1,0 +1,569 @@
+"""``ovkit sweep``: many ``ovkit run``s — seeds × a grid of parameters — on Ray or one after another.
+
+A spec file (``sweeps/seeds.yaml``) names a profile, a list of seeds and an optional grid::
+
+    profile: default
+    seeds: [0, 1, 2]
+    grid: {GEN: [{dpo: pairwise}, {dpo: listwise}]}   # optional: every combination × every seed
+    parameters: {AB: {users: 500}}                     # optional: set for every point
+
+Each *point* (one grid cell × one seed) is a full ``ovkit run`` of the profile with those overrides,
+recorded in ``runs/<sweep>/<point>/`` (metrics, executed notebooks, report.md); the sweep is named
+``<spec file stem>-<profile>`` (``runs/seeds-default/``). Points share the stage cache, so stages
+whose parameters do not change between points are built once (and the cache lock in
+:mod:`ovkit.store` keeps two points from building one stage at once).
+
+Engines: ``ray`` schedules each point as a Ray task with its CPU/GPU needs (a local Ray runtime, or a
+cluster joined with ``--address``); ``local`` runs the points one after another in this process. A
+failed point is reported and the others go on; running the sweep again skips the finished points and
+retries the rest.
+
+The summary (``runs/<sweep>/summary.md``, ``summary.json``, :func:`load`) gives every metric per
+point, per grid cell the mean over seeds with a 95% t-interval, and a **seed-level ledger**: each claim
+of :mod:`ovkit.report` judged by its own rule on the across-seed interval of its effect, beside how
+many seeds reproduced it alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import math
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import report, runner
+from .config import progress
+from .paths import project_root, runs_dir
+from .results import _write_atomic, markdown_table, read_timings
+from .runner import RunError
+
+SPEC_KEYS = {"profile": "the params/<profile>.yaml every point starts from",
+             "seeds": "a list of seeds (SEED), or a count n for seeds 0..n-1",
+             "grid": "parameter name -> list of values; every combination is run for every seed",
+             "parameters": "overrides for every point (like -p)"}
+ENGINES = ("ray", "local")
+BASE_CELL = "base"  # the grid cell of a sweep without a grid
+# Passed to every point's process (Ray workers on other machines do not inherit this shell).
+FORWARDED_ENV = ("TQDM_DISABLE", "MPLBACKEND", "PYTHONHASHSEED", "OVKIT_ROOT", "OVKIT_DATA",
+                 "OVKIT_ARTIFACTS", "OVKIT_RUNS", "OVKIT_SH3D", "OVKIT_THREADS")
+# Printed per finished point (those the point recorded).
+HEADLINE = ("01.recall@1.aligned", "02.consistency@1.vrq", "04.hr@10.dpo", "04.hr@10.mca_reference",
+            "05.speedup_at_1pct", "06.orders.lift")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of a sweep: a grid cell and a seed."""
+
+    id: str  # folder name under runs/<sweep>/, e.g. "seed-1" or "GEN.dpo=listwise_seed-1"
+    cell: str  # the grid cell, e.g. "GEN.dpo=listwise" ("base" without a grid)
+    seed: int
+    overrides: dict  # everything the point sets over the profile: parameters, grid values, SEED
+
+
+@dataclass
+class Sweep:
+    """A validated spec: what to run."""
+
+    name: str
+    profile: str
+    seeds: list
+    grid: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return runs_dir() / self.name
+
+    def cells(self) -> dict:
+        """Grid cell label → the overrides it sets (one ``base`` cell without a grid)."""
+        if not self.grid:
+            return {BASE_CELL: {}}
+        names = list(self.grid)
+        cells = {}
+        for combo in itertools.product(*(self.grid[n] for n in names)):
+            values = dict(zip(names, combo, strict=True))
+            cells[_cell_label(values)] = values
+        return cells
+
+    def points(self) -> list[Point]:
+        points = []
+        for cell, values in self.cells().items():
+            for seed in self.seeds:
+                pid = f"seed-{seed}" if cell == BASE_CELL else f"{_folder_safe(cell)}_seed-{seed}"
+                points.append(Point(pid, cell, seed, {**self.parameters, **values, "SEED": seed}))
+        return points
+
+
+def _cell_label(values: dict) -> str:
+    """``{"GEN": {"dpo": "listwise"}, "N_MODELS": 40}`` → ``GEN.dpo=listwise,N_MODELS=40``."""
+    parts = []
+    for name, value in values.items():
+        if isinstance(value, dict):
+            parts += [f"{name}.{k}={_text(v)}" for k, v in value.items()]
+        else:
+            parts.append(f"{name}={_text(value)}")
+    return ",".join(parts) or BASE_CELL
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _folder_safe(label: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._=,-]+", "_", label)
+    if len(safe) > 80:  # long labels: a readable prefix and a hash keep names unique
+        safe = safe[:64] + "-" + runner.params_hash({"cell": label})[:8]
+    return safe
+
+
+def spec_path(spec: str | Path) -> Path:
+    """A spec file from a path or a name in ``sweeps/`` (``seeds`` → ``sweeps/seeds.yaml``)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    named = project_root() / "sweeps" / f"{spec}.yaml"
+    if named.is_file():
+        return named
+    known = sorted(p.stem for p in (project_root() / "sweeps").glob("*.yaml"))
+    raise RunError(f"no sweep spec {spec}: give a YAML file or one of sweeps/: {', '.join(known) or 'none'}")
+
+
+def load_spec(spec: str | Path, profile: str | None = None, overrides: list[str] | None = None) -> Sweep:
+    """Read and check a spec file; ``profile`` and ``-p`` overrides replace the spec's own.
+
+    Raises:
+        RunError: an unknown key (listing the valid ones), a bad seed list or grid, SEED set outside
+            ``seeds``.
+    """
+    path = spec_path(spec)
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise RunError(f"{path} must be a mapping with keys {', '.join(SPEC_KEYS)}")
+    unknown = [k for k in raw if k not in SPEC_KEYS]
+    if unknown:
+        close = {k: difflib.get_close_matches(str(k), SPEC_KEYS, 1) for k in unknown}
+        hints = [f"{k!r}" + "".join(f" (did you mean {m!r}?)" for m in match) for k, match in close.items()]
+        valid = "; ".join(f"{k}: {v}" for k, v in SPEC_KEYS.items())
+        raise RunError(f"unknown key(s) in {path}: {', '.join(hints)}. Valid keys — {valid}")
+    profile = profile or raw.get("profile")
+    if not profile:
+        raise RunError(f"{path} names no profile: add 'profile: smoke' (or default, paper) or pass --profile")
+    seeds = raw.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = list(range(seeds))
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise RunError(f"{path}: seeds must be a count or a non-empty list of distinct integers, "
+                       f"got {seeds!r}")
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise RunError(f"{path}: grid must map parameter names to non-empty lists of values, got {grid!r}")
+    parameters = {**(raw.get("parameters") or {}), **runner.parse_overrides(overrides or [])}
+    if "SEED" in grid or "SEED" in parameters:
+        raise RunError(f"{path}: set seeds with the 'seeds' key, not as a parameter or grid entry")
+    return Sweep(f"{path.stem}-{profile}", profile, seeds, grid, parameters)
+
+
+def validate(sweep: Sweep) -> dict:
+    """Check every point's parameters before anything runs; point id → its full parameter values."""
+    notebooks = runner.discover()
+    values, sources = {}, set()
+    for point in sweep.points():
+        source = point.overrides.get("DATA_SOURCE")
+        values[point.id] = runner.prepare(sweep.profile, point.overrides, origin=f"sweep point {point.id}",
+                                          notebooks=notebooks, check_data=source not in sources,
+                                          verbose=not values)
+        sources.add(source)
+    return values
+
+
+# --- running -----------------------------------------------------------------------------------------
+
+
+def run_point(profile: str, name: str, overrides: dict, env: dict) -> dict:
+    """Run one point (in a Ray worker or in this process); returns its outcome, never raises a RunError.
+
+    The outcome holds ``status`` (ok / failed), ``error``, ``seconds`` and the point's ``metrics``
+    (quality and timing), so the driver can summarise even when ``runs/`` is not on shared storage.
+    """
+    started = time.perf_counter()
+    error = None
+    with runner._kernel_env(env):
+        try:
+            runner.run(profile, overrides=overrides, name=name)
+        except Exception as err:  # a failed point is reported; the sweep goes on
+            error = f"{type(err).__name__}: {err}" if not isinstance(err, RunError) else str(err)
+        folder = runs_dir() / name
+    return {"status": "failed" if error else "ok", "error": error,
+            "seconds": round(time.perf_counter() - started, 1), "metrics": point_metrics(folder)}
+
+
+def point_metrics(folder: Path) -> dict:
+    """A finished run's quality metrics and timing metrics together (empty when it recorded none)."""
+    path = folder / "metrics.json"
+    quality = json.loads(path.read_text()) if path.exists() else {}
+    return {**quality, **read_timings(folder)["metrics"]}
+
+
+def _status_file(sweep: Sweep, point: Point) -> Path:
+    return sweep.folder / point.id / "status.json"
+
+
+def finished(sweep: Sweep, values: dict) -> set:
+    """Points whose run finished with the same parameters (these are skipped on a re-run)."""
+    done = set()
+    for point in sweep.points():
+        path = _status_file(sweep, point)
+        if path.exists():
+            status = json.loads(path.read_text())
+            if status.get("status") == "ok" and status.get("params") == runner.params_hash(values[point.id]):
+                done.add(point.id)
+    return done
+
+
+def _point_env(threads: int | None) -> dict:
+    env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+    env.setdefault("OVKIT_ROOT", str(project_root()))
+    if threads:
+        env["OVKIT_THREADS"] = str(threads)
+    return env
+
+
+def _local(sweep: Sweep, todo: list[Point], threads: int | None):
+    for point in todo:
+        name = f"{sweep.name}/{point.id}"
+        yield point, run_point(sweep.profile, name, point.overrides, _point_env(threads))
+
+
+def _ray(sweep: Sweep, todo: list[Point], address: str | None, cpus: int | None, gpus: float):
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": _point_env(None)})
+    try:
+        available = ray.cluster_resources()
+        cpus = cpus or int(min(2, available.get("CPU", 1)))
+        for need, what in ((cpus, "CPU"), (gpus, "GPU")):
+            have = available.get(what, 0)
+            if need > have:
+                raise RunError(f"each point asks for {need} {what}s but the Ray cluster has {have:g}: lower "
+                               f"--{what.lower()}s-per-run or add machines")
+        # A fresh worker process per point (max_calls=1); no automatic retry: a failure is reported.
+        task = ray.remote(max_calls=1)(run_point).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+        pending = {task.remote(sweep.profile, f"{sweep.name}/{p.id}", p.overrides, _point_env(cpus)): p
+                   for p in todo}
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            point = pending.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except ray.exceptions.RayError as err:  # the worker died: killed, out of memory, node lost
+                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                outcome = {"status": "failed", "seconds": None, "metrics": {},
+                           "error": f"the point's process died ({type(err).__name__}): {first}"}
+            yield point, outcome
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def default_engine() -> str:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return "local"
+    return "ray"
+
+
+def run(spec: str | Path, profile: str | None = None, overrides: list[str] | None = None,
+        engine: str | None = None, address: str | None = None, cpus_per_run: int | None = None,
+        gpus_per_run: float = 0) -> Path:
+    """Run a sweep's unfinished points and write its summary; returns ``runs/<sweep>/summary.md``.
+
+    Raises:
+        RunError: before anything runs, for a bad spec or parameter; after the summary is written, when
+            some points failed (each named with its notebook and cell).
+    """
+    sweep = load_spec(spec, profile, overrides)
+    engine = engine or default_engine()
+    if engine not in ENGINES:
+        raise RunError(f"unknown engine {engine!r}: use {' or '.join(ENGINES)}")
+    if engine == "local" and (address or gpus_per_run):
+        raise RunError("--address and --gpus-per-run need --engine ray")
+    values = validate(sweep)
+    runner.check_kernel()
+    sweep.folder.mkdir(parents=True, exist_ok=True)
+    _write_atomic(sweep.folder / "sweep.json", json.dumps(
+        {"name": sweep.name, "profile": sweep.profile, "seeds": sweep.seeds, "grid": sweep.grid,
+         "parameters": sweep.parameters}, indent=1, default=str))
+    points = sweep.points()
+    done = finished(sweep, values)
+    todo = [p for p in points if p.id not in done]
+    print(f"sweep {sweep.name}: {len(points)} points ({len(sweep.cells())} grid cell(s) × {len(sweep.seeds)} "
+          f"seed(s)); {len(done)} finished earlier, {len(todo)} to run with engine {engine}")
+    started = time.perf_counter()
+    outcomes = (_ray(sweep, todo, address, cpus_per_run, gpus_per_run) if engine == "ray"
+                else _local(sweep, todo, cpus_per_run))
+    for point, outcome in progress(outcomes, total=len(todo), desc=f"ovkit sweep {sweep.name}", unit="point"):
+        outcome["params"] = runner.params_hash(values[point.id])
+        _status_file(sweep, point).parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(_status_file(sweep, point), json.dumps(outcome, indent=1, sort_keys=True))
+        print(_point_line(point, outcome), flush=True)
+    wall = round(time.perf_counter() - started, 1)
+    path = write_summary(sweep, engine=engine, seconds=wall)
+    failed = [p.id for p in points if json.loads(_status_file(sweep, p).read_text())["status"] != "ok"]
+    if failed:
+        raise RunError(f"{len(failed)} of {len(points)} points failed ({', '.join(failed)}); the summary "
+                       f"of the others is {path}. Fix the cause and run the same sweep again: finished "
+                       "points are skipped, failed ones retried.")
+    return path
+
+
+def _point_line(point: Point, outcome: dict) -> str:
+    if outcome["status"] != "ok":
+        return f"✗ {point.id} failed: {outcome['error']}"
+    shown = [f"{k} {_fmt(outcome['metrics'][k])}" for k in HEADLINE if k in outcome["metrics"]]
+    return f"✓ {point.id} ({outcome['seconds'] / 60:.1f} min): " + (" · ".join(shown) or "no headline metric")
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# --- aggregation -------------------------------------------------------------------------------------
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and two-sided Student-t interval of the mean; NaN ends with fewer than two values."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean()) if len(x) else math.nan
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return mean, float(mean - half), float(mean + half)
+
+
+def _numeric(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def across_seeds(per_seed: list[dict]) -> tuple[dict, dict]:
+    """Combine the seeds' metrics into one dict the ledger can judge, and per-metric statistics.
+
+    Every numeric metric becomes its mean over the seeds that recorded it; the 95% interval of an
+    estimate (``key_ci_low`` / ``key_ci_high``, the within-run bootstrap) is replaced by the t-interval
+    of its seed values, so a claim is judged on its across-seed spread. A text metric (a chosen policy)
+    becomes its most common value.
+
+    Returns:
+        ``(combined metrics, {key: {n, mean, ci_low, ci_high, min, max}})``.
+    """
+    keys = sorted({k for m in per_seed for k in m})
+    combined, stats = {}, {}
+    for key in keys:
+        values = [m[key] for m in per_seed if key in m and m[key] is not None]
+        if not values:
+            continue
+        if all(_numeric(v) for v in values):
+            mean, low, high = t_interval(values)
+            stats[key] = {"n": len(values), "mean": mean, "ci_low": low, "ci_high": high,
+                          "min": float(min(values)), "max": float(max(values))}
+            combined[key] = mean
+        elif all(isinstance(v, str) for v in values):
+            combined[key] = Counter(values).most_common(1)[0][0]
+    for key, s in stats.items():  # the estimate's interval: its spread over seeds
+        for end in ("ci_low", "ci_high"):
+            if f"{key}_{end}" in combined:
+                combined[f"{key}_{end}"] = s[end]
+    return combined, stats
+
+
+def seed_ledger(per_seed: list[dict]) -> pd.DataFrame:
+    """Each claim judged on the across-seed interval, beside the verdicts of the seeds one by one."""
+    combined, stats = across_seeds(per_seed)
+    table = report.ledger(combined)
+    alone = [report.ledger(m)["verdict"] for m in per_seed]
+    table["seeds_alone"] = [
+        ", ".join(f"{v} {n}" for v, n in Counter(col[i] for col in alone).most_common())
+        for i in range(len(table))]
+    table["reproduced_alone"] = [sum(col[i] == report.REPRODUCED for col in alone) for i in range(len(table))]
+    table["key"] = [c.keys[0] for c in report.CLAIMS]
+    table["mean"] = [stats.get(k, {}).get("mean", math.nan) for k in table["key"]]
+    table["ci_low"] = [stats.get(k, {}).get("ci_low", math.nan) for k in table["key"]]
+    table["ci_high"] = [stats.get(k, {}).get("ci_high", math.nan) for k in table["key"]]
+    table["n_seeds"] = len(per_seed)
+    return table
+
+
+def _records(stats: dict, table: pd.DataFrame, n: int) -> dict:
+    """Flat ``seeds.*`` records: ``seeds.n``, every metric's statistics, every claim's verdict."""
+    out = {"seeds.n": n}
+    for key, s in stats.items():
+        out.update({f"seeds.{key}.{name}": _json_number(s[name]) for name in ("mean", "ci_low", "ci_high",
+                                                                               "min", "max")})
+    for row in table.itertuples():
+        out[f"seeds.{row.key}.verdict"] = row.verdict
+    return out
+
+
+def _json_number(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def summarise(sweep: Sweep) -> dict:
+    """The summary of a sweep from its points' status files (finished points only enter the statistics)."""
+    points, cells = {}, {}
+    for point in sweep.points():
+        path = _status_file(sweep, point)
+        status = json.loads(path.read_text()) if path.exists() else {"status": "not run", "metrics": {}}
+        points[point.id] = {"cell": point.cell, "seed": point.seed, **status}
+    for cell, overrides in sweep.cells().items():
+        ok = [pid for pid, p in points.items() if p["cell"] == cell and p["status"] == "ok"]
+        entry = {"overrides": overrides, "points": ok, "seeds": [points[p]["seed"] for p in ok]}
+        if ok:
+            per_seed = [points[p]["metrics"] for p in ok]
+            _, stats = across_seeds(per_seed)
+            table = seed_ledger(per_seed)
+            entry["metrics"] = {k: {n: _json_number(v) for n, v in s.items()} for k, s in stats.items()}
+            entry["ledger"] = json.loads(table.to_json(orient="records"))
+            entry["records"] = _records(stats, table, len(ok))
+        cells[cell] = entry
+    summary = {"sweep": sweep.name, "profile": sweep.profile, "seeds": sweep.seeds, "grid": sweep.grid,
+               "parameters": sweep.parameters, "points": points, "cells": cells}
+    if len(cells) == 1:  # a seeds-only sweep: its records at the top level too
+        summary.update(next(iter(cells.values())).get("records", {}))
+    return summary
+
+
+def write_summary(sweep: Sweep, engine: str | None = None, seconds: float | None = None) -> Path:
+    """``runs/<sweep>/summary.json`` and ``summary.md`` (with the seed strip plot); returns the .md path."""
+    summary = summarise(sweep)
+    summary["written"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    if engine:
+        summary["last_call"] = {"engine": engine, "seconds": seconds}
+    _write_atomic(sweep.folder / "summary.json", json.dumps(summary, indent=1, default=str))
+    figure = _strip_figure(summary, sweep.folder / "figures")
+    path = sweep.folder / "summary.md"
+    _write_atomic(path, summary_markdown(summary, figure))
+    return path
+
+
+def _strip_figure(summary: dict, folder: Path) -> Path | None:
+    from . import plots
+
+    if not any(c.get("points") for c in summary["cells"].values()):
+        return None
+    import matplotlib.pyplot as plt
+
+    fig = plots.seed_strips(summary, claim_keys())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "seeds.png"
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def claim_keys() -> list[str]:
+    """The headline metric key of every ledger claim."""
+    return [c.keys[0] for c in report.CLAIMS]
+
+
+def summary_markdown(summary: dict, figure: Path | None = None) -> str:
+    lines = [f"# ovkit sweep `{summary['sweep']}` (profile `{summary['profile']}`)", "",
+             f"Written {summary.get('written', '?')}. Seeds {summary['seeds']}"
+             + (f"; grid {summary['grid']}" if summary["grid"] else "")
+             + (f"; parameters {summary['parameters']}" if summary["parameters"] else "") + "."]
+    if call := summary.get("last_call"):
+        lines += ["", f"Last call: engine `{call['engine']}`, {call['seconds'] / 60:.1f} min wall time."]
+    lines += ["", "## Points", "", "| point | cell | seed | status | minutes | error |",
+              "|---|---|---:|---|---:|---|"]
+    for pid, p in summary["points"].items():
+        minutes = f"{p['seconds'] / 60:.1f}" if p.get("seconds") else ""
+        error = (p.get("error") or "").splitlines()[0] if p.get("error") else ""
+        lines.append(f"| {pid} | {p['cell']} | {p['seed']} | {p['status']} | {minutes} | {error} |")
+    for cell, entry in summary["cells"].items():
+        lines += ["", f"## Cell `{cell}`" if cell != BASE_CELL else "## Across seeds", ""]
+        if not entry.get("points"):
+            lines.append("No finished point yet.")
+            continue
+        lines += [f"{len(entry['points'])} seeds: {entry['seeds']}. Each claim is judged by its own rule "
+                  "(`ovkit.report.CLAIMS`) on the 95% t-interval of its effect over seeds; "
+                  "'seeds alone' counts the verdicts of the seeds judged one by one.", "",
+                  markdown_table(ledger_table(summary, cell)).strip()]
+        lines += ["", "Every metric over seeds (mean, 95% t-interval, min, max):", "",
+                  markdown_table(metric_table(summary, cell), digits=4).strip()]
+    if figure:
+        lines += ["", "## Headline metrics per seed", "", f"![seeds](figures/{figure.name})"]
+    return "\n".join(lines) + "\n"
+
+
+# --- reading a summary back (notebook 06) ------------------------------------------------------------
+
+
+def load(sweep: str | Path) -> dict:
+    """A sweep's summary: from a folder, a ``summary.json``, or a sweep name under ``runs/``."""
+    path = Path(sweep)
+    for candidate in (path, path / "summary.json", runs_dir() / str(sweep) / "summary.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    raise FileNotFoundError(f"no sweep summary for {sweep} (looked in {runs_dir() / str(sweep)}): run one "
+                            "with 'ovkit sweep sweeps/seeds.yaml --profile <profile>' (make seeds)")
+
+
+def _cell(summary: dict, cell: str | None) -> dict:
+    cells = summary["cells"]
+    if cell is None:
+        cell = next(iter(cells))
+    if cell not in cells:
+        raise KeyError(f"no cell {cell!r} in sweep {summary['sweep']}; cells: {', '.join(cells)}")
+    return cells[cell]
+
+
+def ledger_table(summary: dict, cell: str | None = None) -> pd.DataFrame:
+    """The seed-level ledger of one grid cell (default: the first), one row per claim."""
+    rows = _cell(summary, cell).get("ledger", [])
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["across seeds"] = [_mean_interval(r.get("mean"), r.get("ci_low"), r.get("ci_high")) for r in rows]
+    return table.rename(columns={"verdict": "verdict across seeds", "seeds_alone": "seeds alone"}).set_index(
+        "claim")[["paper_value", "key", "across seeds", "verdict across seeds", "seeds alone"]]
+
+
+def _mean_interval(mean, low, high) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return f"{mean:+.4g} (one seed)"
+    return f"{mean:+.4g} [{low:+.4g}, {high:+.4g}]"
+
+
+def metric_table(summary: dict, cell: str | None = None, keys=None) -> pd.DataFrame:
+    """Metrics of one grid cell over seeds: n, mean, 95% t-interval, min, max (default: every metric)."""
+    metrics = _cell(summary, cell).get("metrics", {})
+    keys = [k for k in (keys or metrics) if k in metrics]
+    table = pd.DataFrame([metrics[k] for k in keys], index=pd.Index(keys, name="metric"))
+    return table.astype(float)
+
+
+def per_seed(summary: dict, key: str) -> pd.DataFrame:
+    """One metric's value per point: columns cell, seed, value (the strip plot's data)."""
+    rows = [{"cell": p["cell"], "seed": p["seed"], "value": p["metrics"][key]}
+            for p in summary["points"].values()
+            if p["status"] == "ok" and _numeric(p.get("metrics", {}).get(key))]
+    return pd.DataFrame(rows, columns=["cell", "seed", "value"])

@@ -1,0 +1,224 @@
+"""``ovkit sweep``: spec checks, the aggregation maths, the shared cache under concurrent builders, and
+sweeps of a tiny notebook on both engines (a failed point, a killed point, resume)."""
+
+import json
+import math
+import multiprocessing
+import time
+
+import nbformat
+import numpy as np
+import pytest
+from scipy import stats
+
+from ovkit import cli, report, store, sweep
+from ovkit.runner import RunError
+
+
+def _notebook(path, params_src, body_src):
+    cell = nbformat.v4.new_code_cell(params_src)
+    cell.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell(body_src)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+# A point fails when SEED is in FAIL_SEEDS; it kills its own process (the Ray worker running it, via the
+# kernel's parent) when SEED == 1 and the file KILL_FLAG exists, removing the file first (so once).
+BODY = """
+import os, ovkit
+if KILL_FLAG and SEED == 1 and os.path.exists(KILL_FLAG):
+    os.remove(KILL_FLAG)
+    os.kill(os.getppid(), 9)
+    os.kill(os.getpid(), 9)
+assert SEED not in FAIL_SEEDS, 'asked to fail'
+ovkit.record('04.hr@10_diff.sft_vs_pretrain', 0.02 + 0.01 * SEED)
+ovkit.record('04.hr@10_diff.sft_vs_pretrain_ci_low', 0.01 + 0.01 * SEED)
+ovkit.record('04.hr@10_diff.sft_vs_pretrain_ci_high', 0.03 + 0.01 * SEED)
+ovkit.record('04.policy', 'delta')
+ovkit.record('04.scale', SCALE)
+"""
+
+
+@pytest.fixture
+def project(kit_home, monkeypatch):
+    root = kit_home / "project"
+    for sub in ("notebooks", "params", "sweeps"):
+        (root / sub).mkdir(parents=True)
+    _notebook(root / "notebooks" / "04_tiny.ipynb",
+              "SEED: int = 0\nSCALE: int = 1\nFAIL_SEEDS: list = []\nKILL_FLAG: str = ''\nGEN: dict = {}",
+              BODY)
+    (root / "params" / "tiny.yaml").write_text("SCALE: 2\n")
+    (root / "sweeps" / "two.yaml").write_text("profile: tiny\nseeds: [0, 1]\n")
+    monkeypatch.setenv("OVKIT_ROOT", str(root))
+    return root
+
+
+# --- spec ----------------------------------------------------------------------------------------------
+
+
+def test_spec_grid_times_seeds(project):
+    path = project / "sweeps" / "grid.yaml"
+    path.write_text("profile: tiny\nseeds: 2\ngrid: {SCALE: [1, 3], GEN: [{dpo: listwise}]}\n")
+    spec = sweep.load_spec(path, overrides=["FAIL_SEEDS=[]"])
+    assert spec.name == "grid-tiny" and spec.seeds == [0, 1]
+    points = spec.points()
+    assert [p.id for p in points] == ["SCALE=1,GEN.dpo=listwise_seed-0", "SCALE=1,GEN.dpo=listwise_seed-1",
+                                      "SCALE=3,GEN.dpo=listwise_seed-0", "SCALE=3,GEN.dpo=listwise_seed-1"]
+    assert points[3].overrides == {"FAIL_SEEDS": [], "SCALE": 3, "GEN": {"dpo": "listwise"}, "SEED": 1}
+    assert sweep.load_spec("two", profile="other").name == "two-other"  # a name in sweeps/, --profile wins
+
+
+@pytest.mark.parametrize("text, message", [
+    ("profile: tiny\nseed: [1]\n", r"unknown key\(s\).*'seed' \(did you mean 'seeds'\?\).*Valid keys"),
+    ("seeds: [0]\n", "names no profile"),
+    ("profile: tiny\nseeds: [0, 0]\n", "distinct integers"),
+    ("profile: tiny\nseeds: []\n", "non-empty list"),
+    ("profile: tiny\ngrid: {SCALE: 3}\n", "non-empty lists"),
+    ("profile: tiny\ngrid: {SEED: [1, 2]}\n", "set seeds with the 'seeds' key"),
+])
+def test_bad_spec_is_refused_before_anything_runs(project, text, message):
+    (project / "sweeps" / "bad.yaml").write_text(text)
+    with pytest.raises(RunError, match=message):
+        sweep.load_spec(project / "sweeps" / "bad.yaml")
+
+
+def test_unknown_parameter_in_grid_lists_valid_names(project, kit_home):
+    (project / "sweeps" / "bad.yaml").write_text("profile: tiny\ngrid: {SCAEL: [1, 2]}\n")
+    with pytest.raises(RunError, match=r"(?s)'SCAEL' \(did you mean 'SCALE'\?\).*Valid parameters: FAIL_"):
+        sweep.run(project / "sweeps" / "bad.yaml", engine="local")
+    assert not (kit_home / "runs" / "bad-tiny").exists()
+    with pytest.raises(RunError, match="should be int"):
+        sweep.run("two", overrides=["SCALE=big"], engine="local")
+    with pytest.raises(RunError, match="no sweep spec nope"):
+        sweep.run("nope")
+
+
+def test_cli_reports_a_bad_spec(project, capsys):
+    assert cli.main(["sweep", "nope", "--engine", "local"]) == 1
+    assert "no sweep spec nope" in capsys.readouterr().err
+
+
+# --- aggregation maths ---------------------------------------------------------------------------------
+
+
+def test_t_interval_matches_scipy():
+    values = [0.31, 0.27, 0.35, 0.29]
+    mean, low, high = sweep.t_interval(values)
+    ref = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert mean == pytest.approx(np.mean(values)) and (low, high) == pytest.approx(ref)
+    assert math.isnan(sweep.t_interval([0.3])[1])
+
+
+def test_across_seeds_replaces_run_intervals_with_the_seed_spread():
+    seeds = [{"a": 1.0, "a_ci_low": 0.0, "a_ci_high": 9.0, "p": "x"},
+             {"a": 2.0, "a_ci_low": 1.5, "a_ci_high": 2.5, "p": "y"},
+             {"a": 3.0, "a_ci_low": 2.5, "a_ci_high": 3.5, "p": "y"}]
+    combined, per_metric = sweep.across_seeds(seeds)
+    _, low, high = sweep.t_interval([1.0, 2.0, 3.0])
+    assert combined["a"] == 2.0 and (combined["a_ci_low"], combined["a_ci_high"]) == (low, high)
+    assert combined["p"] == "y"
+    assert per_metric["a"]["min"] == 1.0 and per_metric["a"]["max"] == 3.0 and per_metric["a"]["n"] == 3
+
+
+def _sft(value, half=0.002):
+    key = "04.hr@10_diff.sft_vs_pretrain"
+    return {key: value, f"{key}_ci_low": value - half, f"{key}_ci_high": value + half}
+
+
+@pytest.mark.parametrize("values, verdict, alone", [
+    ([0.030, 0.032, 0.034], report.REPRODUCED, 3),  # every seed and the spread clear MINIMUM
+    ([0.030, -0.020, 0.040], report.INCONCLUSIVE, 2),  # two seeds reproduce alone; across seeds: 0 included
+    ([0.004, 0.005, 0.006], report.PARTLY, 0),  # an effect, smaller than the smallest of interest
+    ([0.003, -0.004, 0.001], report.NOT, 0),
+])
+def test_seed_ledger_judges_the_across_seed_interval(values, verdict, alone):
+    table = sweep.seed_ledger([_sft(v) for v in values]).set_index("claim")
+    row = table.loc["SFT adds personalisation"]
+    assert row["verdict"] == verdict and row["reproduced_alone"] == alone and row["n_seeds"] == 3
+    assert row["mean"] == pytest.approx(np.mean(values))
+    assert table.loc["online: CVR", "verdict"] == report.MISSING
+
+
+# --- the shared stage cache under concurrent builders --------------------------------------------------
+
+
+def _build_stage(counter: str, barrier, keys) -> None:
+    barrier.wait()  # both processes ask for the stage at the same moment
+
+    def build(folder):
+        with open(counter, "a") as f:
+            f.write("built\n")
+        time.sleep(1.0)
+        (folder / "x.npy").write_bytes(b"\x93NUMPY")
+
+    keys.put(store.cached("shared", {"n": 1}, build).key)
+
+
+def test_two_concurrent_builders_build_a_stage_once(kit_home):
+    counter = kit_home / "builds.txt"
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(2)
+    queue = ctx.Queue()
+    builders = [ctx.Process(target=_build_stage, args=(str(counter), barrier, queue)) for _ in range(2)]
+    for p in builders:
+        p.start()
+    keys = [queue.get(timeout=60) for _ in builders]
+    for p in builders:
+        p.join(timeout=60)
+    assert [p.exitcode for p in builders] == [0, 0] and keys[0] == keys[1]
+    assert counter.read_text().splitlines() == ["built"]  # the second builder waited and read the first's
+    artifact = store.lookup("shared", {"n": 1})
+    assert artifact is not None and (artifact / "x.npy").read_bytes() == b"\x93NUMPY"
+    assert not list((kit_home / "artifacts" / "shared").glob(".tmp-*"))
+
+
+# --- sweeps of a tiny notebook -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_local_sweep_reports_a_failed_point_and_resumes(project, kit_home, capsys):
+    with pytest.raises(RunError, match=r"1 of 2 points failed \(seed-1\)"):
+        sweep.run("two", overrides=["FAIL_SEEDS=[1]"], engine="local")
+    out = capsys.readouterr().out
+    assert "✓ seed-0" in out and "✗ seed-1 failed: notebook 04_tiny.ipynb failed in cell" in out
+    folder = kit_home / "runs" / "two-tiny"
+    assert json.loads((folder / "seed-0" / "metrics.json").read_text())["04.scale"] == 2
+    assert (folder / "seed-0" / "notebooks" / "04_tiny.ipynb").exists()
+    assert (folder / "seed-0" / "report.md").exists()
+    summary = sweep.load("two-tiny")
+    assert summary["seeds.n"] == 1 and summary["points"]["seed-1"]["status"] == "failed"
+
+    first = (folder / "seed-0" / "status.json").read_text()
+    path = sweep.run("two", overrides=["FAIL_SEEDS=[2]"], engine="local")  # new parameters: both run again
+    assert (folder / "seed-0" / "status.json").read_text() != first
+    out = capsys.readouterr().out
+    assert "0 finished earlier, 2 to run" in out
+    sweep.run("two", overrides=["FAIL_SEEDS=[2]"], engine="local")
+    assert "2 finished earlier, 0 to run" in capsys.readouterr().out
+    summary = sweep.load(folder)
+    assert summary["seeds.n"] == 2
+    assert summary["seeds.04.hr@10_diff.sft_vs_pretrain.mean"] == pytest.approx(0.025)
+    assert summary["seeds.04.scale.ci_low"] == 2 and summary["seeds.04.hr@10_diff.sft_vs_pretrain.verdict"]
+    assert "## Across seeds" in path.read_text() and (folder / "figures" / "seeds.png").exists()
+
+
+@pytest.mark.slow
+def test_ray_sweep_survives_a_killed_point_and_resumes(project, kit_home, capsys):
+    pytest.importorskip("ray")
+    flag = kit_home / "kill-once"
+    flag.touch()
+    overrides = [f"KILL_FLAG={flag}"]
+    with pytest.raises(RunError, match=r"1 of 2 points failed \(seed-1\)"):
+        sweep.run("two", overrides=overrides, engine="ray", cpus_per_run=1)
+    out = capsys.readouterr().out
+    assert "✓ seed-0" in out and "✗ seed-1 failed: the point's process died" in out
+    assert not flag.exists()  # the point really ran and killed its process
+    status = json.loads((kit_home / "runs" / "two-tiny" / "seed-1" / "status.json").read_text())
+    assert status["status"] == "failed"
+
+    sweep.run("two", overrides=overrides, engine="ray", cpus_per_run=1)  # resume: only the failed point
+    assert "1 finished earlier, 1 to run" in capsys.readouterr().out
+    summary = sweep.load("two-tiny")
+    assert summary["seeds.n"] == 2 and summary["last_call"]["engine"] == "ray"
+    assert {p["status"] for p in summary["points"].values()} == {"ok"}
