@@ -44,7 +44,7 @@ import yaml
 from . import report, runner
 from .config import progress
 from .paths import project_root, runs_dir
-from .results import _write_atomic, markdown_table, read_timings
+from .results import _write_atomic, load_provenance, markdown_table, read_timings
 from .runner import RunError
 
 SPEC_KEYS = {"profile": "the params/<profile>.yaml every point starts from",
@@ -205,7 +205,8 @@ def run_point(profile: str, name: str, overrides: dict, env: dict) -> dict:
         except Exception as err:  # a failed point is reported; the sweep goes on
             error = f"{type(err).__name__}: {err}" if not isinstance(err, RunError) else str(err)
         folder = runs_dir() / name
-    return {"status": "failed" if error else "ok", "error": error,
+        commits = sorted({(p or {}).get("commit", "?") for p in load_provenance(name).values()})
+    return {"status": "failed" if error else "ok", "error": error, "commit": ",".join(commits),
             "seconds": round(time.perf_counter() - started, 1), "metrics": point_metrics(folder)}
 
 
@@ -490,12 +491,20 @@ def summary_markdown(summary: dict, figure: Path | None = None) -> str:
              + (f"; parameters {summary['parameters']}" if summary["parameters"] else "") + "."]
     if call := summary.get("last_call"):
         lines += ["", f"Last call: engine `{call['engine']}`, {call['seconds'] / 60:.1f} min wall time."]
-    lines += ["", "## Points", "", "| point | cell | seed | status | minutes | error |",
-              "|---|---|---:|---|---:|---|"]
+    commits = sorted({p.get("commit") or "?" for p in summary["points"].values() if p["status"] == "ok"})
+    if len(commits) > 1:
+        lines += ["", f"**Warning:** the finished points ran different code (commits {', '.join(commits)}); "
+                  "delete runs/<sweep>/ to run every point with one commit."]
+    elif commits:
+        lines += ["", f"Code: commit {commits[0]}."]
+    lines += ["", "## Points", "", "| point | cell | seed | status | minutes | commit | error |",
+              "|---|---|---:|---|---:|---|---|"]
     for pid, p in summary["points"].items():
         minutes = f"{p['seconds'] / 60:.1f}" if p.get("seconds") else ""
         error = (p.get("error") or "").splitlines()[0] if p.get("error") else ""
-        lines.append(f"| {pid} | {p['cell']} | {p['seed']} | {p['status']} | {minutes} | {error} |")
+        commit = p.get("commit", "")
+        cells = [pid, p["cell"], p["seed"], p["status"], minutes, commit, error]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     for cell, entry in summary["cells"].items():
         lines += ["", f"## Cell `{cell}`" if cell != BASE_CELL else "## Across seeds", ""]
         if not entry.get("points"):

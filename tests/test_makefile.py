@@ -12,3 +12,12 @@ def test_make_lab_allows_root_only_when_root():
     done = subprocess.run(["make", "-n", "lab"], cwd=REPO, capture_output=True, text=True, check=True)
     command = [line for line in done.stdout.splitlines() if "jupyter lab" in line][-1]
     assert ("--allow-root" in command) == (os.getuid() == 0)
+
+
+def test_make_seeds_sweeps_the_profile_and_installs_ray_first():
+    done = subprocess.run(["make", "-n", "-W", "pyproject.toml", "seeds", "PROFILE=smoke"], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    lines = done.stdout.splitlines()
+    install = next(i for i, line in enumerate(lines) if "[dev,sweep]" in line)
+    sweep = next(i for i, line in enumerate(lines) if "ovkit sweep sweeps/seeds.yaml --profile smoke" in line)
+    assert install < sweep

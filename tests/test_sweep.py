@@ -222,3 +222,15 @@ def test_ray_sweep_survives_a_killed_point_and_resumes(project, kit_home, capsys
     summary = sweep.load("two-tiny")
     assert summary["seeds.n"] == 2 and summary["last_call"]["engine"] == "ray"
     assert {p["status"] for p in summary["points"].values()} == {"ok"}
+
+
+def test_summary_warns_when_points_ran_different_code():
+    point = {"cell": sweep.BASE_CELL, "status": "ok", "seconds": 60.0, "metrics": {}}
+    summary = {"sweep": "s-tiny", "profile": "tiny", "seeds": [0, 1], "grid": {}, "parameters": {},
+               "points": {"seed-0": {**point, "seed": 0, "commit": "abc1234"},
+                          "seed-1": {**point, "seed": 1, "commit": "def5678"}},
+               "cells": {sweep.BASE_CELL: {"points": []}}}
+    assert "ran different code (commits abc1234, def5678)" in sweep.summary_markdown(summary)
+    summary["points"]["seed-1"]["commit"] = "abc1234"
+    text = sweep.summary_markdown(summary)
+    assert "Warning" not in text and "Code: commit abc1234." in text
