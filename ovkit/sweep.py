@@ -205,9 +205,13 @@ def run_point(profile: str, name: str, overrides: dict, env: dict) -> dict:
         except Exception as err:  # a failed point is reported; the sweep goes on
             error = f"{type(err).__name__}: {err}" if not isinstance(err, RunError) else str(err)
         folder = runs_dir() / name
-        commits = sorted({(p or {}).get("commit", "?") for p in load_provenance(name).values()})
-    return {"status": "failed" if error else "ok", "error": error, "commit": ",".join(commits),
+    return {"status": "failed" if error else "ok", "error": error, "commit": _commits(name),
             "seconds": round(time.perf_counter() - started, 1), "metrics": point_metrics(folder)}
+
+
+def _commits(run: str) -> str:
+    """The code commit(s) a run's metrics came from (``a,b`` when they differ)."""
+    return ",".join(sorted({(p or {}).get("commit", "?") for p in load_provenance(run).values()}))
 
 
 def point_metrics(folder: Path) -> dict:
@@ -432,6 +436,8 @@ def summarise(sweep: Sweep) -> dict:
     for point in sweep.points():
         path = _status_file(sweep, point)
         status = json.loads(path.read_text()) if path.exists() else {"status": "not run", "metrics": {}}
+        if "commit" not in status and path.exists():  # a status written before points named their commit
+            status["commit"] = _commits(f"{sweep.name}/{point.id}")
         points[point.id] = {"cell": point.cell, "seed": point.seed, **status}
     for cell, overrides in sweep.cells().items():
         ok = [pid for pid, p in points.items() if p["cell"] == cell and p["status"] == "ok"]
