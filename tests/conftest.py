@@ -30,6 +30,17 @@ def kit_home(tmp_path, monkeypatch):
     return tmp_path
 
 
+def write_notebook(path, params_src: str, body_src: str) -> None:
+    """A two-cell notebook: a ``parameters`` cell and a body (for the runner and sweep tests)."""
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(params_src)
+    cell.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell(body_src)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
 def box_obj(name: str, size=(1.0, 2.0, 3.0), split_materials=True) -> tuple[str, str]:
     """OBJ and MTL text for an axis-aligned box; top/bottom faces get a second material."""
     sx, sy, sz = size

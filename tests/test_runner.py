@@ -7,18 +7,10 @@ import shutil
 import nbformat
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, write_notebook
 
 from ovkit import cli, results, runner
 from ovkit.runner import RunError
-
-
-def _notebook(path, params_src, body_src):
-    cell = nbformat.v4.new_code_cell(params_src)
-    cell.metadata["tags"] = ["parameters"]
-    nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell(body_src)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
 
 
 @pytest.fixture
@@ -26,11 +18,12 @@ def project(kit_home, monkeypatch):
     root = kit_home / "project"
     (root / "notebooks").mkdir(parents=True)
     (root / "params").mkdir()
-    _notebook(root / "notebooks" / "00_first.ipynb",
-              "SIZE: int = 1  # size\nSEED: int = 0\nDATA_SOURCE: str = ''",
-              "import ovkit\novkit.record('00.size', SIZE * 10)\novkit.record('00.build_seconds', 0.5)")
-    _notebook(root / "notebooks" / "01_second.ipynb", "SEED: int = 0\nFAIL: bool = False\nVRQ: dict = {}",
-              "import ovkit\nassert not FAIL, 'asked to fail'\novkit.record('01.seed', SEED)")
+    write_notebook(root / "notebooks" / "00_first.ipynb",
+                   "SIZE: int = 1  # size\nSEED: int = 0\nDATA_SOURCE: str = ''",
+                   "import ovkit\novkit.record('00.size', SIZE * 10)\novkit.record('00.build_seconds', 0.5)")
+    write_notebook(root / "notebooks" / "01_second.ipynb",
+                   "SEED: int = 0\nFAIL: bool = False\nVRQ: dict = {}",
+                   "import ovkit\nassert not FAIL, 'asked to fail'\novkit.record('01.seed', SEED)")
     (root / "params" / "tiny.yaml").write_text("SIZE: 3\nSEED: 7\nVRQ: {levels: [8, 8], opq_size: 8}\n")
     monkeypatch.setenv("OVKIT_ROOT", str(root))
     return root
@@ -52,7 +45,7 @@ def test_unknown_parameter_lists_valid_names(project):
         runner.run("typo")
 
 
-def test_unknown_profile_and_notebook(project):
+def test_unknown_profile_andwrite_notebook(project):
     with pytest.raises(RunError, match="Profiles: tiny"):
         runner.run("nope")
     with pytest.raises(RunError, match="no notebook '05'"):
@@ -137,7 +130,7 @@ def test_failing_notebook_names_notebook_and_cell(project, kit_home):
     ("VRQ={levls: [8]}", r"VRQ: unknown VRQ setting\(s\) \['levls'\]"),
     ("VRQ=5", r"VRQ=5 \(int\) should be dict"),
 ])
-def test_bad_values_stop_the_run_before_any_notebook(project, kit_home, override, message):
+def test_bad_values_stop_the_run_before_anywrite_notebook(project, kit_home, override, message):
     with pytest.raises(RunError, match=r"(?s)bad parameter value\(s\):.*" + message):
         runner.run("tiny", overrides=[override])
     assert not (kit_home / "runs" / "tiny" / "notebooks").exists()
@@ -157,7 +150,7 @@ def test_dict_override_merges_into_the_profile(project, kit_home, capsys):
     assert "which keeps {'opq_size': 8}" in capsys.readouterr().out
 
 
-def test_bad_dataset_folder_stops_the_run_before_any_notebook(project, kit_home):
+def test_bad_dataset_folder_stops_the_run_before_anywrite_notebook(project, kit_home):
     shop = kit_home / "shop"
     shop.mkdir()
     (shop / "images.csv").write_text("path,item_id,kind,split\n")

@@ -6,22 +6,13 @@ import math
 import multiprocessing
 import time
 
-import nbformat
 import numpy as np
 import pytest
+from conftest import write_notebook
 from scipy import stats
 
 from ovkit import cli, report, store, sweep
 from ovkit.runner import RunError
-
-
-def _notebook(path, params_src, body_src):
-    cell = nbformat.v4.new_code_cell(params_src)
-    cell.metadata["tags"] = ["parameters"]
-    nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell(body_src)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-
 
 # A point fails when SEED is in FAIL_SEEDS; it kills its own process (the Ray worker running it, via the
 # kernel's parent) when SEED == 1 and the file KILL_FLAG exists, removing the file first (so once).
@@ -45,7 +36,7 @@ def project(kit_home, monkeypatch):
     root = kit_home / "project"
     for sub in ("notebooks", "params", "sweeps"):
         (root / sub).mkdir(parents=True)
-    _notebook(root / "notebooks" / "04_tiny.ipynb",
+    write_notebook(root / "notebooks" / "04_tiny.ipynb",
               "SEED: int = 0\nSCALE: int = 1\nFAIL_SEEDS: list = []\nKILL_FLAG: str = ''\nGEN: dict = {}",
               BODY)
     (root / "params" / "tiny.yaml").write_text("SCALE: 2\n")
