@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import write_notebook
+from conftest import REPO, write_notebook
 from scipy import stats
 
 from ovkit import cli, report, store, sweep
@@ -225,3 +225,10 @@ def test_summary_warns_when_points_ran_different_code():
     summary["points"]["seed-1"]["commit"] = "abc1234"
     text = sweep.summary_markdown(summary)
     assert "Warning" not in text and "Code: commit abc1234." in text
+
+
+@pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))
+def test_shipped_specs_are_valid_for_the_real_notebooks(spec, monkeypatch):
+    monkeypatch.setenv("OVKIT_ROOT", str(REPO))
+    values = sweep.validate(sweep.load_spec(REPO / "sweeps" / spec, profile="smoke"))
+    assert len(values) >= 2 and all(v["SEED"] in (0, 1, 2) for v in values.values())
