@@ -252,12 +252,19 @@ def _local(sweep: Sweep, todo: list[Point], threads: int | None):
 
 
 def _ray(sweep: Sweep, todo: list[Point], address: str | None, cpus: int | None, gpus: float):
-    import ray
-
+    try:
+        import ray
+    except ImportError as err:
+        raise RunError("--engine ray needs Ray: pip install -e '.[sweep]' (make seeds installs it), "
+                       "or run with --engine local") from err
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": _point_env(None)})
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": _point_env(None)})
+        except ConnectionError as err:
+            raise RunError(f"no Ray cluster at --address {address}: start one with 'ray start --head' "
+                           f"(see the README), or leave --address out for a local Ray ({err})") from err
     try:
         available = ray.cluster_resources()
         cpus = cpus or int(min(2, available.get("CPU", 1)))
@@ -320,7 +327,7 @@ def run(spec: str | Path, profile: str | None = None, overrides: list[str] | Non
     print(f"sweep {sweep.name}: {len(points)} points ({len(sweep.cells())} grid cell(s) × {len(sweep.seeds)} "
           f"seed(s)); {len(done)} finished earlier, {len(todo)} to run with engine {engine}")
     started = time.perf_counter()
-    outcomes = (_ray(sweep, todo, address, cpus_per_run, gpus_per_run) if engine == "ray"
+    outcomes = (_ray(sweep, todo, address, cpus_per_run, gpus_per_run) if engine == "ray" and todo
                 else _local(sweep, todo, cpus_per_run))
     for point, outcome in progress(outcomes, total=len(todo), desc=f"ovkit sweep {sweep.name}", unit="point"):
         outcome["params"] = runner.params_hash(values[point.id])

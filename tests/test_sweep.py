@@ -232,3 +232,19 @@ def test_shipped_specs_are_valid_for_the_real_notebooks(spec, monkeypatch):
     monkeypatch.setenv("OVKIT_ROOT", str(REPO))
     values = sweep.validate(sweep.load_spec(REPO / "sweeps" / spec, profile="smoke"))
     assert len(values) >= 2 and all(v["SEED"] in (0, 1, 2) for v in values.values())
+
+
+def test_ray_engine_without_ray_or_cluster_says_what_to_do(project, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    assert sweep.default_engine() == "local"
+    with pytest.raises(RunError, match=r"--engine ray needs Ray: pip install -e '.\[sweep\]'"):
+        sweep.run("two", engine="ray")
