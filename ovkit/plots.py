@@ -154,6 +154,9 @@ def seed_strips(summary: dict, keys, cols: int = 4):
                 ax.hlines(stats["mean"], i - 0.25, i + 0.25, color="k")
                 if stats.get("ci_low") is not None:
                     ax.vlines(i - 0.15, stats["ci_low"], stats["ci_high"], color="k", alpha=0.5)
+        low, high = ax.get_ylim()
+        if low < 0 < high:  # the null effect, where it is in view
+            ax.axhline(0, color="grey", ls=":", lw=0.8)
         ax.set_xticks(range(len(cells)), cells if len(cells) > 1 else [""], rotation=20, fontsize=7)
         ax.set_xlim(-0.6, len(cells) - 0.4)
         ax.set_title(key, fontsize=8)

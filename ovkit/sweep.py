@@ -465,11 +465,18 @@ def summarise(sweep: Sweep) -> dict:
 
 
 def write_summary(sweep: Sweep, engine: str | None = None, seconds: float | None = None) -> Path:
-    """``runs/<sweep>/summary.json`` and ``summary.md`` (with the seed strip plot); returns the .md path."""
+    """``runs/<sweep>/summary.json`` and ``summary.md`` (with the seed strip plot); returns the .md path.
+
+    ``engine`` and ``seconds`` describe the call that ran points; without them (a rewrite of the
+    summary, e.g. by newer code) the previous call's are kept.
+    """
     summary = summarise(sweep)
     summary["written"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    old = sweep.folder / "summary.json"
     if engine:
         summary["last_call"] = {"engine": engine, "seconds": seconds}
+    elif old.exists() and "last_call" in (previous := json.loads(old.read_text())):  # a rewrite keeps it
+        summary["last_call"] = previous["last_call"]
     _write_atomic(sweep.folder / "summary.json", json.dumps(summary, indent=1, default=str))
     figure = _strip_figure(summary, sweep.folder / "figures")
     path = sweep.folder / "summary.md"
@@ -580,7 +587,7 @@ def metric_table(summary: dict, cell: str | None = None, keys=None) -> pd.DataFr
     metrics = _cell(summary, cell).get("metrics", {})
     keys = [k for k in (keys or metrics) if k in metrics]
     table = pd.DataFrame([metrics[k] for k in keys], index=pd.Index(keys, name="metric"))
-    return table.astype(float)
+    return table.astype({c: float for c in table.columns if c != "n"})
 
 
 def per_seed(summary: dict, key: str) -> pd.DataFrame:

@@ -192,6 +192,9 @@ def test_local_sweep_reports_a_failed_point_and_resumes(project, kit_home, capsy
     assert summary["seeds.04.hr@10_diff.sft_vs_pretrain.mean"] == pytest.approx(0.025)
     assert summary["seeds.04.scale.ci_low"] == 2 and summary["seeds.04.hr@10_diff.sft_vs_pretrain.verdict"]
     assert "## Across seeds" in path.read_text() and (folder / "figures" / "seeds.png").exists()
+    sweep.write_summary(sweep.load_spec("two", overrides=["FAIL_SEEDS=[2]"]))  # a rewrite by newer code
+    assert sweep.load(folder)["last_call"]["engine"] == "local"
+    assert "| 04.scale | 2 | 2.0000 |" in path.read_text()  # n is a count
 
 
 @pytest.mark.slow
