@@ -111,7 +111,8 @@ def test_interrupted_build_leaves_nothing_readable(kit_home, tiny_sh3f, monkeypa
     with pytest.raises(KeyboardInterrupt):
         data.catalogue(source=tiny_sh3f, workers=1, **SMALL)
     root = kit_home / "artifacts" / "catalogue"
-    assert list(root.iterdir()) == []  # neither a partial artifact nor a temp folder
+    left = [p for p in root.iterdir() if not p.name.startswith(".lock-")]  # the empty build lock may stay
+    assert left == []  # neither a partial artifact nor a temp folder
     # restore only the patched function: monkeypatch.undo() would also undo kit_home's folders, so the
     # rebuild and clean_partial below would touch the user's real stage cache (and delete a build in progress)
     monkeypatch.setattr(build_module, "assign_splits", original)
