@@ -12,6 +12,7 @@ from .results import compare_runs
 from .runner import RunError, load_profile, merge_overrides, parse_overrides
 from .runner import run as run_profile
 from .store import clean_partial
+from .sweep import ENGINES
 from .sweep import run as run_sweep
 
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--profile", help="the profile every point starts from (default: the spec's)")
     sweep.add_argument("-p", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a parameter in every point (value read as YAML); repeatable")
-    sweep.add_argument("--engine", choices=("ray", "local"),
+    sweep.add_argument("--engine", choices=ENGINES,
                        help="ray: each point a Ray task (default when ray is installed); "
                             "local: one after another")
     sweep.add_argument("--address", help="join a running Ray cluster: auto or host:port (default: local Ray)")

@@ -138,12 +138,13 @@ def seed_strips(summary: dict, keys, cols: int = 4):
     over seeds as a bar and its 95% t-interval. ``summary`` is :func:`ovkit.sweep.load`'s dict."""
     from .sweep import per_seed
 
-    keys = [k for k in keys if not per_seed(summary, k).empty]
+    data_of = {k: per_seed(summary, k) for k in keys}
+    keys = [k for k in keys if not data_of[k].empty]
     rows = max(1, int(np.ceil(len(keys) / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), squeeze=False)
     cells = list(summary["cells"])
     for ax, key in zip(axes.flat, keys, strict=False):
-        data = per_seed(summary, key)
+        data = data_of[key]
         for i, cell in enumerate(cells):
             values = data[data["cell"] == cell]
             ax.scatter(np.full(len(values), i), values["value"], s=18, zorder=3)

@@ -27,11 +27,11 @@ from .results import (
     is_timing,
     load_figures,
     load_metrics,
-    load_provenance,
     load_tables,
     markdown_table,
     provenance_warning,
     read_timings,
+    run_commits,
 )
 from .results import (
     interval_keys as _ci_keys,
@@ -336,8 +336,7 @@ def write(profile: str | None = None, parameters: dict | None = None, failure: s
         lines += ["**The run failed:**", "", "```", failure, "```", ""]
     if warning := provenance_warning(run):
         lines += [f"**Warning:** {warning}", ""]
-    runs = {(p or {}).get("commit", "?") for p in load_provenance(run).values()}
-    lines += [f"Code: commit {', '.join(sorted(runs)) or 'unknown'}.", ""]
+    lines += [f"Code: commit {', '.join(run_commits(run)) or 'unknown'}.", ""]
     table = ledger(metrics).set_index("claim")[["paper", "paper_value", "kit", "verdict", "evidence"]]
     lines += ["## Claims ledger", "", "OneVision's claims, the paper's number beside what this run measured, "
               "and the verdict (rules: `ovkit.report.CLAIMS`).", "", markdown_table(table).strip(), ""]

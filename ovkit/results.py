@@ -226,6 +226,19 @@ def run_folder(run: str | Path) -> Path:
                             "that has run (ovkit run --profile ...)")
 
 
+def run_metrics(folder: Path, timings: bool = True) -> dict:
+    """A finished run's quality metrics (``metrics.json``), with its timing metrics unless told not to;
+    empty when the run recorded none."""
+    path = folder / "metrics.json"
+    values = json.loads(path.read_text()) if path.exists() else {}
+    return values | read_timings(folder)["metrics"] if timings else values
+
+
+def run_commits(run: str | None = None) -> list[str]:
+    """The code commits a run's metrics files came from (one when the run is consistent)."""
+    return sorted({(p or {}).get("commit", "?") for p in load_provenance(run).values()})
+
+
 def compare_runs(a: str | Path, b: str | Path, rtol: float = 0.0, atol: float = 0.0,
                  timings: bool = False) -> list[dict]:
     """The metrics that differ between two runs: missing on one side, or apart beyond the tolerance.
@@ -238,9 +251,7 @@ def compare_runs(a: str | Path, b: str | Path, rtol: float = 0.0, atol: float = 
         One dict per difference: ``key``, ``a``, ``b`` (None when missing) and ``why``.
     """
     def read(run):
-        folder = run_folder(run)
-        values = json.loads((folder / "metrics.json").read_text())
-        return values | read_timings(folder)["metrics"] if timings else values
+        return run_metrics(run_folder(run), timings)
 
     left, right = read(a), read(b)
     differences = []

@@ -44,7 +44,7 @@ import yaml
 from . import report, runner
 from .config import progress
 from .paths import project_root, runs_dir
-from .results import _write_atomic, load_provenance, markdown_table, read_timings
+from .results import _write_atomic, markdown_table, run_commits, run_metrics
 from .runner import RunError
 
 SPEC_KEYS = {"profile": "the params/<profile>.yaml every point starts from",
@@ -205,20 +205,8 @@ def run_point(profile: str, name: str, overrides: dict, env: dict) -> dict:
         except Exception as err:  # a failed point is reported; the sweep goes on
             error = f"{type(err).__name__}: {err}" if not isinstance(err, RunError) else str(err)
         folder = runs_dir() / name
-    return {"status": "failed" if error else "ok", "error": error, "commit": _commits(name),
-            "seconds": round(time.perf_counter() - started, 1), "metrics": point_metrics(folder)}
-
-
-def _commits(run: str) -> str:
-    """The code commit(s) a run's metrics came from (``a,b`` when they differ)."""
-    return ",".join(sorted({(p or {}).get("commit", "?") for p in load_provenance(run).values()}))
-
-
-def point_metrics(folder: Path) -> dict:
-    """A finished run's quality metrics and timing metrics together (empty when it recorded none)."""
-    path = folder / "metrics.json"
-    quality = json.loads(path.read_text()) if path.exists() else {}
-    return {**quality, **read_timings(folder)["metrics"]}
+    return {"status": "failed" if error else "ok", "error": error, "commit": ",".join(run_commits(name)),
+            "seconds": round(time.perf_counter() - started, 1), "metrics": run_metrics(folder)}
 
 
 def _status_file(sweep: Sweep, point: Point) -> Path:
@@ -405,9 +393,12 @@ def across_seeds(per_seed: list[dict]) -> tuple[dict, dict]:
     return combined, stats
 
 
-def seed_ledger(per_seed: list[dict]) -> pd.DataFrame:
-    """Each claim judged on the across-seed interval, beside the verdicts of the seeds one by one."""
-    combined, stats = across_seeds(per_seed)
+def seed_ledger(per_seed: list[dict], combined: tuple | None = None) -> pd.DataFrame:
+    """Each claim judged on the across-seed interval, beside the verdicts of the seeds one by one.
+
+    ``combined``: :func:`across_seeds` of ``per_seed`` when the caller has it already.
+    """
+    combined, stats = combined or across_seeds(per_seed)
     table = report.ledger(combined)
     alone = [report.ledger(m)["verdict"] for m in per_seed]
     table["seeds_alone"] = [
@@ -444,15 +435,16 @@ def summarise(sweep: Sweep) -> dict:
         path = _status_file(sweep, point)
         status = json.loads(path.read_text()) if path.exists() else {"status": "not run", "metrics": {}}
         if "commit" not in status and path.exists():  # a status written before points named their commit
-            status["commit"] = _commits(f"{sweep.name}/{point.id}")
+            status["commit"] = ",".join(run_commits(f"{sweep.name}/{point.id}"))
         points[point.id] = {"cell": point.cell, "seed": point.seed, **status}
     for cell, overrides in sweep.cells().items():
         ok = [pid for pid, p in points.items() if p["cell"] == cell and p["status"] == "ok"]
         entry = {"overrides": overrides, "points": ok, "seeds": [points[p]["seed"] for p in ok]}
         if ok:
             per_seed = [points[p]["metrics"] for p in ok]
-            _, stats = across_seeds(per_seed)
-            table = seed_ledger(per_seed)
+            combined = across_seeds(per_seed)
+            stats = combined[1]
+            table = seed_ledger(per_seed, combined)
             entry["metrics"] = {k: {n: _json_number(v) for n, v in s.items()} for k, s in stats.items()}
             entry["ledger"] = json.loads(table.to_json(orient="records"))
             entry["records"] = _records(stats, table, len(ok))
