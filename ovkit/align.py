@@ -388,14 +388,36 @@ def pooled_embeddings(maps, batch_size: int = 1024) -> np.ndarray:
 # --------------------------------------------------------------------------- evaluation
 
 
+def recall_index(vectors: np.ndarray, kind: str = "auto", exact_max: int = 100_000, probe: int = 32):
+    """A faiss inner-product index holding ``vectors``: ``flat`` (exact), ``ivf`` (4·√n lists,
+    ``probe`` searched), ``hnsw`` (32 links, efSearch 128), or ``auto`` (flat up to ``exact_max``
+    vectors, ivf above: exact search costs the whole catalogue per query)."""
+    import faiss
+
+    from .kmeans import ivf_index
+
+    if kind == "auto":
+        kind = "flat" if len(vectors) <= exact_max else "ivf"
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    if kind == "ivf":
+        index = ivf_index(vectors, inner_product=True)
+        index.nprobe = min(probe, index.nlist)
+        return index
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = 128
+    else:
+        index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    return index
+
+
 class VisualRecall:
     """Top-N SKUs for query embeddings by inner product (faiss) over all catalogue views, or over one
     vector per SKU when ``item_vectors`` (n_items, d) is given (e.g. fused multi-view vectors)."""
 
     def __init__(self, catalogue, view_embeddings: np.ndarray, index: str = "flat",
-                 item_vectors: np.ndarray | None = None):
-        import faiss
-
+                 item_vectors: np.ndarray | None = None, exact_max: int = 100_000, probe: int = 32):
         self.n_items = len(catalogue.items)
         if item_vectors is None:
             views = catalogue.catalog_views()
@@ -407,12 +429,7 @@ class VisualRecall:
                 raise ValueError(f"{len(item_vectors)} item vectors for {self.n_items} SKUs")
             self.item_of, self.views_per_item = np.arange(self.n_items), 1
             vectors = np.ascontiguousarray(item_vectors, np.float32)
-        if index == "hnsw":
-            self.index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-            self.index.hnsw.efSearch = 128
-        else:
-            self.index = faiss.IndexFlatIP(vectors.shape[1])
-        self.index.add(vectors)
+        self.index = recall_index(vectors, index, exact_max, probe)
 
     def search(self, queries: np.ndarray, n: int):
         """SKU ids (Q, n) and scores (Q, n), best first; a SKU scores its best view (-1 pads)."""

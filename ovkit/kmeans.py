@@ -13,18 +13,30 @@ def one_thread():
     return threadpool_limits(1, user_api="openmp")
 
 
-def kmeans(x: np.ndarray, k: int, seed: int, iters: int = 25) -> np.ndarray:
+CHUNK = 65536  # rows per block when a (rows × codes) distance table would be too large to hold at once
+FAISS_CELLS = 1 << 27  # nearest-code tables larger than this (rows × codes) are searched by faiss, not NumPy
+SEEDING_POINTS = 8192  # k-means++ seeds from at most max(this, 8·k) points (one pass over them per centre)
+
+
+def kmeans(x: np.ndarray, k: int, seed: int, iters: int = 25, sample: int = 262_144) -> np.ndarray:
     """faiss k-means centroids (k, d), started from a k-means++ seeding.
 
     faiss starts from k random points, which can leave two centroids in one tight cluster and none
-    in another; k-means++ (Arthur & Vassilvitskii 2007) spreads the start.
+    in another; k-means++ (Arthur & Vassilvitskii 2007) spreads the start. At most ``sample``
+    points train (a seeded random subset; faiss's own default is 256 per centroid), and the seeding
+    looks at a smaller subset, so a 4096-code level over a million items costs minutes, not hours.
     """
     import faiss
 
     x = np.ascontiguousarray(x, np.float32)
+    rng = np.random.default_rng(seed)
+    if len(x) > sample:
+        x = x[np.sort(rng.choice(len(x), sample, replace=False))]
+    seeding = max(SEEDING_POINTS, 8 * k)
+    start = x if len(x) <= seeding else x[np.sort(rng.choice(len(x), seeding, replace=False))]
     km = faiss.Kmeans(x.shape[1], k, niter=iters, seed=seed, min_points_per_centroid=1,
                       max_points_per_centroid=1 << 20)
-    km.train(x, init_centroids=kmeans_plus_plus(x, k, np.random.default_rng(seed)))
+    km.train(x, init_centroids=kmeans_plus_plus(start, k, rng))
     return km.centroids.copy()
 
 
@@ -55,3 +67,81 @@ def unpack_codes(packed: np.ndarray, nbits) -> np.ndarray:
 
 def squared_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     return (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
+
+
+def nearest(distances, n: int, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Index and value of each row's smallest distance, for ``n`` rows, ``chunk`` rows at a time.
+
+    ``distances(rows: slice) -> (len(rows), K)`` computes one block, so the (n, K) table never
+    exists whole (1M items × 4096 codes would be 16 GB).
+    """
+    codes, best = np.zeros(n, np.int64), np.zeros(n, np.float32)
+    for start in range(0, n, chunk):
+        rows = slice(start, min(start + chunk, n))
+        block = distances(rows)
+        codes[rows] = block.argmin(1)
+        best[rows] = block[np.arange(len(block)), codes[rows]]
+    return codes, best
+
+
+def nearest_code(rows_of, book: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest row of ``book`` (K, w) for ``n`` vectors given block by block by ``rows_of(rows: slice)``:
+    NumPy for a small table, faiss (several times faster) above :data:`FAISS_CELLS`."""
+    if n * len(book) <= FAISS_CELLS:
+        return nearest(lambda rows: squared_distances(rows_of(rows), book), n)
+    return nearest_faiss(rows_of, book, n)
+
+
+def nearest_faiss(rows_of, book: np.ndarray, n: int, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest` by a faiss exact L2 search (blocked BLAS on every core), for large tables.
+
+    ``rows_of(rows: slice) -> (len(rows), w)`` gives the vectors of a block; ``book`` (K, w).
+    """
+    import faiss
+
+    index = faiss.IndexFlatL2(book.shape[1])
+    index.add(np.ascontiguousarray(book, np.float32))
+    codes, best = np.zeros(n, np.int64), np.zeros(n, np.float32)
+    for start in range(0, n, chunk):
+        rows = slice(start, min(start + chunk, n))
+        dist, hit = index.search(np.ascontiguousarray(rows_of(rows), np.float32), 1)
+        codes[rows], best[rows] = hit[:, 0], dist[:, 0]
+    return codes, best
+
+
+def top_inner_product(x: np.ndarray, base: np.ndarray, k: int, exact_max: int, chunk: int = 4096):
+    """Indices (N, k) of the ``k`` base vectors with the largest inner product with each row of ``x``
+    (unordered within a row).
+
+    Exact (NumPy, in row blocks) while ``base`` holds at most ``exact_max`` vectors; above that a
+    faiss IVF index (√n·4 lists, 16 probed) answers, as an exact search would cost N·n.
+    """
+    if len(base) <= exact_max:
+        top = np.zeros((len(x), k), np.int64)
+        for start in range(0, len(x), chunk):
+            sims = x[start : start + chunk] @ base.T
+            top[start : start + chunk] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        return top
+    index = ivf_index(base, inner_product=True)
+    index.nprobe = 16
+    _, top = index.search(np.ascontiguousarray(x, np.float32), k)
+    return np.where(top >= 0, top, top.max(1, keepdims=True))  # a short list repeats its last hit
+
+
+def ivf_index(vectors: np.ndarray, inner_product: bool, lists: int | None = None, seed: int = 0):
+    """A trained faiss ``IndexIVFFlat`` holding ``vectors`` (4·√n lists unless given, trained on
+    at most 64 points per list)."""
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    n, d = vectors.shape
+    lists = lists or max(1, int(4 * np.sqrt(n)))
+    metric = faiss.METRIC_INNER_PRODUCT if inner_product else faiss.METRIC_L2
+    coarse = faiss.IndexFlatIP(d) if inner_product else faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFFlat(coarse, d, lists, metric)
+    index.cp.seed, index.cp.max_points_per_centroid = seed, 64
+    train = vectors if n <= 64 * lists else vectors[np.random.default_rng(seed).choice(n, 64 * lists, False)]
+    index.train(train)
+    index.add(vectors)
+    index.coarse = coarse  # keep the quantizer alive beside the index (faiss holds a raw pointer)
+    return index

@@ -40,7 +40,9 @@ class MCAConfig:
 
     recall: int = 200  # N candidates from visual recall
     prerank: int = 50  # M candidates kept by the pre-ranker
-    index: str = "flat"  # flat (exact) or hnsw (approximate)
+    index: str = "auto"  # flat (exact), ivf or hnsw (approximate); auto: flat up to exact_max vectors, ivf above
+    exact_max: int = 100_000  # the largest index "auto" searches exactly
+    ivf_probe: int = 32  # IVF lists probed per query (of 4·√n)
     vectors: str = "catalogue"  # recall index: catalogue views, or "fused" SKU vectors (+ training photos)
     order_weight: float = 3.0  # sample weight of an ordered exposure (clicks weigh 1)
     trees: int = 200  # boosting iterations of the ranker
@@ -52,8 +54,8 @@ class MCAConfig:
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> MCAConfig:
         cfg = with_overrides(cls, overrides, "MCA")
-        if cfg.index not in ("flat", "hnsw"):
-            raise ValueError(f"MCA index must be 'flat' or 'hnsw', got {cfg.index!r}")
+        if cfg.index not in ("auto", "flat", "ivf", "hnsw"):
+            raise ValueError(f"MCA index must be 'auto', 'flat', 'ivf' or 'hnsw', got {cfg.index!r}")
         if cfg.vectors not in ("catalogue", "fused"):
             raise ValueError(f"MCA vectors must be 'catalogue' or 'fused', got {cfg.vectors!r}")
         if cfg.rank_on not in ("candidates", "exposures"):
@@ -124,10 +126,12 @@ class Cascade:
         if cfg.vectors == "fused":
             self.item_vectors = fused_item_vectors(catalogue, view_embeddings) if fused_vectors is None \
                 else np.asarray(fused_vectors, np.float32)
-            self.recall = VisualRecall(catalogue, view_embeddings, cfg.index, self.item_vectors)
+            self.recall = VisualRecall(catalogue, view_embeddings, cfg.index, self.item_vectors,
+                                       cfg.exact_max, cfg.ivf_probe)
         else:
             self.item_vectors = catalogue_only_vectors(catalogue, view_embeddings)
-            self.recall = VisualRecall(catalogue, view_embeddings, cfg.index)
+            self.recall = VisualRecall(catalogue, view_embeddings, cfg.index, exact_max=cfg.exact_max,
+                                       probe=cfg.ivf_probe)
         self.clicks = self.exposures = np.zeros(len(catalogue.items))
         self.model_of = catalogue.items["model_id"].to_numpy()
         self.skus_of_model = catalogue.items.groupby("model_id")["item_id"].apply(np.asarray).to_dict()

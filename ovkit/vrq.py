@@ -32,7 +32,8 @@ import pandas as pd
 
 from . import store
 from .config import with_overrides
-from .kmeans import kmeans, one_thread, squared_distances
+from .kmeans import (CHUNK, FAISS_CELLS, kmeans, nearest, nearest_code, nearest_faiss, one_thread,
+                     squared_distances, top_inner_product)
 
 STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
@@ -55,6 +56,8 @@ class VRQConfig:
     type_index: str = "views"  # k-NN type predictor searches "views" (catalogue + training photos) or "items"
     dedup: str = "reassign"  # reassign (nearest free last code) | append (extra token)
     kmeans_iters: int = 25
+    kmeans_sample: int = 262_144  # most points one k-means level trains on (a seeded random subset)
+    type_knn_exact_max: int = 200_000  # type k-NN exact up to this many reference vectors, faiss IVF above
     seed: int = 0
 
     @classmethod
@@ -206,6 +209,7 @@ class SemanticQuantizer:
         self.pq = np.zeros((0, 0, 0), np.float32)
         self.type_vectors = np.zeros((0, dim), np.float32)
         self.type_labels = np.zeros(0, np.int64)
+        self.view_types = np.zeros((0, self.n_categories), np.float32)  # fitted views' category part
 
     @property
     def sizes(self) -> tuple:
@@ -223,8 +227,7 @@ class SemanticQuantizer:
     def predict_types(self, x: np.ndarray) -> np.ndarray:
         """P(type | image) (N, C): vote shares of the k nearest item vectors (cosine)."""
         k = min(self.cfg.type_neighbours, len(self.type_vectors))
-        sims = x @ self.type_vectors.T
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top = top_inner_product(x, self.type_vectors, k, self.cfg.type_knn_exact_max)
         probs = np.zeros((len(x), self.n_categories), np.float32)
         np.add.at(probs, (np.repeat(np.arange(len(x)), k), self.type_labels[top].ravel()), 1.0 / k)
         return probs
@@ -237,6 +240,16 @@ class SemanticQuantizer:
             dist += squared_distances(s, book[:, self.dim :])
         return dist
 
+    def _nearest(self, level: int, r: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest code of every row at ``level`` and its squared distance, in row blocks (NumPy for a
+        small table, as the kit always did; faiss, several times faster, for a large one)."""
+        book = self.codebooks[level]
+        if not (level < self.cfg.category_levels and self.n_categories):
+            return nearest_code(lambda rows: r[rows], book[:, : self.dim], len(r))
+        if len(r) * len(book) <= FAISS_CELLS:
+            return nearest(lambda rows: self._level_distances(level, r[rows], s[rows]), len(r))
+        return nearest_faiss(lambda rows: np.concatenate([r[rows], s[rows]], 1), book, len(r))
+
     def _step(self, level, r, s, codes):
         """Subtract the chosen centroids: the residual the next level quantizes."""
         book = self.codebooks[level]
@@ -245,28 +258,44 @@ class SemanticQuantizer:
             s = s - book[codes, self.dim :]
         return r, s
 
-    def _vote(self, level, r, s, view_r, view_s, owner, n_items):
-        """Each item's code = the code most of its views (and the item itself) fall into."""
-        own = self._level_distances(level, r, s)
+    def _vote(self, level, r, s, view_r, view_s, owner, n_items) -> np.ndarray:
+        """Each item's code = the code most of its views (and the item itself) fall into.
+
+        A view's vote weighs 2, the item's own 3 (so it breaks ties); a tie left over goes to the
+        lowest code. Counted as sparse (item, code) pairs: a dense items × codes table would not fit.
+        """
         size = len(self.codebooks[level])
-        counts = np.zeros((n_items, size))
-        if len(owner):
-            np.add.at(counts, (owner, self._level_distances(level, view_r, view_s).argmin(1)), 1.0)
-        counts[np.arange(n_items), own.argmin(1)] += 1.5  # the item's own vote also breaks ties
-        return counts.argmax(1), own
+        own = self._nearest(level, r, s)[0]
+        views = self._nearest(level, view_r, view_s)[0] if len(owner) else np.zeros(0, np.int64)
+        pair = np.concatenate([np.asarray(owner, np.int64), np.arange(n_items)]) * size + \
+            np.concatenate([views, own])
+        weight = np.concatenate([np.full(len(owner), 2, np.int32), np.full(n_items, 3, np.int32)])
+        pairs, inverse = np.unique(pair, return_inverse=True)
+        votes = np.bincount(inverse.ravel(), weights=weight).astype(np.int64)
+        item, code = np.divmod(pairs, size)
+        best = np.lexsort((code, -votes, item))  # per item: most votes, then the lowest code
+        first = np.r_[True, item[best][1:] != item[best][:-1]]
+        return code[best][first]
 
     # ---- tail
-    def _tail_codes(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def _tail_codes(self, r: np.ndarray) -> tuple[np.ndarray, LastDistances | None]:
         """OPQ tail codes (N, M) and the distances of the last sub-vector to its codebook."""
         if not len(self.pq):
             return np.zeros((len(r), 0), np.int64), None
         m, _, dsub = self.pq.shape
         z = self._pad(r) @ self.rotation.T
-        codes, dist = [], None
-        for j in range(m):
-            dist = squared_distances(z[:, j * dsub : (j + 1) * dsub], self.pq[j])
-            codes.append(dist.argmin(1))
-        return np.stack(codes, 1), dist
+        codes = [nearest_code(lambda rows, j=j: z[rows, j * dsub : (j + 1) * dsub], self.pq[j], len(z))[0]
+                 for j in range(m)]
+        return np.stack(codes, 1), LastDistances.of([(z[:, (m - 1) * dsub :], self.pq[-1])])
+
+    def _last_level_distances(self, r, s) -> LastDistances:
+        """Distances of the last residual level (a SID without OPQ tail ends there)."""
+        level = len(self.codebooks) - 1
+        book = self.codebooks[level]
+        parts = [(r, book[:, : self.dim])]
+        if level < self.cfg.category_levels and self.n_categories:
+            parts.append((s, book[:, self.dim :]))
+        return LastDistances.of(parts)
 
     def _pad(self, r):
         width = self.rotation.shape[0]
@@ -281,29 +310,35 @@ class SemanticQuantizer:
         x = check_embeddings(x, "embeddings to encode")
         return self.assign_items(x, types, x[:0], np.zeros(0, np.int64))[0]  # no views: nobody to vote
 
-    def assign_items(self, x, types, views_x, owner):
+    def view_part(self, views_x: np.ndarray, width: int) -> np.ndarray:
+        """The predicted category part (V, C) of view embeddings (none without views)."""
+        return self.category_part(None, views_x) if len(views_x) else np.zeros((0, width), np.float32)
+
+    def assign_items(self, x, types, views_x, owner, view_types=None):
         """SIDs of items: view-consensus votes at the consensus levels, nearest code elsewhere.
 
-        ``views_x`` (V, d) are embeddings of the items' views and ``owner`` (V,) their item rows.
-        Returns codes (N, levels+M) and the distances at the last code position.
+        ``views_x`` (V, d) are embeddings of the items' views and ``owner`` (V,) their item rows
+        (``view_types``: their category part, if already computed). Returns codes (N, levels+M) and
+        the distances at the last code position (:class:`LastDistances`).
         """
         r, s = x.astype(np.float32), self.category_part(types, x)
         vr = views_x.astype(np.float32)
-        vs = self.category_part(None, vr) if len(vr) else np.zeros((0, s.shape[1]), np.float32)
-        codes, dist = [], None
+        vs = view_types if view_types is not None else self.view_part(vr, s.shape[1])
+        codes, last = [], None
         for level in range(len(self.codebooks)):
             if level < self.cfg.consensus_levels and len(vr):
-                chosen, dist = self._vote(level, r, s, vr, vs, owner, len(x))
+                chosen = self._vote(level, r, s, vr, vs, owner, len(x))
             else:
-                dist = self._level_distances(level, r, s)
-                chosen = dist.argmin(1)
+                chosen = self._nearest(level, r, s)[0]
+            if level == len(self.codebooks) - 1 and not len(self.pq):
+                last = self._last_level_distances(r, s)
             codes.append(chosen)
             if len(vr):  # views follow their item's path (teacher forcing)
                 vr, vs = self._step(level, vr, vs, chosen[owner])
             r, s = self._step(level, r, s, chosen)
         tail, tail_dist = self._tail_codes(r)
         head = _stack(codes, len(x))
-        return np.concatenate([head, tail], 1), (tail_dist if tail_dist is not None else dist)
+        return np.concatenate([head, tail], 1), (tail_dist if tail_dist is not None else last)
 
     def decode(self, codes: np.ndarray, depth: int | None = None) -> np.ndarray:
         """Reconstruction (N, d) of the visual part from code paths (extra dedup tokens ignored).
@@ -343,6 +378,14 @@ class SemanticQuantizer:
         return q
 
 
+def _move_to_members(book: np.ndarray, z: np.ndarray, codes: np.ndarray) -> None:
+    """Set each used centroid to the mean of the rows assigned to it (rows in their original order)."""
+    order = np.argsort(codes, kind="stable")
+    used, starts = np.unique(codes[order], return_index=True)
+    for c, rows in zip(used, np.split(order, starts[1:]), strict=True):
+        book[c, : z.shape[1]] = z[rows].mean(0)
+
+
 def _balanced_assign(dist: np.ndarray) -> np.ndarray:
     """Capacity-constrained assignment: greedy over (item, code) pairs by distance, ⌈n/K⌉ per code."""
     n, k = dist.shape
@@ -360,7 +403,8 @@ def fit(x: np.ndarray, types: np.ndarray, views_x: np.ndarray, owner: np.ndarray
     """Fit VRQ on item vectors ``x`` (N, d) with categories ``types`` (N,).
 
     ``views_x`` (V, d) / ``owner`` (V,): embeddings of the items' views and the item row each
-    belongs to (used by view consensus).
+    belongs to (used by view consensus). The views' predicted category part is kept as
+    ``q.view_types`` (assigning the same views again need not predict it again).
     """
     x = check_embeddings(x, "item vectors")
     check_budget(cfg.budget, len(x))
@@ -371,25 +415,25 @@ def fit(x: np.ndarray, types: np.ndarray, views_x: np.ndarray, owner: np.ndarray
     q.type_labels = types[owner] if by_views else types
     r, s = x.copy(), q.category_part(types, x)
     vr = views_x.astype(np.float32)
-    vs = q.category_part(None, vr) if len(vr) else np.zeros((0, s.shape[1]), np.float32)
-    with one_thread():
-        for level, size in enumerate(cfg.levels):
-            z = np.concatenate([r, s], 1) if level < cfg.category_levels else r
-            q.codebooks.append(kmeans(z, size, cfg.seed + level, cfg.kmeans_iters))
-            if level < cfg.consensus_levels:
-                for _ in range(cfg.consensus_rounds):  # move the centroids to their voted members
-                    codes, _ = q._vote(level, r, s, vr, vs, owner, len(x))
-                    for c in np.unique(codes):
-                        q.codebooks[level][c, : z.shape[1]] = z[codes == c].mean(0)
-                codes, _ = q._vote(level, r, s, vr, vs, owner, len(x))
-            elif level + 1 == cfg.balanced_level:
-                codes = _balanced_assign(q._level_distances(level, r, s))
-            else:
-                codes = q._level_distances(level, r, s).argmin(1)
-            if len(vr):
-                vr, vs = q._step(level, vr, vs, codes[owner])
-            r, s = q._step(level, r, s, codes)
-        if cfg.opq_codes:
+    vs = q.view_types = q.view_part(vr, s.shape[1])
+    for level, size in enumerate(cfg.levels):
+        z = np.concatenate([r, s], 1) if level < cfg.category_levels else r
+        with one_thread():  # multithreaded faiss training is not bit-reproducible; searches are
+            q.codebooks.append(kmeans(z, size, cfg.seed + level, cfg.kmeans_iters, cfg.kmeans_sample))
+        if level < cfg.consensus_levels:
+            for _ in range(cfg.consensus_rounds):  # move the centroids to their voted members
+                codes = q._vote(level, r, s, vr, vs, owner, len(x))
+                _move_to_members(q.codebooks[level], z, codes)
+            codes = q._vote(level, r, s, vr, vs, owner, len(x))
+        elif level + 1 == cfg.balanced_level:
+            codes = _balanced_assign(q._level_distances(level, r, s))
+        else:
+            codes = q._nearest(level, r, s)[0]
+        if len(vr):
+            vr, vs = q._step(level, vr, vs, codes[owner])
+        r, s = q._step(level, r, s, codes)
+    if cfg.opq_codes:
+        with one_thread():
             q.rotation, q.pq = fit_opq(r, cfg.opq_codes, cfg.opq_size, cfg.seed)
     return q
 
@@ -431,41 +475,108 @@ def fit_opq(r: np.ndarray, m: int, size: int, seed: int):
 # --------------------------------------------------------------------------- disambiguation
 
 
-def disambiguate(codes: np.ndarray, last_dist: np.ndarray, mode: str, order=None, taken=None):
+class LastDistances:
+    """Squared distances (N, K) of items to the codes of the last SID position, row by row on demand.
+
+    A small table is computed whole (as it always was); at a million items × 256 codes it would take
+    1 GB, so a large one keeps the residuals and computes the rows it is asked for.
+    """
+
+    DENSE_CELLS = 1 << 25
+
+    def __init__(self, parts, table: np.ndarray | None = None):
+        self.parts, self.table = parts, table  # parts: [(residual (N, w), codebook (K, w)), ...]
+
+    @classmethod
+    def of(cls, parts) -> LastDistances:
+        n, k = len(parts[0][0]), len(parts[0][1])
+        return cls(parts, cls._compute(parts, slice(None)) if n * k <= cls.DENSE_CELLS else None)
+
+    @staticmethod
+    def _compute(parts, rows):
+        return sum(squared_distances(np.atleast_2d(r[rows]), book) for r, book in parts)
+
+    @classmethod
+    def gather(cls, n: int, pieces) -> LastDistances:
+        """One table for ``n`` items from ``pieces`` [(rows, LastDistances of those rows), ...]."""
+        pieces = [(rows, d) for rows, d in pieces if len(rows)]
+        if all(d.table is not None for _, d in pieces):
+            table = np.zeros((n, pieces[0][1].shape[1]), pieces[0][1].table.dtype)
+            for rows, d in pieces:
+                table[rows] = d.table
+            return cls(None, table)
+        parts = []
+        for j, (_, book) in enumerate(pieces[0][1].parts):
+            residual = np.zeros((n, book.shape[1]), np.float32)
+            for rows, d in pieces:
+                residual[rows] = d.parts[j][0]
+            parts.append((residual, book))
+        return cls(parts)
+
+    @property
+    def shape(self) -> tuple:
+        return self.table.shape if self.table is not None else (len(self.parts[0][0]), len(self.parts[0][1]))
+
+    def row(self, i: int) -> np.ndarray:
+        return self.table[i] if self.table is not None else self._compute(self.parts, slice(i, i + 1))[0]
+
+    def own(self, last: np.ndarray) -> np.ndarray:
+        """Each item's distance to its own last code ``last`` (N,)."""
+        if self.table is not None:
+            return self.table[np.arange(len(last)), last]
+        return np.concatenate([self._compute(self.parts, slice(s, s + CHUNK))[np.arange(len(c)), c]
+                               for s, c in ((s, last[s : s + CHUNK]) for s in range(0, len(last), CHUNK))])
+
+
+def disambiguate(codes: np.ndarray, last_dist, mode: str, order=None, taken=None):
     """Make every SID unique.
 
     ``reassign``: within a group sharing a SID, the item closest to it keeps it; the others move to
     their nearest free code at the last position. ``append``: add a token counting the items of
     each group (0 for the first). Items are processed in ``order`` (default: closest first) after
-    the SIDs in ``taken`` (e.g. existing SKUs, which never move).
+    the SIDs in ``taken`` (e.g. existing SKUs, which never move). When ``reassign`` finds every
+    last code under a prefix taken (more near-duplicates than codes), the items left over keep their
+    SID and a token is appended to all SIDs as for ``append`` (0 for everybody else).
 
-    Returns (codes, moved) — codes (N, L) or (N, L+1) for ``append`` — and a bool mask of moved items.
+    Args:
+        codes: (N, L) raw SIDs.
+        last_dist: (N, K) distances to the last position's codes (an array or :class:`LastDistances`).
+    Returns:
+        (codes, moved, appended): codes (N, L) or (N, L+1), and bool masks (N,) of the items whose last
+        code moved and of those that needed the appended token.
     """
     codes = np.array(codes)
-    own = last_dist[np.arange(len(codes)), codes[:, -1]]
+    dist = last_dist if isinstance(last_dist, LastDistances) else LastDistances(None, np.asarray(last_dist))
+    own = dist.own(codes[:, -1])
     order = np.argsort(own, kind="stable") if order is None else np.asarray(order)
     used = {} if taken is None else dict(taken)  # SID (or prefix for append) → items so far
-    moved = np.zeros(len(codes), bool)
+    moved, appended = np.zeros(len(codes), bool), np.zeros(len(codes), bool)
     extra = np.zeros(len(codes), np.int64)
+    full = {}  # prefix → number of codes under it that are taken (the search stops early when all are)
     for i in order:
-        sid = tuple(codes[i])
+        sid = tuple(codes[i].tolist())
         if mode == "append":
             extra[i] = used.get(sid, 0)
             used[sid] = extra[i] + 1
             moved[i] = extra[i] > 0
             continue
         if sid in used:
-            for c in np.argsort(last_dist[i], kind="stable"):
-                if sid[:-1] + (int(c),) not in used:
-                    codes[i, -1], moved[i] = c, True
-                    break
-            else:
-                raise ValueError(f"no free last code under prefix {sid[:-1]}: all {last_dist.shape[1]} "
-                                 f"codes are taken. Use dedup='append' or larger codebooks")
-        used[tuple(codes[i])] = 1
-    if mode == "append":
-        return np.concatenate([codes, extra[:, None]], 1), moved
-    return codes, moved
+            if full.get(sid[:-1], 0) < dist.shape[1]:
+                for c in np.argsort(dist.row(i), kind="stable"):
+                    if sid[:-1] + (int(c),) not in used:
+                        codes[i, -1], moved[i] = c, True
+                        break
+            if not moved[i]:  # every last code under this prefix is taken: count it in a new token
+                appended[i] = True
+                extra[i] = used[sid]
+                used[sid] += 1
+                continue
+        sid = tuple(codes[i].tolist())
+        used[sid] = 1
+        full[sid[:-1]] = full.get(sid[:-1], 0) + 1
+    if mode == "append" or appended.any():
+        return np.concatenate([codes, extra[:, None]], 1), moved, appended
+    return codes, moved, appended
 
 
 # --------------------------------------------------------------------------- the stage
@@ -563,27 +674,32 @@ def build_ids(catalogue, embeddings: np.ndarray, cfg: VRQConfig) -> dict:
     warm_views, warm_owner = views_of(warm_rows)
     q = fit(vectors[warm_rows], types[warm_rows], warm_views, warm_owner, cfg, len(names))
     raw = np.zeros((len(cold), len(cfg.budget)), np.int64)
-    raw[warm_rows], warm_dist = q.assign_items(vectors[warm_rows], types[warm_rows], warm_views, warm_owner)
-    final_warm, moved_warm = disambiguate(raw[warm_rows], warm_dist, cfg.dedup)
-    codes = np.zeros((len(cold), final_warm.shape[1]), np.int64)
-    codes[warm_rows] = final_warm
-    cold_collisions, moved_cold = 0.0, np.zeros(0, bool)
+    raw[warm_rows], warm_dist = q.assign_items(vectors[warm_rows], types[warm_rows], warm_views, warm_owner,
+                                               q.view_types)
+    pieces, order = [(warm_rows, warm_dist)], [warm_rows[np.argsort(warm_dist.own(raw[warm_rows, -1]),
+                                                                    kind="stable")]]
+    cold_collisions = 0.0
     if len(cold_rows):  # new items: the fitted quantizer, no refit; existing SIDs never move
         cold_views, cold_owner = views_of(cold_rows)
         raw[cold_rows], cold_dist = q.assign_items(vectors[cold_rows], types[cold_rows], cold_views,
                                                    cold_owner)
-        existing = [tuple(r) for r in (final_warm if cfg.dedup == "reassign" else raw[warm_rows])]
-        taken = pd.Series(existing).value_counts().to_dict()
-        cold_raw = [tuple(r) for r in raw[cold_rows]]
-        repeats = pd.Series(cold_raw).value_counts()
-        cold_collisions = float(np.mean([s in taken or repeats[s] > 1 for s in cold_raw]))
-        codes[cold_rows], moved_cold = disambiguate(raw[cold_rows], cold_dist, cfg.dedup, taken=taken)
-    sizes = list(cfg.budget) + ([int(codes[:, -1].max()) + 1] if cfg.dedup == "append" else [])
+        pieces.append((cold_rows, cold_dist))
+        order.append(cold_rows[np.argsort(cold_dist.own(raw[cold_rows, -1]), kind="stable")])
+    # warm SKUs first, each group closest first: a new SKU never takes an existing SKU's SID
+    codes, moved, appended = disambiguate(raw, LastDistances.gather(len(raw), pieces), cfg.dedup,
+                                          order=np.concatenate(order))
+    if len(cold_rows):  # a cold SKU collides with an existing SID or with another cold SKU
+        existing = codes[warm_rows, : raw.shape[1]] if cfg.dedup == "reassign" else raw[warm_rows]
+        taken = set(map(tuple, existing.tolist()))
+        cold_raw = pd.Series(list(map(tuple, raw[cold_rows].tolist())))
+        repeats = cold_raw.map(cold_raw.value_counts())
+        cold_collisions = float(np.mean(cold_raw.isin(taken) | (repeats > 1)))
+    sizes = list(cfg.budget) + ([int(codes[:, -1].max()) + 1] if codes.shape[1] > len(cfg.budget) else [])
     return {"quantizer": q, "codes": codes, "raw": raw, "item_vectors": vectors, "sizes": sizes,
             "categories": names, "config": dataclasses.asdict(cfg),
-            "n_moved": int(moved_warm.sum() + moved_cold.sum()),
+            "n_moved": int(moved.sum()), "n_appended": int(appended.sum()),
             "cold_collision_rate": cold_collisions,
-            "unique_after_dedup": len({tuple(r) for r in codes}) / len(codes)}
+            "unique_after_dedup": len(set(map(tuple, codes.tolist()))) / len(codes)}
 
 
 def catalogue_only_vectors(catalogue, view_embeddings: np.ndarray) -> np.ndarray:

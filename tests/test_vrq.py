@@ -87,14 +87,14 @@ def test_every_sku_unique_after_disambiguation(fake, dedup):
 def test_disambiguate_keeps_existing_ids_and_the_closest_item():
     codes = np.array([[0, 1], [0, 1], [0, 1], [1, 0]])
     dist = np.array([[5, 0.2, 1, 9], [5, 0.1, 3, 2], [5, 0.3, 0.4, 9], [0, 1, 1, 1]], float)
-    out, moved = vrq.disambiguate(codes, dist, "reassign")
+    out, moved, _ = vrq.disambiguate(codes, dist, "reassign")
     assert out[1].tolist() == [0, 1]  # closest to its code keeps it
     assert out[0].tolist() == [0, 2] and out[2].tolist() == [0, 0]  # next-nearest free codes
     assert moved.tolist() == [True, False, True, False]
-    out, moved = vrq.disambiguate(np.array([[1, 0]]), np.array([[0.0, 1, 2, 3]]), "reassign",
+    out, moved, _ = vrq.disambiguate(np.array([[1, 0]]), np.array([[0.0, 1, 2, 3]]), "reassign",
                                   taken={(1, 0): 1})
     assert out.tolist() == [[1, 1]] and moved.all()  # the existing SID does not move, the new one does
-    out, _ = vrq.disambiguate(codes, dist, "append")
+    out, _, _ = vrq.disambiguate(codes, dist, "append")
     assert sorted(out[:3, 2].tolist()) == [0, 1, 2] and out[3, 2] == 0
 
 
@@ -112,7 +112,7 @@ def test_cold_skus_get_ids_without_moving_warm_ones(fake):
     cat, emb = fake
     ids = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL))
     warm = ~cat.items["cold"].to_numpy()
-    expected, _ = vrq.disambiguate(*ids["quantizer"].assign_items(
+    expected, _, _ = vrq.disambiguate(*ids["quantizer"].assign_items(
         ids["item_vectors"][warm], vrq.category_labels(cat, "fine_type")[0][warm],
         *_views(cat, emb, np.flatnonzero(warm))), "reassign")
     np.testing.assert_array_equal(ids["codes"][warm], expected)

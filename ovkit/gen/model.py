@@ -28,6 +28,8 @@ class GenConfig:
     dropout: float = 0.0  # (dropout cost a quarter of each CPU step and did not help validation)
     input_noise: float = 0.1  # Gaussian noise on image features in training (train photos are too clean)
     prior_scale: float = 20.0  # vision-aligned output: + scale · best cos(query, SKU) under a code; 0: off
+    prior_neighbours: int = 4096  # the prior reads the query's top-M SKUs (faiss); M >= #SKUs: all of them
+    prior_exact_max: int = 100_000  # those top-M come from exact search up to this many SKUs, faiss IVF above
     history: int = 8  # the user's last H clicked SKUs as encoder tokens
     task_token: bool = True  # a token telling the model whether user context is present
     batch: int = 256
@@ -57,7 +59,7 @@ class GenConfig:
             raise ValueError(f"GEN dpo must be 'pairwise' or 'listwise', got {self.dpo!r}")
         if not 0 <= self.sft_replay < 1:
             raise ValueError(f"GEN sft_replay must be in [0, 1), got {self.sft_replay}")
-        for name in ("d_model", "heads", "batch", "beam", "history", "eval_every"):
+        for name in ("d_model", "heads", "batch", "beam", "history", "eval_every", "prior_neighbours"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GEN {name} must be >= 1, got {getattr(self, name)}")
 
@@ -72,11 +74,14 @@ def codes_fingerprint(codes: np.ndarray) -> str:
 
 
 class Trie:
-    """Prefix trie of every SKU's SID, as dense arrays so beam search masks a whole batch at once.
+    """Prefix trie of every SKU's SID in sparse (CSR) arrays, so beam search masks a batch at once.
 
-    Level ``l`` has ``n_l`` prefix nodes (node 0 of level 0 is the root); ``child[l][node, code]``
-    is the node the prefix continues to, or -1 when no SKU has that prefix. ``leaf_item`` maps the
-    nodes after the last level to SKU ids; ``path[item, l]`` is the node an item passes at level l.
+    Level ``l`` has ``n_l`` prefix nodes (node 0 of level 0 is the root), numbered in sorted prefix
+    order. The children of node ``v`` are the edges ``indptr[l][v] : indptr[l][v+1]``: edge ``e``
+    reads code ``code[l][e]`` and leads to node ``e`` of level ``l+1`` (nodes are numbered in
+    (parent, code) order, so an edge's index *is* its child). ``leaf_item`` maps the nodes after
+    the last level to SKU ids; ``path[item, l]`` is the node an item passes at level l. A dense
+    (n_l × codebook) child table would take 3.5 GB at a million SKUs with 4096/1024/512 codes.
     """
 
     def __init__(self, codes: np.ndarray, sizes):
@@ -93,11 +98,13 @@ class Trie:
         self.path = np.zeros((n, depth + 1), np.int64)
         for level in range(1, depth + 1):
             self.path[:, level] = np.unique(codes[:, :level], axis=0, return_inverse=True)[1].ravel()
-        self.child = []
+        self.indptr, self.code = [], []
         for level in range(depth):
-            table = np.full((self.path[:, level].max() + 1, self.sizes[level]), -1, np.int64)
-            table[self.path[:, level], codes[:, level]] = self.path[:, level + 1]
-            self.child.append(table)
+            child, first = np.unique(self.path[:, level + 1], return_index=True)
+            parent = self.path[first, level]  # nondecreasing, as children are numbered by (parent, code)
+            n_nodes = int(self.path[:, level].max()) + 1
+            self.indptr.append(np.searchsorted(parent, np.arange(n_nodes + 1)).astype(np.int32))
+            self.code.append(codes[first, level].astype(np.int32))
         leaves = self.path[:, depth]
         if len(np.unique(leaves)) != n:
             raise ValueError("two SKUs share a semantic ID: the trie needs unique SIDs (VRQ dedup)")
@@ -108,18 +115,44 @@ class Trie:
     def depth(self) -> int:
         return len(self.sizes)
 
+    @property
+    def nbytes(self) -> int:
+        """Memory of the trie's tables (CSR levels, item paths, leaf map)."""
+        return sum(a.nbytes for a in (*self.indptr, *self.code, self.path, self.leaf_item))
+
+    def children(self, level: int, nodes) -> np.ndarray:
+        """Dense child rows (len(nodes), size_l) of ``nodes`` at ``level``: child node or -1."""
+        return expand_children(torch.from_numpy(self.indptr[level]), torch.from_numpy(self.code[level]),
+                               torch.as_tensor(np.asarray(nodes, np.int64)), self.sizes[level]).numpy()
+
     def tokens(self, items) -> np.ndarray:
         """Decoder tokens (…, L) of SKU ids (…)."""
         return self.codes[np.asarray(items)] + self.offsets
 
     def contains(self, codes: np.ndarray) -> np.ndarray:
         """Whether each code path (…, L) is the SID of some SKU."""
-        codes = np.asarray(codes)
-        node = np.zeros(codes.shape[:-1], np.int64)
-        for level in range(self.depth):
-            ok = node >= 0
-            node = np.where(ok, self.child[level][np.maximum(node, 0), codes[..., level]], -1)
-        return node >= 0
+        shape = np.shape(codes)[:-1]
+        codes = np.asarray(codes).reshape(-1, self.depth)
+        node = np.zeros(len(codes), np.int64)
+        for level in range(self.depth):  # edges sorted by (parent, code): one binary search per level
+            size, indptr = self.sizes[level], self.indptr[level]
+            keys = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr)) * size + self.code[level]
+            want = np.maximum(node, 0) * size + codes[:, level]
+            edge = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+            known = (node >= 0) & (codes[:, level] >= 0) & (codes[:, level] < size)
+            node = np.where(known & (keys[edge] == want), edge, -1)
+        return (node >= 0).reshape(shape)
+
+
+def expand_children(indptr: torch.Tensor, code: torch.Tensor, nodes: torch.Tensor, size: int) -> torch.Tensor:
+    """Dense child rows (R, size) of ``nodes`` (R,) from one CSR level: child node id, or -1."""
+    start, count = indptr[nodes].long(), (indptr[nodes + 1] - indptr[nodes]).long()
+    row = torch.repeat_interleave(torch.arange(len(nodes), device=nodes.device), count)
+    first = torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+    edge = torch.repeat_interleave(start, count) + torch.arange(len(row), device=nodes.device) - first
+    out = torch.full((len(nodes), size), -1, dtype=torch.long, device=nodes.device)
+    out[row, code[edge].long()] = edge
+    return out
 
 
 # --------------------------------------------------------------------------- the model
@@ -161,16 +194,67 @@ def make_queries(embeddings, tokens, view_ids, histories=None, history_len: int 
                    hist, np.full(len(view_ids), task, np.int64))
 
 
+class DensePrior:
+    """The output prior of every trie node: per level (B, n_nodes) the best cosine (+ bonus) of the
+    query with a SKU under the node. Exact; costs B × #SKUs per query batch."""
+
+    def __init__(self, levels: list):
+        self.levels = levels
+
+    @classmethod
+    def build(cls, sims: torch.Tensor, node_of: torch.Tensor) -> DensePrior:
+        """From ``sims`` (B, n_items) and ``node_of`` (L, n_items), each item's node per level."""
+        return cls([torch.full((len(sims), int(nodes.max()) + 1), -1.0, device=sims.device).scatter_reduce(
+            1, nodes.expand(len(sims), -1), sims, "amax") for nodes in node_of])
+
+    def take(self, rows) -> DensePrior:
+        return DensePrior([p[rows] for p in self.levels])
+
+    def at(self, level: int, rows, child) -> torch.Tensor:
+        """Prior (R, size) of child nodes ``child`` (R, size) of the queries ``rows`` (R,)."""
+        return self.levels[level][rows[:, None], child.clamp(min=0)]
+
+
+class TopPrior:
+    """The output prior read from the query's M most similar SKUs only (a faiss search).
+
+    A node with one of them under it scores the best of those (which is its true best, since they
+    are the M best overall); a node with none scores the M-th best similarity, the most any SKU
+    it holds can score. With M >= #SKUs this is :class:`DensePrior`. Stored per level as sorted
+    keys ``row · n_nodes + node`` with their values, so a lookup is a binary search.
+    """
+
+    def __init__(self, hits: torch.Tensor, scores: torch.Tensor, node_of: torch.Tensor, n_nodes: list):
+        self.hits, self.scores, self.node_of, self.n_nodes = hits, scores, node_of, n_nodes
+        self.floor = scores[:, -1]  # sorted best first: the M-th best
+        rows = torch.arange(len(hits), device=hits.device)[:, None]
+        self.keys, self.values = [], []
+        for level, n in enumerate(n_nodes):
+            keys, inverse = torch.unique(rows * n + node_of[level][hits], return_inverse=True)
+            self.keys.append(keys)
+            self.values.append(torch.full((len(keys),), -1.0, device=hits.device).scatter_reduce(
+                0, inverse.ravel(), scores.ravel(), "amax"))
+
+    def take(self, rows) -> TopPrior:
+        return TopPrior(self.hits[rows], self.scores[rows], self.node_of, self.n_nodes)
+
+    def at(self, level: int, rows, child) -> torch.Tensor:
+        want = rows[:, None] * self.n_nodes[level] + child.clamp(min=0)
+        keys = self.keys[level]
+        pos = torch.searchsorted(keys, want).clamp(max=len(keys) - 1)
+        return torch.where(keys[pos] == want, self.values[level][pos], self.floor[rows][:, None])
+
+
 @dataclass
 class Memory:
     """What the encoder hands the decoder."""
 
     memory: torch.Tensor  # (B, T, d)
     mask: torch.Tensor  # (B, T) True = padding
-    prior: list | None  # per level (B, n_nodes after it): best cosine of the query with a SKU under a node
+    prior: DensePrior | TopPrior | None  # the vision-aligned output prior of the trie's nodes
 
     def rows(self, rows) -> Memory:
-        prior = None if self.prior is None else [p[rows] for p in self.prior]
+        prior = None if self.prior is None else self.prior.take(rows)
         return Memory(self.memory[rows], self.mask[rows], prior)
 
 
@@ -193,6 +277,13 @@ class OneVision(nn.Module):
         # the output prior scores a trie node by its best SKU: max cosine of the query with their vectors
         self.register_buffer("item_vectors", torch.from_numpy(_unit(item_vectors)))
         self.register_buffer("node_of", torch.from_numpy(trie.path[:, 1:].T.copy()))  # (L, n_items)
+        # the trie lives on the model's device (moved with it), not converted at every decoding step
+        for level in range(trie.depth):
+            self.register_buffer(f"trie_indptr{level}", torch.from_numpy(trie.indptr[level]), persistent=False)
+            self.register_buffer(f"trie_code{level}", torch.from_numpy(trie.code[level]), persistent=False)
+        self.register_buffer("trie_path", torch.from_numpy(trie.path), persistent=False)
+        self.register_buffer("leaf_item", torch.from_numpy(trie.leaf_item), persistent=False)
+        self._prior_index = None  # faiss index of the item vectors (+ bonus), built on first use
         # added to a SKU's cosine in the prior (see with_prior_bonus); not part of a checkpoint
         self.register_buffer("prior_bonus", torch.zeros(len(item_vectors)), persistent=False)
         # learned per level in log space, so that SFT can flatten a level the shoppers do not follow
@@ -238,6 +329,7 @@ class OneVision(nn.Module):
                              f"{tuple(self.item_vectors.shape)}, got {vectors.shape}")
         twin = self._twin()
         twin.item_vectors = torch.from_numpy(_unit(vectors)).to(self.item_vectors.device)
+        twin._prior_index = None
         return twin
 
     def with_prior_bonus(self, bonus: np.ndarray) -> OneVision:
@@ -253,6 +345,7 @@ class OneVision(nn.Module):
                              f"got {bonus.shape}")
         twin = self._twin()
         twin.prior_bonus = torch.from_numpy(bonus).to(self.item_vectors.device)
+        twin._prior_index = None
         return twin
 
     def _twin(self) -> OneVision:
@@ -288,12 +381,49 @@ class OneVision(nn.Module):
             parts.append(self.task(torch.as_tensor(q.task, dtype=torch.long, device=dev))[:, None])
             masks.append(torch.zeros(len(g), 1, dtype=torch.bool, device=dev))
         x, mask = torch.cat(parts, 1), torch.cat(masks, 1)
-        prior = None
-        if self.cfg.prior_scale:
-            sims = F.normalize(g, dim=-1) @ self.item_vectors.T + self.prior_bonus  # (B, n_items)
-            prior = [torch.full((len(g), int(nodes.max()) + 1), -1.0, device=dev).scatter_reduce(
-                1, nodes.expand(len(g), -1), sims, "amax") for nodes in self.node_of]
+        prior = self.prior(F.normalize(g, dim=-1)) if self.cfg.prior_scale else None
         return Memory(self.encoder(x, src_key_padding_mask=mask), mask, prior)
+
+    def prior(self, g: torch.Tensor, neighbours: int | None = None) -> DensePrior | TopPrior:
+        """The output prior of unit query vectors ``g`` (B, D): exact over every SKU while
+        ``neighbours`` (default ``cfg.prior_neighbours``) covers them all, else from the top-M."""
+        m = neighbours or self.cfg.prior_neighbours
+        if m >= len(self.item_vectors):
+            return DensePrior.build(g @ self.item_vectors.T + self.prior_bonus, self.node_of)
+        query = np.concatenate([g.detach().float().cpu().numpy(), np.ones((len(g), 1), np.float32)], 1)
+        scores, hits = self.prior_index().search(query, m)  # inner product = cosine + bonus
+        missing = hits < 0  # an IVF search may find fewer than M: repeat the last SKU it found
+        if missing.any():
+            last = np.maximum((~missing).sum(1) - 1, 0)
+            hits = np.where(missing, hits[np.arange(len(hits)), last][:, None], hits)
+            scores = np.where(missing, scores[np.arange(len(hits)), last][:, None], scores)
+        dev = self.device
+        return TopPrior(torch.from_numpy(hits).to(dev), torch.from_numpy(scores).to(dev), self.node_of,
+                        [len(self.get_buffer(f"trie_indptr{level}")) - 1 for level in range(self.trie.depth)])
+
+    def prior_index(self):
+        """faiss inner-product index of ``[item vector, bonus]``: exact up to ``cfg.prior_exact_max``
+        SKUs, IVF above (probing enough lists to find ``prior_neighbours`` SKUs)."""
+        if self._prior_index is None:
+            import faiss
+
+            from ..kmeans import ivf_index
+
+            base = torch.cat([self.item_vectors, self.prior_bonus[:, None]], 1).cpu().numpy()
+            if len(base) <= self.cfg.prior_exact_max:
+                index = faiss.IndexFlatIP(base.shape[1])
+                index.add(np.ascontiguousarray(base))
+            else:
+                index = ivf_index(base, inner_product=True)
+                index.nprobe = int(min(index.nlist, max(16, 2 * self.cfg.prior_neighbours * index.nlist
+                                                        // len(base))))
+            self._prior_index = index
+        return self._prior_index
+
+    def child_rows(self, level: int, nodes: torch.Tensor) -> torch.Tensor:
+        """Dense child rows (R, size_l) of trie ``nodes`` (R,) at ``level``: child node or -1."""
+        return expand_children(self.get_buffer(f"trie_indptr{level}"), self.get_buffer(f"trie_code{level}"),
+                               nodes, self.trie.sizes[level])
 
     def decode(self, memory, mask, prefix):
         """Hidden states (B, l+1, d) for decoder inputs ``[BOS, prefix…]``; prefix (B, l) tokens."""
@@ -311,10 +441,10 @@ class OneVision(nn.Module):
         and the query each row belongs to. Unconstrained (a demonstration): no trie mask.
         """
         logits = self.out[level](hidden)
-        child = torch.as_tensor(self.trie.child[level], device=hidden.device)[nodes.clamp(min=0)]
+        child = self.child_rows(level, nodes.clamp(min=0))
         if prior is not None:  # vision-aligned output: how close the query is to each child's SKUs
             scale = self.log_prior_scale[level].exp()
-            logits = logits + scale * prior[level][rows[:, None], child.clamp(min=0)]
+            logits = logits + scale * prior.at(level, rows, child)
         if constrained:
             logits = logits.masked_fill(child < 0, float("-inf"))
         return torch.log_softmax(logits, -1)
@@ -329,7 +459,7 @@ class OneVision(nn.Module):
         flat = items.reshape(-1)
         tokens = self.sid_tokens[flat]
         hidden = self.decode(memory, mask, tokens[:, :-1])
-        path = torch.as_tensor(self.trie.path, device=self.device)[flat]
+        path = self.trie_path[flat]
         total = torch.zeros(len(flat), device=self.device)
         for level in range(self.trie.depth):
             logp = self.level_logprobs(hidden[:, level], level, path[:, level], mem.prior, rows)
@@ -437,12 +567,12 @@ def beam_batch(model: OneVision, q: Queries, k: int, beam: int, constrained: boo
         if level < trie.depth - 1:
             score, flat = _prune_beams(score, flat, level, width)
         parent, code = flat // logp.shape[-1], flat % logp.shape[-1]
-        child = torch.as_tensor(trie.child[level], device=dev)
         was = node.gather(1, parent)
-        node = torch.where(was >= 0, child[was.clamp(min=0), code], -1)
+        child = model.child_rows(level, was.clamp(min=0).reshape(-1)).view(b, -1, trie.sizes[level])
+        node = torch.where(was >= 0, child.gather(2, code[..., None]).squeeze(2), -1)
         prefix = torch.cat([prefix.gather(1, parent[..., None].expand(-1, -1, level)),
                             (code + int(trie.offsets[level]))[..., None]], 2)
-    leaf = torch.as_tensor(trie.leaf_item, device=dev)[node.clamp(min=0)]
+    leaf = model.leaf_item[node.clamp(min=0)]
     items = torch.where(torch.isfinite(score) & (node >= 0), leaf, torch.full_like(leaf, -1))
     if items.shape[1] < k:  # fewer SKUs than k under the live beams
         pad = k - items.shape[1]

@@ -309,7 +309,8 @@ def photo_features(catalogue, align_run: align.Aligned, pixels, backbone_name: s
 STAGES = ("pretrain", "sft", "dpo")
 _STAGE_FIELDS = {  # which settings each stage's weights depend on (a later stage also on the earlier ones)
     "pretrain": ("d_model", "encoder_layers", "decoder_layers", "heads", "dropout", "input_noise",
-                 "prior_scale", "history", "task_token", "batch", "lr", "pretrain_steps", "seed"),
+                 "prior_scale", "prior_neighbours", "prior_exact_max", "history", "task_token", "batch", "lr",
+                 "pretrain_steps", "seed"),
     "sft": ("sft_lr", "sft_steps", "order_weight", "sft_replay"),
     "dpo": ("dpo", "beta", "dpo_lr", "dpo_nll", "dpo_steps"),
 }
