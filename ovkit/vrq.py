@@ -32,8 +32,17 @@ import pandas as pd
 
 from . import store
 from .config import with_overrides
-from .kmeans import (CHUNK, FAISS_CELLS, kmeans, nearest, nearest_code, nearest_faiss, one_thread,
-                     squared_distances, top_inner_product)
+from .kmeans import (
+    CHUNK,
+    FAISS_CELLS,
+    kmeans,
+    nearest,
+    nearest_code,
+    nearest_faiss,
+    one_thread,
+    squared_distances,
+    top_inner_product,
+)
 
 STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 

@@ -278,9 +278,9 @@ class OneVision(nn.Module):
         self.register_buffer("item_vectors", torch.from_numpy(_unit(item_vectors)))
         self.register_buffer("node_of", torch.from_numpy(trie.path[:, 1:].T.copy()))  # (L, n_items)
         # the trie lives on the model's device (moved with it), not converted at every decoding step
-        for level in range(trie.depth):
-            self.register_buffer(f"trie_indptr{level}", torch.from_numpy(trie.indptr[level]), persistent=False)
-            self.register_buffer(f"trie_code{level}", torch.from_numpy(trie.code[level]), persistent=False)
+        for level, (indptr, code) in enumerate(zip(trie.indptr, trie.code, strict=True)):
+            self.register_buffer(f"trie_indptr{level}", torch.from_numpy(indptr), persistent=False)
+            self.register_buffer(f"trie_code{level}", torch.from_numpy(code), persistent=False)
         self.register_buffer("trie_path", torch.from_numpy(trie.path), persistent=False)
         self.register_buffer("leaf_item", torch.from_numpy(trie.leaf_item), persistent=False)
         self._prior_index = None  # faiss index of the item vectors (+ bonus), built on first use
