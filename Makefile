@@ -13,7 +13,7 @@ SWEEP_FLAGS ?=
 # Tests and CI: no progress bars, no display, stable hashing.
 TEST_ENV := TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0 OVKIT_PROFILE=test
 
-.PHONY: setup data reproduce smoke seeds test unit nbval lab bench notebooks lint clean distclean
+.PHONY: setup data reproduce smoke seeds test unit nbval lab bench bench-scale notebooks lint clean distclean
 
 setup: $(STAMP)
 
@@ -63,6 +63,12 @@ lab: setup
 bench: data
 	$(PY) benchmarks/catalogue.py
 	$(PY) benchmarks/latency.py --profile $(PROFILE)
+
+# VRQ, trie, beam search and recall on synthetic catalogues of 10k / 100k / 1M SKUs (~1 h on 2 cores):
+# runs/bench-scale/scale.md. SCALE_SIZES="10000 100000" for a shorter run.
+SCALE_SIZES ?= 10000 100000 1000000
+bench-scale: setup
+	$(PY) benchmarks/scale.py --sizes $(SCALE_SIZES)
 
 # Re-execute the notebooks in place with their (smoke) defaults, to refresh committed outputs.
 notebooks: data

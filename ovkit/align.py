@@ -388,7 +388,7 @@ def pooled_embeddings(maps, batch_size: int = 1024) -> np.ndarray:
 # --------------------------------------------------------------------------- evaluation
 
 
-def recall_index(vectors: np.ndarray, kind: str = "auto", exact_max: int = 100_000, probe: int = 32):
+def recall_index(vectors: np.ndarray, kind: str = "auto", exact_max: int = 50_000, probe: int = 32):
     """A faiss inner-product index holding ``vectors``: ``flat`` (exact), ``ivf`` (4·√n lists,
     ``probe`` searched), ``hnsw`` (32 links, efSearch 128), or ``auto`` (flat up to ``exact_max``
     vectors, ivf above: exact search costs the whole catalogue per query)."""
@@ -417,7 +417,7 @@ class VisualRecall:
     vector per SKU when ``item_vectors`` (n_items, d) is given (e.g. fused multi-view vectors)."""
 
     def __init__(self, catalogue, view_embeddings: np.ndarray, index: str = "flat",
-                 item_vectors: np.ndarray | None = None, exact_max: int = 100_000, probe: int = 32):
+                 item_vectors: np.ndarray | None = None, exact_max: int = 50_000, probe: int = 32):
         self.n_items = len(catalogue.items)
         if item_vectors is None:
             views = catalogue.catalog_views()

@@ -41,7 +41,7 @@ class MCAConfig:
     recall: int = 200  # N candidates from visual recall
     prerank: int = 50  # M candidates kept by the pre-ranker
     index: str = "auto"  # flat (exact), ivf or hnsw (approximate); auto: flat up to exact_max, else ivf
-    exact_max: int = 100_000  # the largest index "auto" searches exactly
+    exact_max: int = 50_000  # the largest index "auto" searches exactly
     ivf_probe: int = 32  # IVF lists probed per query (of 4·√n)
     vectors: str = "catalogue"  # recall index: catalogue views, or "fused" SKU vectors (+ training photos)
     order_weight: float = 3.0  # sample weight of an ordered exposure (clicks weigh 1)

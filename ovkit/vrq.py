@@ -35,6 +35,7 @@ from .config import with_overrides
 from .kmeans import (
     CHUNK,
     FAISS_CELLS,
+    ivf_index,
     kmeans,
     nearest,
     nearest_code,
@@ -66,7 +67,7 @@ class VRQConfig:
     dedup: str = "reassign"  # reassign (nearest free last code) | append (extra token)
     kmeans_iters: int = 25
     kmeans_sample: int = 262_144  # most points one k-means level trains on (a seeded random subset)
-    type_knn_exact_max: int = 200_000  # type k-NN exact up to this many reference vectors, faiss IVF above
+    type_knn_exact_max: int = 50_000  # type k-NN exact up to this many reference vectors, faiss IVF above
     seed: int = 0
 
     @classmethod
@@ -219,6 +220,7 @@ class SemanticQuantizer:
         self.type_vectors = np.zeros((0, dim), np.float32)
         self.type_labels = np.zeros(0, np.int64)
         self.view_types = np.zeros((0, self.n_categories), np.float32)  # fitted views' category part
+        self._type_index = None  # faiss IVF over type_vectors, when they are too many for exact k-NN
 
     @property
     def sizes(self) -> tuple:
@@ -236,7 +238,9 @@ class SemanticQuantizer:
     def predict_types(self, x: np.ndarray) -> np.ndarray:
         """P(type | image) (N, C): vote shares of the k nearest item vectors (cosine)."""
         k = min(self.cfg.type_neighbours, len(self.type_vectors))
-        top = top_inner_product(x, self.type_vectors, k, self.cfg.type_knn_exact_max)
+        if len(self.type_vectors) > self.cfg.type_knn_exact_max and self._type_index is None:
+            self._type_index = ivf_index(self.type_vectors, inner_product=True, seed=self.cfg.seed)
+        top = top_inner_product(x, self.type_vectors, k, self.cfg.type_knn_exact_max, self._type_index)
         probs = np.zeros((len(x), self.n_categories), np.float32)
         np.add.at(probs, (np.repeat(np.arange(len(x)), k), self.type_labels[top].ravel()), 1.0 / k)
         return probs
@@ -670,18 +674,35 @@ def build_ids(catalogue, embeddings: np.ndarray, cfg: VRQConfig) -> dict:
     else:
         types, names = np.zeros(len(catalogue.items), np.int64), []
     vectors = item_vectors(catalogue, emb, cfg.query_weight)
-    cold = catalogue.items["cold"].to_numpy().astype(bool)
-    warm_rows, cold_rows = np.flatnonzero(~cold), np.flatnonzero(cold)
     per_item = item_views(catalogue)
+    view_ids = np.concatenate(per_item).astype(int) if per_item else np.zeros(0, int)
+    owner = np.repeat(np.arange(len(per_item)), [len(v) for v in per_item])
+    cold = catalogue.items["cold"].to_numpy().astype(bool)
+    return {**quantize(vectors, types, len(names), emb[view_ids], owner, cold, cfg), "categories": names}
+
+
+def quantize(vectors: np.ndarray, types: np.ndarray, n_types: int, views_x: np.ndarray, owner: np.ndarray,
+             cold: np.ndarray, cfg: VRQConfig) -> dict:
+    """VRQ on arrays: fit on the warm items, assign warm then cold ones, disambiguate.
+
+    Args:
+        vectors: (N, d) item vectors; ``types`` (N,) their category (``n_types`` of them).
+        views_x: (V, d) embeddings of the items' views; ``owner`` (V,) the item row of each.
+        cold: (N,) bool, items the quantizer is not fitted on (new SKUs).
+    Returns:
+        codes (N, L) unique, raw codes before disambiguation, the quantizer and the SID facts.
+    """
+    warm_rows, cold_rows = np.flatnonzero(~cold), np.flatnonzero(cold)
     check_space(cfg.budget, len(cold), cfg.dedup)
+    position = np.zeros(len(cold), np.int64)  # an item's row among the warm (or the cold) items
+    position[warm_rows], position[cold_rows] = np.arange(len(warm_rows)), np.arange(len(cold_rows))
 
-    def views_of(rows):
-        ids = [per_item[i] for i in rows]
-        owner = np.repeat(np.arange(len(rows)), [len(v) for v in ids])
-        return emb[np.concatenate(ids).astype(int)] if len(rows) else emb[:0], owner
+    def views_of(of_cold: bool):
+        keep = cold[owner] == of_cold
+        return views_x[keep], position[owner[keep]]
 
-    warm_views, warm_owner = views_of(warm_rows)
-    q = fit(vectors[warm_rows], types[warm_rows], warm_views, warm_owner, cfg, len(names))
+    warm_views, warm_owner = views_of(False)
+    q = fit(vectors[warm_rows], types[warm_rows], warm_views, warm_owner, cfg, n_types)
     raw = np.zeros((len(cold), len(cfg.budget)), np.int64)
     raw[warm_rows], warm_dist = q.assign_items(vectors[warm_rows], types[warm_rows], warm_views, warm_owner,
                                                q.view_types)
@@ -689,7 +710,7 @@ def build_ids(catalogue, embeddings: np.ndarray, cfg: VRQConfig) -> dict:
                                                                     kind="stable")]]
     cold_collisions = 0.0
     if len(cold_rows):  # new items: the fitted quantizer, no refit; existing SIDs never move
-        cold_views, cold_owner = views_of(cold_rows)
+        cold_views, cold_owner = views_of(True)
         raw[cold_rows], cold_dist = q.assign_items(vectors[cold_rows], types[cold_rows], cold_views,
                                                    cold_owner)
         pieces.append((cold_rows, cold_dist))
@@ -705,8 +726,7 @@ def build_ids(catalogue, embeddings: np.ndarray, cfg: VRQConfig) -> dict:
         cold_collisions = float(np.mean(cold_raw.isin(taken) | (repeats > 1)))
     sizes = list(cfg.budget) + ([int(codes[:, -1].max()) + 1] if codes.shape[1] > len(cfg.budget) else [])
     return {"quantizer": q, "codes": codes, "raw": raw, "item_vectors": vectors, "sizes": sizes,
-            "categories": names, "config": dataclasses.asdict(cfg),
-            "n_moved": int(moved.sum()), "n_appended": int(appended.sum()),
+            "config": dataclasses.asdict(cfg), "n_moved": int(moved.sum()), "n_appended": int(appended.sum()),
             "cold_collision_rate": cold_collisions,
             "unique_after_dedup": len(set(map(tuple, codes.tolist()))) / len(codes)}
 

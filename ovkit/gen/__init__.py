@@ -20,10 +20,12 @@ cached stages). Everything a notebook uses is importable as ``gen.<name>``.
 
 from .model import (
     BOS,
+    DensePrior,
     GenConfig,
     Memory,
     OneVision,
     Queries,
+    TopPrior,
     Trie,
     beam_batch,
     beam_search,
@@ -53,7 +55,8 @@ from .train import (
 )
 
 __all__ = [
-    "BOS", "GenConfig", "Memory", "OneVision", "Queries", "Trie", "beam_batch", "beam_search",
+    "BOS", "DensePrior", "GenConfig", "Memory", "OneVision", "Queries", "TopPrior", "Trie", "beam_batch",
+    "beam_search",
     "codes_fingerprint", "make_queries", "score_all", "STAGE_VERSION", "STAGES", "Examples", "Trained",
     "cold_prior_sweep", "dpo_loss", "evaluate", "load_model", "logs_fingerprint", "photo_features",
     "preference_lists",

@@ -29,7 +29,7 @@ class GenConfig:
     input_noise: float = 0.1  # Gaussian noise on image features in training (train photos are too clean)
     prior_scale: float = 20.0  # vision-aligned output: + scale · best cos(query, SKU) under a code; 0: off
     prior_neighbours: int = 4096  # the prior reads the query's top-M SKUs (faiss); M >= #SKUs: all of them
-    prior_exact_max: int = 100_000  # those top-M come from exact search up to this many SKUs, faiss IVF above
+    prior_exact_max: int = 50_000  # those top-M come from exact search up to this many SKUs, faiss IVF above
     history: int = 8  # the user's last H clicked SKUs as encoder tokens
     task_token: bool = True  # a token telling the model whether user context is present
     batch: int = 256
@@ -114,6 +114,11 @@ class Trie:
     @property
     def depth(self) -> int:
         return len(self.sizes)
+
+    @property
+    def nodes_after(self) -> list:
+        """How many nodes each level leads to (the next level's prefixes; SKUs after the last)."""
+        return [len(ptr) - 1 for ptr in self.indptr[1:]] + [len(self.codes)]
 
     @property
     def nbytes(self) -> int:
@@ -390,6 +395,10 @@ class OneVision(nn.Module):
         m = neighbours or self.cfg.prior_neighbours
         if m >= len(self.item_vectors):
             return DensePrior.build(g @ self.item_vectors.T + self.prior_bonus, self.node_of)
+        return self.top_prior(g, m)
+
+    def top_prior(self, g: torch.Tensor, m: int) -> TopPrior:
+        """The output prior of unit query vectors ``g`` (B, D) from their ``m`` best SKUs (faiss)."""
         query = np.concatenate([g.detach().float().cpu().numpy(), np.ones((len(g), 1), np.float32)], 1)
         scores, hits = self.prior_index().search(query, m)  # inner product = cosine + bonus
         missing = hits < 0  # an IVF search may find fewer than M: repeat the last SKU it found
@@ -399,7 +408,7 @@ class OneVision(nn.Module):
             scores = np.where(missing, scores[np.arange(len(hits)), last][:, None], scores)
         dev = self.device
         return TopPrior(torch.from_numpy(hits).to(dev), torch.from_numpy(scores).to(dev), self.node_of,
-                        [len(self.get_buffer(f"trie_indptr{level}")) - 1 for level in range(self.trie.depth)])
+                        self.trie.nodes_after)
 
     def prior_index(self):
         """faiss inner-product index of ``[item vector, bonus]``: exact up to ``cfg.prior_exact_max``
