@@ -109,26 +109,15 @@ def nearest_faiss(rows_of, book: np.ndarray, n: int, chunk: int = CHUNK) -> tupl
     return codes, best
 
 
-def top_inner_product(x: np.ndarray, base: np.ndarray, k: int, exact_max: int, index=None):
+def top_inner_product(x: np.ndarray, base: np.ndarray, k: int) -> np.ndarray:
     """Indices (N, k) of the ``k`` base vectors with the largest inner product with each row of ``x``
-    (unordered within a row).
-
-    Exact (NumPy, in row blocks) while ``base`` holds at most ``exact_max`` vectors; above that a
-    faiss IVF index (√n·4 lists, 16 probed; ``index`` if already built) answers, as an exact search
-    would cost N·n.
-    """
-    if len(base) <= exact_max:
-        chunk = max(1, (1 << 24) // len(base))  # rows per block: a (rows × n) table of ~64 MB
-        top = np.zeros((len(x), k), np.int64)
-        for start in range(0, len(x), chunk):
-            sims = x[start : start + chunk] @ base.T
-            top[start : start + chunk] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        return top
-    if index is None:
-        index = ivf_index(base, inner_product=True)
-    index.nprobe = 16
-    _, top = index.search(np.ascontiguousarray(x, np.float32), k)
-    return np.where(top >= 0, top, top.max(1, keepdims=True))  # a short list repeats its last hit
+    (unordered within a row): exact, in row blocks of a ~64 MB table."""
+    chunk = max(1, (1 << 24) // max(len(base), 1))
+    top = np.zeros((len(x), k), np.int64)
+    for start in range(0, len(x), chunk):
+        sims = x[start : start + chunk] @ base.T
+        top[start : start + chunk] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    return top
 
 
 def ivf_index(vectors: np.ndarray, inner_product: bool, lists: int | None = None, seed: int = 0):

@@ -35,7 +35,6 @@ from .config import with_overrides
 from .kmeans import (
     CHUNK,
     FAISS_CELLS,
-    ivf_index,
     kmeans,
     nearest,
     nearest_code,
@@ -67,7 +66,7 @@ class VRQConfig:
     dedup: str = "reassign"  # reassign (nearest free last code) | append (extra token)
     kmeans_iters: int = 25
     kmeans_sample: int = 262_144  # most points one k-means level trains on (a seeded random subset)
-    type_knn_exact_max: int = 50_000  # type k-NN exact up to this many reference vectors, faiss IVF above
+    type_knn_max: int = 50_000  # most references the type k-NN reads; above, a linear classifier predicts
     seed: int = 0
 
     @classmethod
@@ -220,7 +219,8 @@ class SemanticQuantizer:
         self.type_vectors = np.zeros((0, dim), np.float32)
         self.type_labels = np.zeros(0, np.int64)
         self.view_types = np.zeros((0, self.n_categories), np.float32)  # fitted views' category part
-        self._type_index = None  # faiss IVF over type_vectors, when they are too many for exact k-NN
+        # a linear type classifier (C, d) + (C,), used instead of the k-NN above type_knn_max references
+        self.type_weights, self.type_bias = np.zeros((0, dim), np.float32), np.zeros(0, np.float32)
 
     @property
     def sizes(self) -> tuple:
@@ -236,11 +236,14 @@ class SemanticQuantizer:
         return self.cfg.alpha * np.eye(self.n_categories, dtype=np.float32)[types]
 
     def predict_types(self, x: np.ndarray) -> np.ndarray:
-        """P(type | image) (N, C): vote shares of the k nearest item vectors (cosine)."""
+        """P(type | image) (N, C): vote shares of the k nearest item vectors (cosine), or the linear
+        classifier's softmax when it was fitted instead (large catalogues, :func:`fit_type_classifier`)."""
+        if len(self.type_weights):
+            return np.concatenate([_softmax(x[i : i + CHUNK] @ self.type_weights.T + self.type_bias)
+                                   for i in range(0, len(x), CHUNK)]) if len(x) else \
+                np.zeros((0, self.n_categories), np.float32)
         k = min(self.cfg.type_neighbours, len(self.type_vectors))
-        if len(self.type_vectors) > self.cfg.type_knn_exact_max and self._type_index is None:
-            self._type_index = ivf_index(self.type_vectors, inner_product=True, seed=self.cfg.seed)
-        top = top_inner_product(x, self.type_vectors, k, self.cfg.type_knn_exact_max, self._type_index)
+        top = top_inner_product(x, self.type_vectors, k)
         probs = np.zeros((len(x), self.n_categories), np.float32)
         np.add.at(probs, (np.repeat(np.arange(len(x)), k), self.type_labels[top].ravel()), 1.0 / k)
         return probs
@@ -263,13 +266,22 @@ class SemanticQuantizer:
             return nearest(lambda rows: self._level_distances(level, r[rows], s[rows]), len(r))
         return nearest_faiss(lambda rows: np.concatenate([r[rows], s[rows]], 1), book, len(r))
 
-    def _step(self, level, r, s, codes):
-        """Subtract the chosen centroids: the residual the next level quantizes."""
+    def _step(self, level, r, s, codes, inplace: bool = False):
+        """Subtract the chosen centroids: the residual the next level quantizes.
+
+        In row blocks (no (N, d) copy of the centroids), into new arrays, or into ``r``/``s``
+        themselves with ``inplace`` (when they are this quantizer's own residuals, not its inputs).
+        """
         book = self.codebooks[level]
-        r = r - book[codes, : self.dim]
+        parts = [(r, book[:, : self.dim])]
         if level < self.cfg.category_levels and self.n_categories:
-            s = s - book[codes, self.dim :]
-        return r, s
+            parts.append((s, book[:, self.dim :]))
+        out = [a if inplace else np.empty_like(a) for a, _ in parts]
+        for (a, centroids), target in zip(parts, out, strict=True):
+            for start in range(0, len(a), CHUNK):
+                rows = slice(start, start + CHUNK)
+                np.subtract(a[rows], centroids[codes[rows]], out=target[rows])
+        return out[0], (out[1] if len(out) > 1 else s)
 
     def _vote(self, level, r, s, view_r, view_s, owner, n_items) -> np.ndarray:
         """Each item's code = the code most of its views (and the item itself) fall into.
@@ -334,8 +346,8 @@ class SemanticQuantizer:
         (``view_types``: their category part, if already computed). Returns codes (N, levels+M) and
         the distances at the last code position (:class:`LastDistances`).
         """
-        r, s = x.astype(np.float32), self.category_part(types, x)
-        vr = views_x.astype(np.float32)
+        r, s = np.asarray(x, np.float32), self.category_part(types, x)
+        vr = np.asarray(views_x, np.float32)
         vs = view_types if view_types is not None else self.view_part(vr, s.shape[1])
         codes, last = [], None
         for level in range(len(self.codebooks)):
@@ -347,8 +359,8 @@ class SemanticQuantizer:
                 last = self._last_level_distances(r, s)
             codes.append(chosen)
             if len(vr):  # views follow their item's path (teacher forcing)
-                vr, vs = self._step(level, vr, vs, chosen[owner])
-            r, s = self._step(level, r, s, chosen)
+                vr, vs = self._step(level, vr, vs, chosen[owner], inplace=level > 0)
+            r, s = self._step(level, r, s, chosen, inplace=level > 0)
         tail, tail_dist = self._tail_codes(r)
         head = _stack(codes, len(x))
         return np.concatenate([head, tail], 1), (tail_dist if tail_dist is not None else last)
@@ -375,7 +387,7 @@ class SemanticQuantizer:
     def state(self) -> dict:
         arrays = {f"codebook{i}": c for i, c in enumerate(self.codebooks)}
         arrays.update(rotation=self.rotation, pq=self.pq, type_vectors=self.type_vectors,
-                      type_labels=self.type_labels)
+                      type_labels=self.type_labels, type_weights=self.type_weights, type_bias=self.type_bias)
         return arrays
 
     def save(self, path) -> None:
@@ -388,6 +400,8 @@ class SemanticQuantizer:
             q.codebooks = [f[f"codebook{i}"] for i in range(len(cfg.levels))]
             q.rotation, q.pq = f["rotation"], f["pq"]
             q.type_vectors, q.type_labels = f["type_vectors"], f["type_labels"]
+            if "type_weights" in f:  # quantizers saved before the classifier existed have none
+                q.type_weights, q.type_bias = f["type_weights"], f["type_bias"]
         return q
 
 
@@ -424,10 +438,16 @@ def fit(x: np.ndarray, types: np.ndarray, views_x: np.ndarray, owner: np.ndarray
     q = SemanticQuantizer(cfg, x.shape[1], n_categories)
     types = np.asarray(types, np.int64)
     by_views = cfg.type_index == "views" and len(views_x)
-    q.type_vectors = views_x.astype(np.float32) if by_views else x.copy()
-    q.type_labels = types[owner] if by_views else types
-    r, s = x.copy(), q.category_part(types, x)
-    vr = views_x.astype(np.float32)
+    references = np.asarray(views_x if by_views else x, np.float32)  # not copied: nothing here writes to them
+    labels = types[owner] if by_views else types
+    if q.n_categories and len(references) > cfg.type_knn_max:  # k-NN over millions of views is too slow
+        q.type_weights, q.type_bias = fit_type_classifier(references, labels, q.n_categories,
+                                                          cfg.type_knn_max, cfg.seed)
+        q.type_vectors, q.type_labels = references[:0], labels[:0]
+    else:
+        q.type_vectors, q.type_labels = references, labels
+    r, s = x, q.category_part(types, x)  # every step below makes new arrays: the inputs stay as they are
+    vr = np.asarray(views_x, np.float32)
     vs = q.view_types = q.view_part(vr, s.shape[1])
     for level, size in enumerate(cfg.levels):
         z = np.concatenate([r, s], 1) if level < cfg.category_levels else r
@@ -443,12 +463,37 @@ def fit(x: np.ndarray, types: np.ndarray, views_x: np.ndarray, owner: np.ndarray
         else:
             codes = q._nearest(level, r, s)[0]
         if len(vr):
-            vr, vs = q._step(level, vr, vs, codes[owner])
-        r, s = q._step(level, r, s, codes)
+            vr, vs = q._step(level, vr, vs, codes[owner], inplace=level > 0)  # level 0 reads the inputs
+        r, s = q._step(level, r, s, codes, inplace=level > 0)
     if cfg.opq_codes:
         with one_thread():
-            q.rotation, q.pq = fit_opq(r, cfg.opq_codes, cfg.opq_size, cfg.seed)
+            q.rotation, q.pq = fit_opq(r, cfg.opq_codes, cfg.opq_size, cfg.seed, cfg.kmeans_sample)
     return q
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = np.exp(z - z.max(1, keepdims=True))
+    return (z / z.sum(1, keepdims=True)).astype(np.float32)
+
+
+def fit_type_classifier(references: np.ndarray, labels: np.ndarray, n_types: int, sample: int, seed: int):
+    """A multinomial logistic regression P(type | vector) on at most ``sample`` seeded references
+    (kit choice for large catalogues, where the k-NN vote would search millions of views per query).
+
+    Returns weights (C, d) and biases (C,); a type missing from the sample gets probability ~0.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.random.default_rng(seed).choice(len(references), min(sample, len(references)), replace=False)
+    model = LogisticRegression(max_iter=200).fit(references[rows], labels[rows])
+    weights = np.zeros((n_types, references.shape[1]), np.float32)
+    bias = np.full(n_types, -1e4, np.float32)
+    if len(model.classes_) == 2:  # sklearn's binary case: one row for class 1 (class 0 scores 0)
+        weights[model.classes_[1]], bias[model.classes_[1]] = model.coef_[0], model.intercept_[0]
+        bias[model.classes_[0]] = 0.0
+    else:
+        weights[model.classes_], bias[model.classes_] = model.coef_, model.intercept_
+    return weights, bias
 
 
 _WARNED: set = set()
@@ -461,10 +506,15 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
-def fit_opq(r: np.ndarray, m: int, size: int, seed: int):
-    """faiss OPQ rotation + PQ on residuals → (rotation (D,D), pq centroids (M, size, D/M))."""
+def fit_opq(r: np.ndarray, m: int, size: int, seed: int, sample: int = 262_144):
+    """faiss OPQ rotation + PQ on residuals → (rotation (D,D), pq centroids (M, size, D/M)).
+
+    Trained on at most ``sample`` residuals (a seeded subset; faiss samples further inside).
+    """
     import faiss
 
+    if len(r) > sample:
+        r = r[np.sort(np.random.default_rng(seed).choice(len(r), sample, replace=False))]
     width = -(-r.shape[1] // m) * m  # pad to a multiple of M
     z = np.ascontiguousarray(np.pad(r, ((0, 0), (0, width - r.shape[1]))), np.float32)
     nbits = int(np.log2(size))

@@ -18,6 +18,7 @@ OVERRIDES = [
     "MCA={recall: 40, prerank: 20}",  # 48 SKUs cannot fill smoke's 100 recall slots
     "ALIGN={steps: 150}", "RQVAE_STEPS=200", "LATENCY_QUERIES=30", "PRUNE_QUERIES=20", "REPEATS=1",
     "GEN={pretrain_steps: 100, sft_steps: 50, dpo_steps: 25, eval_every: 25}", "AB={users: 100, sessions: 4}",
+    "SCALE_ITEMS=2000", "SCALE_GEN={pretrain_steps: 10}", "SCALE_QUERIES=100",  # 07 ignores the folder
 ]
 
 
@@ -29,7 +30,7 @@ def test_every_notebook_runs_on_a_folder_dataset(kit_home, tmp_path, monkeypatch
 
     out = kit_home / "runs" / "smoke"
     timings = json.loads((out / "timings.json").read_text())["notebooks"]
-    assert len(timings) == 7 and all(t["status"] == "ok" for t in timings.values())
+    assert len(timings) == 8 and all(t["status"] == "ok" for t in timings.values())
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["00.n_skus"] == 48 and metrics["00.n_models"] == 24
     assert 0 <= metrics["01.recall@1.aligned"] <= 1 and "06.ctr.lift" in metrics

@@ -113,12 +113,21 @@ def test_sparse_vote_and_blocked_search_equal_the_dense_formulas():
     np.testing.assert_allclose(faiss_best, dist.min(1), atol=1e-4)
 
 
-def test_type_knn_through_ivf_agrees_with_exact_search():
-    cat = scale.synthetic_catalogue(2000, dim=32, n_types=8)
-    exact = kmeans.top_inner_product(cat.views[:300], cat.views, 20, exact_max=10**9)
-    ivf = kmeans.top_inner_product(cat.views[:300], cat.views, 20, exact_max=100)
-    overlap = np.mean([len(np.intersect1d(a, b)) / 20 for a, b in zip(exact, ivf, strict=True)])
-    assert overlap >= 0.9
+def test_above_type_knn_max_a_linear_classifier_predicts_types_as_well_as_the_knn(tmp_path):
+    cat = scale.synthetic_catalogue(3000, dim=32, n_types=8)
+    photos, truth = cat.queries(500)
+    accuracy = {}
+    for knn_max in (10**9, 1000):
+        cfg = vrq.VRQConfig(levels=(8, 8), opq_codes=0, type_knn_max=knn_max)
+        q = vrq.fit(cat.items, cat.types, cat.views, cat.owner, cfg, cat.n_types)
+        probs = q.predict_types(photos)
+        np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+        accuracy[knn_max] = (probs.argmax(1) == cat.types[truth]).mean()
+        assert len(q.type_weights) == (8 if knn_max == 1000 else 0)
+        q.save(tmp_path / "q.npz")
+        loaded = vrq.SemanticQuantizer.load(tmp_path / "q.npz", cfg, 8)
+        np.testing.assert_array_equal(loaded.predict_types(photos), probs)
+    assert accuracy[1000] >= accuracy[10**9] - 0.05 and accuracy[1000] > 0.8
 
 
 def test_kmeans_trains_on_a_sample_when_asked():
