@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -136,3 +138,42 @@ def ivf_index(vectors: np.ndarray, inner_product: bool, lists: int | None = None
     index.train(train)
     index.add(vectors)  # (faiss's Python wrapper keeps ``coarse`` alive as long as ``index``)
     return index
+
+
+_WARNED: set = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning shown once per process (the ablations would repeat it for every variant)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, stacklevel=4)
+
+
+def fit_opq(r: np.ndarray, m: int, size: int, seed: int, sample: int = 262_144):
+    """faiss OPQ rotation + PQ on residuals → (rotation (D,D), pq centroids (M, size, D/M)).
+
+    Trained on at most ``sample`` residuals (a seeded subset; faiss samples further inside).
+    """
+    import faiss
+
+    if len(r) > sample:
+        r = r[np.sort(np.random.default_rng(seed).choice(len(r), sample, replace=False))]
+    width = -(-r.shape[1] // m) * m  # pad to a multiple of M
+    z = np.ascontiguousarray(np.pad(r, ((0, 0), (0, width - r.shape[1]))), np.float32)
+    nbits = int(np.log2(size))
+    if len(z) > width:
+        opq = faiss.OPQMatrix(width, m)
+        opq.pq = train_pq = faiss.ProductQuantizer(width, m, nbits)  # OPQ's own PQ would want 256 codes
+        train_pq.cp.min_points_per_centroid, train_pq.cp.seed = 1, seed
+        opq.train(z)
+        rotation = faiss.vector_to_array(opq.A).reshape(width, width)
+    else:  # faiss OPQ fails when there are fewer vectors than dimensions: plain PQ then
+        _warn_once(f"OPQ needs more SKUs ({len(z)}) than dimensions ({width}): the tail is plain PQ "
+                   f"(no rotation)")
+        rotation = np.eye(width, dtype=np.float32)
+    pq = faiss.ProductQuantizer(width, m, nbits)
+    pq.cp.min_points_per_centroid, pq.cp.seed = 1, seed
+    pq.train(np.ascontiguousarray(z @ rotation.T, np.float32))
+    centroids = faiss.vector_to_array(pq.centroids).reshape(m, size, width // m)
+    return rotation.astype(np.float32), centroids.astype(np.float32)

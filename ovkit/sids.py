@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from . import config
-from .kmeans import kmeans, one_thread, squared_distances, unpack_codes
-from .vrq import SemanticIDs, SemanticQuantizer, VRQConfig, fit, fit_opq
+from .kmeans import fit_opq, kmeans, one_thread, squared_distances, unpack_codes
+from .vrq import SemanticIDs, SemanticQuantizer, VRQConfig, fit
 
 # --------------------------------------------------------------------------- baselines
 

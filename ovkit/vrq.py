@@ -32,9 +32,11 @@ import pandas as pd
 
 from . import store
 from .config import with_overrides
+from .dedup import LastDistances, disambiguate  # noqa: F401  (vrq.disambiguate is part of the API)
 from .kmeans import (
     CHUNK,
     FAISS_CELLS,
+    fit_opq,
     kmeans,
     nearest,
     nearest_code,
@@ -494,152 +496,6 @@ def fit_type_classifier(references: np.ndarray, labels: np.ndarray, n_types: int
     else:
         weights[model.classes_], bias[model.classes_] = model.coef_, model.intercept_
     return weights, bias
-
-
-_WARNED: set = set()
-
-
-def _warn_once(message: str) -> None:
-    """A warning shown once per process (the ablations would repeat it for every variant)."""
-    if message not in _WARNED:
-        _WARNED.add(message)
-        warnings.warn(message, stacklevel=3)
-
-
-def fit_opq(r: np.ndarray, m: int, size: int, seed: int, sample: int = 262_144):
-    """faiss OPQ rotation + PQ on residuals → (rotation (D,D), pq centroids (M, size, D/M)).
-
-    Trained on at most ``sample`` residuals (a seeded subset; faiss samples further inside).
-    """
-    import faiss
-
-    if len(r) > sample:
-        r = r[np.sort(np.random.default_rng(seed).choice(len(r), sample, replace=False))]
-    width = -(-r.shape[1] // m) * m  # pad to a multiple of M
-    z = np.ascontiguousarray(np.pad(r, ((0, 0), (0, width - r.shape[1]))), np.float32)
-    nbits = int(np.log2(size))
-    if len(z) > width:
-        opq = faiss.OPQMatrix(width, m)
-        opq.pq = train_pq = faiss.ProductQuantizer(width, m, nbits)  # OPQ's own PQ would want 256 codes
-        train_pq.cp.min_points_per_centroid, train_pq.cp.seed = 1, seed
-        opq.train(z)
-        rotation = faiss.vector_to_array(opq.A).reshape(width, width)
-    else:  # faiss OPQ fails when there are fewer vectors than dimensions: plain PQ then
-        _warn_once(f"OPQ needs more SKUs ({len(z)}) than dimensions ({width}): the tail is plain PQ "
-                   f"(no rotation)")
-        rotation = np.eye(width, dtype=np.float32)
-    pq = faiss.ProductQuantizer(width, m, nbits)
-    pq.cp.min_points_per_centroid, pq.cp.seed = 1, seed
-    pq.train(np.ascontiguousarray(z @ rotation.T, np.float32))
-    centroids = faiss.vector_to_array(pq.centroids).reshape(m, size, width // m)
-    return rotation.astype(np.float32), centroids.astype(np.float32)
-
-
-# --------------------------------------------------------------------------- disambiguation
-
-
-class LastDistances:
-    """Squared distances (N, K) of items to the codes of the last SID position, row by row on demand.
-
-    A small table is computed whole (as it always was); at a million items × 256 codes it would take
-    1 GB, so a large one keeps the residuals and computes the rows it is asked for.
-    """
-
-    DENSE_CELLS = 1 << 25
-
-    def __init__(self, parts, table: np.ndarray | None = None):
-        self.parts, self.table = parts, table  # parts: [(residual (N, w), codebook (K, w)), ...]
-
-    @classmethod
-    def of(cls, parts) -> LastDistances:
-        n, k = len(parts[0][0]), len(parts[0][1])
-        return cls(parts, cls._compute(parts, slice(None)) if n * k <= cls.DENSE_CELLS else None)
-
-    @staticmethod
-    def _compute(parts, rows):
-        return sum(squared_distances(np.atleast_2d(r[rows]), book) for r, book in parts)
-
-    @classmethod
-    def gather(cls, n: int, pieces) -> LastDistances:
-        """One table for ``n`` items from ``pieces`` [(rows, LastDistances of those rows), ...]."""
-        pieces = [(rows, d) for rows, d in pieces if len(rows)]
-        if all(d.table is not None for _, d in pieces):
-            table = np.zeros((n, pieces[0][1].shape[1]), pieces[0][1].table.dtype)
-            for rows, d in pieces:
-                table[rows] = d.table
-            return cls(None, table)
-        parts = []
-        for j, (_, book) in enumerate(pieces[0][1].parts):
-            residual = np.zeros((n, book.shape[1]), np.float32)
-            for rows, d in pieces:
-                residual[rows] = d.parts[j][0]
-            parts.append((residual, book))
-        return cls(parts)
-
-    @property
-    def shape(self) -> tuple:
-        return self.table.shape if self.table is not None else (len(self.parts[0][0]), len(self.parts[0][1]))
-
-    def row(self, i: int) -> np.ndarray:
-        return self.table[i] if self.table is not None else self._compute(self.parts, slice(i, i + 1))[0]
-
-    def own(self, last: np.ndarray) -> np.ndarray:
-        """Each item's distance to its own last code ``last`` (N,)."""
-        if self.table is not None:
-            return self.table[np.arange(len(last)), last]
-        return np.concatenate([self._compute(self.parts, slice(s, s + CHUNK))[np.arange(len(c)), c]
-                               for s, c in ((s, last[s : s + CHUNK]) for s in range(0, len(last), CHUNK))])
-
-
-def disambiguate(codes: np.ndarray, last_dist, mode: str, order=None, taken=None):
-    """Make every SID unique.
-
-    ``reassign``: within a group sharing a SID, the item closest to it keeps it; the others move to
-    their nearest free code at the last position. ``append``: add a token counting the items of
-    each group (0 for the first). Items are processed in ``order`` (default: closest first) after
-    the SIDs in ``taken`` (e.g. existing SKUs, which never move). When ``reassign`` finds every
-    last code under a prefix taken (more near-duplicates than codes), the items left over keep their
-    SID and a token is appended to all SIDs as for ``append`` (0 for everybody else).
-
-    Args:
-        codes: (N, L) raw SIDs.
-        last_dist: (N, K) distances to the last position's codes (an array or :class:`LastDistances`).
-    Returns:
-        (codes, moved, appended): codes (N, L) or (N, L+1), and bool masks (N,) of the items whose last
-        code moved and of those that needed the appended token.
-    """
-    codes = np.array(codes)
-    dist = last_dist if isinstance(last_dist, LastDistances) else LastDistances(None, np.asarray(last_dist))
-    own = dist.own(codes[:, -1])
-    order = np.argsort(own, kind="stable") if order is None else np.asarray(order)
-    used = {} if taken is None else dict(taken)  # SID (or prefix for append) → items so far
-    moved, appended = np.zeros(len(codes), bool), np.zeros(len(codes), bool)
-    extra = np.zeros(len(codes), np.int64)
-    full = {}  # prefix → number of codes under it that are taken (the search stops early when all are)
-    for i in order:
-        sid = tuple(codes[i].tolist())
-        if mode == "append":
-            extra[i] = used.get(sid, 0)
-            used[sid] = extra[i] + 1
-            moved[i] = extra[i] > 0
-            continue
-        if sid in used:
-            if full.get(sid[:-1], 0) < dist.shape[1]:
-                for c in np.argsort(dist.row(i), kind="stable"):
-                    if sid[:-1] + (int(c),) not in used:
-                        codes[i, -1], moved[i] = c, True
-                        break
-            if not moved[i]:  # every last code under this prefix is taken: count it in a new token
-                appended[i] = True
-                extra[i] = used[sid]
-                used[sid] += 1
-                continue
-        sid = tuple(codes[i].tolist())
-        used[sid] = 1
-        full[sid[:-1]] = full.get(sid[:-1], 0) + 1
-    if mode == "append" or appended.any():
-        return np.concatenate([codes, extra[:, None]], 1), moved, appended
-    return codes, moved, appended
 
 
 # --------------------------------------------------------------------------- the stage

@@ -13,19 +13,17 @@ Kit choices (the paper gives no sizes or recipes): the model size, the trie-norm
 pretraining examples during SFT, the DPO pair grades and its NLL anchor. All are fields of
 :class:`GenConfig`.
 
-The package reads in two parts: :mod:`.model` (SID tokens and the trie, the transformer,
-constrained beam search) and :mod:`.train` (examples, losses, training loops, evaluation and the
-cached stages). Everything a notebook uses is importable as ``gen.<name>``.
+The package reads in three parts: :mod:`.model` (SID tokens and the trie, the transformer,
+constrained beam search), :mod:`.prior` (the vision-aligned output prior, exact or from the query's
+top-M SKUs) and :mod:`.train` (examples, losses, training loops, evaluation and the cached stages). Everything a notebook uses is importable as ``gen.<name>``.
 """
 
 from .model import (
     BOS,
-    DensePrior,
     GenConfig,
     Memory,
     OneVision,
     Queries,
-    TopPrior,
     Trie,
     beam_batch,
     beam_search,
@@ -33,6 +31,7 @@ from .model import (
     make_queries,
     score_all,
 )
+from .prior import DensePrior, TopPrior
 from .train import (
     STAGE_VERSION,
     STAGES,
