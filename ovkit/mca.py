@@ -4,7 +4,8 @@
 - **Recall**: faiss top-N SKUs by visual similarity (a SKU scores its best catalogue view, or — with
   ``vectors="fused"`` — its fused multi-view vector, the same catalogue + training-photo vectors
   OneVision's output prior reads, so both systems can be compared on equal information); exact
-  (``IndexFlatIP``) or approximate (HNSW) search.
+  (``IndexFlatIP``) or approximate (IVF, HNSW) search — by default exact up to ``exact_max``
+  vectors and IVF above (a shop-sized catalogue, notebook 07).
 - **Pre-rank**: logistic regression on cheap features (visual score and rank, product-type vote of
   the recalled list, popularity) → top-M.
 - **Rank**: gradient-boosted trees (scikit-learn) on rich features — the cheap ones plus the
