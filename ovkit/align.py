@@ -389,9 +389,13 @@ def pooled_embeddings(maps, batch_size: int = 1024) -> np.ndarray:
 
 
 def recall_index(vectors: np.ndarray, kind: str = "auto", exact_max: int = 50_000, probe: int = 32):
-    """A faiss inner-product index holding ``vectors``: ``flat`` (exact), ``ivf`` (4·√n lists,
+    """A faiss inner-product index holding ``vectors``: ``flat`` (exact), ``ivf`` (√n lists,
     ``probe`` searched), ``hnsw`` (32 links, efSearch 128), or ``auto`` (flat up to ``exact_max``
-    vectors, ivf above: exact search costs the whole catalogue per query)."""
+    vectors, ivf above: exact search costs the whole catalogue per query).
+
+    √n lists (faiss suggests 4–16·√n): on the scale benchmark's 1M SKUs, 32 of 4·√n lists found
+    63% of the exact top-200, 32 of √n lists 99.7% in 1.3 ms (one thread), and build in 4 s, not 36.
+    """
     import faiss
 
     from .kmeans import ivf_index
@@ -400,7 +404,7 @@ def recall_index(vectors: np.ndarray, kind: str = "auto", exact_max: int = 50_00
         kind = "flat" if len(vectors) <= exact_max else "ivf"
     vectors = np.ascontiguousarray(vectors, np.float32)
     if kind == "ivf":
-        index = ivf_index(vectors, inner_product=True)
+        index = ivf_index(vectors, inner_product=True, lists=max(1, int(np.sqrt(len(vectors)))))
         index.nprobe = min(probe, index.nlist)
         return index
     if kind == "hnsw":

@@ -43,7 +43,7 @@ class MCAConfig:
     prerank: int = 50  # M candidates kept by the pre-ranker
     index: str = "auto"  # flat (exact), ivf or hnsw (approximate); auto: flat up to exact_max, else ivf
     exact_max: int = 50_000  # the largest index "auto" searches exactly
-    ivf_probe: int = 32  # IVF lists probed per query (of 4·√n)
+    ivf_probe: int = 32  # IVF lists probed per query (of √n)
     vectors: str = "catalogue"  # recall index: catalogue views, or "fused" SKU vectors (+ training photos)
     order_weight: float = 3.0  # sample weight of an ordered exposure (clicks weigh 1)
     trees: int = 200  # boosting iterations of the ranker

@@ -15,7 +15,8 @@ pretraining examples during SFT, the DPO pair grades and its NLL anchor. All are
 
 The package reads in three parts: :mod:`.model` (SID tokens and the trie, the transformer,
 constrained beam search), :mod:`.prior` (the vision-aligned output prior, exact or from the query's
-top-M SKUs) and :mod:`.train` (examples, losses, training loops, evaluation and the cached stages). Everything a notebook uses is importable as ``gen.<name>``.
+top-M SKUs) and :mod:`.train` (examples, losses, training loops, evaluation and the cached stages).
+Everything a notebook uses is importable as ``gen.<name>``.
 """
 
 from .model import (
