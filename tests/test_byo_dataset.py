@@ -18,7 +18,7 @@ OVERRIDES = [
     "MCA={recall: 40, prerank: 20}",  # 48 SKUs cannot fill smoke's 100 recall slots
     "ALIGN={steps: 150}", "RQVAE_STEPS=200", "LATENCY_QUERIES=30", "PRUNE_QUERIES=20", "REPEATS=1",
     "GEN={pretrain_steps: 100, sft_steps: 50, dpo_steps: 25, eval_every: 25}", "AB={users: 100, sessions: 4}",
-    "SCALE_ITEMS=2000", "SCALE_GEN={pretrain_steps: 10}", "SCALE_QUERIES=100",  # 07 ignores the folder
+    "SCALE_ITEMS=2000", "SCALE_GEN={pretrain_steps: 20}", "SCALE_QUERIES=100",  # 07 ignores the folder
 ]
 
 
