@@ -272,3 +272,11 @@ def test_cold_prior_sweep_chooses_on_validation_within_the_warm_tolerance(kit_ho
     lists = gen.beam_search(model.with_prior_bonus(5.0 * cold), q, 10)[0]
     exact = metrics.hit_rate(lists, logs.cold_val_sessions["intent"].to_numpy(), 10)
     assert table.loc[5.0, "cold recall_exact@10"] == pytest.approx(exact)
+
+
+@pytest.mark.parametrize("steps", [1, 9, 10, 11, 20])
+def test_the_learning_rate_schedule_runs_for_any_number_of_steps(steps):
+    opt, sched = gen.train._optimiser(tiny_model(), 1e-3, steps)
+    for _ in range(steps):
+        opt.step()
+        sched.step()

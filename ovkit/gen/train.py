@@ -127,7 +127,9 @@ def _batches(n: int, size: int, rng: np.random.Generator):
 
 def _optimiser(model, lr: float, steps: int):
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    # a warm-up of exactly one step makes OneCycleLR divide by zero (10 steps × 0.1): take 1.5 then
+    warmup = 0.1 if steps != 10 else 0.15
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=warmup)
     return opt, sched
 
 
