@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import gen, vrq
+from . import gen, timing, vrq
 from .align import recall_index
 
 
@@ -39,13 +39,10 @@ class Synthetic:
         return _jitter(self.items[truth], noise, rng), truth
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
 def _jitter(x: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
     """``normalise(x + scale · u)`` with ``u`` a random unit vector per row."""
-    return _unit(x + scale * _unit(rng.standard_normal(x.shape, dtype=np.float32))).astype(np.float32)
+    u = vrq._normalise(rng.standard_normal(x.shape, dtype=np.float32))
+    return vrq._normalise(x + scale * u).astype(np.float32)
 
 
 def synthetic_catalogue(n_items: int, dim: int = 256, views: int = 2, n_types: int = 32, colourways: int = 4,
@@ -62,7 +59,7 @@ def synthetic_catalogue(n_items: int, dim: int = 256, views: int = 2, n_types: i
     with ``u`` a fresh random unit vector each time. Built ``chunk`` SKUs at a time (float32).
     """
     rng = np.random.default_rng(seed)
-    centres = _unit(rng.standard_normal((n_types, dim), dtype=np.float32))
+    centres = vrq._normalise(rng.standard_normal((n_types, dim), dtype=np.float32))
     n_products = -(-n_items // colourways)
     product_type = rng.integers(0, n_types, n_products)
     items = np.zeros((n_items, dim), np.float32)
@@ -149,6 +146,18 @@ def recall_latency(index, photos: np.ndarray, n: int, repeats: int) -> float:
         index.search(photos[i : i + 1], n)
 
     return float(np.median(timed(one, repeats)))
+
+
+def beam_runner(model: gen.OneVision, queries: gen.Queries, k: int = 10):
+    """``run(which)`` for :mod:`ovkit.timing`: beam search on query ``which`` (an index or a slice)."""
+    every = np.arange(len(queries))
+    return lambda which: gen.beam_search(model, queries.take(every[timing.rows(which)]), k=k,
+                                         batch_size=len(every))
+
+
+def recall_runner(index, photos: np.ndarray, n: int = 200):
+    """``run(which)`` for :mod:`ovkit.timing`: a top-``n`` search for photo ``which``."""
+    return lambda which: index.search(photos[timing.rows(which)], n)
 
 
 def recall_agreement(approximate, exact, photos: np.ndarray, n: int = 200) -> float:
