@@ -12,7 +12,8 @@ its result, so a stage is built once and a finished artifact is never replaced u
 
 ``meta.json`` records the size and BLAKE2 hash of every file the build wrote; reading an artifact
 checks them (the hash once per process and file), so a truncated or damaged file is never loaded:
-the stage is rebuilt, with a line saying why.
+the stage is rebuilt, with a line saying why. A ``meta.json`` without that record, or naming another
+stage or key than its folder's (a copied or hand-edited folder), counts as damaged the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -34,6 +37,7 @@ from filelock import FileLock, Timeout
 from .paths import artifacts_dir
 
 META = "meta.json"
+FOREIGN_BUILD_AGE_S = 24 * 3600  # clean_partial: another host's build folder untouched this long is left over
 
 
 class DamagedArtifact(RuntimeError):
@@ -104,11 +108,8 @@ def _stat_key(path: Path) -> tuple:
 
 
 def verify(artifact: Artifact) -> None:
-    """Raise :class:`DamagedArtifact` naming the first file that is missing, resized or changed.
-
-    Artifacts written before files were recorded (no ``files`` in their meta) are taken as they are.
-    """
-    for name, expected in artifact.meta.get("files", {}).items():
+    """Raise :class:`DamagedArtifact` naming the first file that is missing, resized or changed."""
+    for name, expected in artifact.meta["files"].items():
         path = artifact.path / name
         if not path.is_file():
             raise DamagedArtifact(f"{path} is missing")
@@ -129,10 +130,27 @@ def _read(path: Path) -> Artifact | None:
     try:
         meta = json.loads(meta_file.read_text())
         artifact = Artifact(stage=meta["stage"], key=meta["key"], path=path, meta=meta)
-    except (ValueError, KeyError) as err:
-        raise DamagedArtifact(f"{meta_file} is unreadable ({err})") from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise DamagedArtifact(f"{meta_file} is unreadable ({err!r})") from err
+    _check_meta(artifact, meta_file)
     verify(artifact)
     return artifact
+
+
+def _check_meta(artifact: Artifact, meta_file: Path) -> None:
+    """A meta.json that is not its folder's own, or records no files to verify, is not trusted:
+    without the record a half-copied artifact would pass, and another key's would be wrong data."""
+    if not artifact.path.as_posix().endswith(f"/{artifact.stage}/{artifact.key}"):  # <stage>/<key>
+        raise DamagedArtifact(f"{meta_file} names stage {artifact.stage!r} key {artifact.key!r}, not its "
+                              "folder's (a copied or renamed folder)")
+    files = artifact.meta.get("files")
+    if not isinstance(files, dict):
+        raise DamagedArtifact(f"{meta_file} records no files to check the artifact against")
+    for name, record in files.items():
+        if Path(name).is_absolute() or ".." in Path(name).parts or not (
+                isinstance(record, dict) and isinstance(record.get("bytes"), int)
+                and isinstance(record.get("blake2b"), str)):
+            raise DamagedArtifact(f"{meta_file} has a bad record for file {name!r}: {record!r}")
 
 
 def _read_or_rebuild(path: Path) -> Artifact | None:
@@ -200,7 +218,7 @@ def _build_lock(final: Path):
 
 def _build(stage, key, params, build, upstream, version, final: Path) -> Artifact:
     """Build into a temporary folder and rename it into place (replacing an old copy on rebuild)."""
-    tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    tmp = final.parent / f".tmp-{key}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir()
     try:
         started = time.perf_counter()
@@ -231,24 +249,64 @@ def _build(stage, key, params, build, upstream, version, final: Path) -> Artifac
     return dataclasses.replace(_read(final), fresh=True)
 
 
-def _builder_alive(folder: Path) -> bool:
-    """Is the process that owns a ``.tmp-<key>-<pid>-<id>`` build folder still running (on this host)?"""
+def _host() -> str:
+    """This machine's name as build folders carry it (a PID means something only on its own host)."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64] or "unknown"
+
+
+def _build_owner(folder: Path) -> tuple[str, int] | None:
+    """(host, pid) of a ``.tmp-<key>-<host>-<pid>-<id>`` build folder; None for any other name."""
     try:
-        pid = int(folder.name.split("-")[2])
+        host, pid, _ = folder.name.removeprefix(".tmp-").split("-", 1)[1].rsplit("-", 2)
+        return host, int(pid)
+    except (IndexError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # 0 and negative numbers would signal process groups
+        return False
+    try:
         os.kill(pid, 0)
-    except (IndexError, ValueError, ProcessLookupError):
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:  # it exists, owned by another user
         return True
     return True
 
 
-def clean_partial() -> int:
-    """Remove leftovers of interrupted builds, never a build still running; returns how many."""
+def _last_touched(folder: Path) -> float:
+    """Newest modification time of the folder and what is in it (a running build writes files)."""
+    try:
+        return max([folder.stat().st_mtime] + [p.lstat().st_mtime for p in folder.rglob("*")])
+    except OSError:  # it changed while looked at: someone is working on it
+        return time.time()
+
+
+def _abandoned(folder: Path, max_age_s: float) -> bool:
+    """Whether a build folder's builder is gone: on this host, when its process has ended; from
+    another host (or of an older name without a host) no process can be asked, so only when the
+    folder has been untouched for ``max_age_s``."""
+    owner = _build_owner(folder)
+    if owner is not None and owner[0] == _host():
+        return not _pid_alive(owner[1])
+    return time.time() - _last_touched(folder) > max_age_s
+
+
+def clean_partial(max_age_s: float = FOREIGN_BUILD_AGE_S) -> int:
+    """Remove leftovers of interrupted builds, never a build still running; returns how many.
+
+    The cache may be shared by several hosts (a Ray cluster's sweep): a build folder records the
+    host and PID of its builder, and whether that process runs is asked only on its own host. A
+    build folder from another host (or named before hosts were recorded) is removed only once
+    nothing in it changed for ``max_age_s``: 24 hours by default, far longer than a stage build of
+    the kit takes (pass more for longer builds). ``.old-*`` copies, which a finished rebuild was
+    about to delete, always go.
+    """
     root = artifacts_dir()
     removed = 0
     for leftover in list(root.glob("*/.tmp-*")) + list(root.glob("*/.old-*")):
-        if leftover.name.startswith(".tmp-") and _builder_alive(leftover):
+        if leftover.name.startswith(".tmp-") and not _abandoned(leftover, max_age_s):
             continue
         shutil.rmtree(leftover, ignore_errors=True)
         removed += 1

@@ -133,3 +133,65 @@ def test_heldout_splits_are_optional_and_say_what_changed(kit_home, folder):
     usual = cat.views["split"].isin(["train", "test", "val", "catalog"])
     assert set(cat.views.loc[usual, "changed"]) == {"none"}
     assert len(cat.heldout_views("test")) == 1
+
+
+@pytest.mark.parametrize("where", ["parent", "absolute", "symlink", "system"])
+def test_image_paths_outside_the_folder_are_refused(kit_home, folder, where):
+    """The fingerprint covers only the folder's files: an outside file could change unnoticed."""
+    outside = folder.parent / "outside.png"
+    Image.new("RGB", (30, 30), (0, 255, 0)).save(outside)  # a valid image: refused for where it is
+    (folder / "img" / "link.png").symlink_to(outside)
+    path = {"parent": "../outside.png", "absolute": str(outside), "symlink": "img/link.png",
+            "system": "../" * 12 + "etc/passwd"}[where]
+    _edit(folder, path=(1, path))
+    with pytest.raises(DataError, match=r"1 image path\(s\) lead outside the dataset folder") as err:
+        validate(folder, open_images=True)
+    assert "1 problem(s)" in str(err.value) and "cannot be read" not in str(err.value)  # never opened
+
+
+@pytest.mark.parametrize("row,path,message", [
+    (2, "img/a1.png", r"query photos in several splits, e.g. \['img/a1.png \(test, train\)'\]"),
+    (2, "./img/../img/a1.png", r"query photos in several splits"),  # another spelling of the same file
+    (3, "img/a0.png", r"both a catalog image and a query photo, e.g. \['img/a0.png \(catalog, query\)'\]"),
+    (5, "img/a1.png", r"listed under several item_ids, e.g. \['img/a1.png \(a, b\)'\]"),
+])
+def test_an_image_file_in_two_roles_is_named(kit_home, folder, row, path, message):
+    _edit(folder, path=(row, path))
+    with pytest.raises(DataError, match=message):
+        data.catalogue(source=folder)
+
+
+def test_a_symlink_to_a_listed_image_is_the_same_file(kit_home, folder):
+    (folder / "img" / "alias.png").symlink_to(folder / "img" / "b2.png")
+    _edit(folder, path=(7, "img/alias.png"))  # b's val photo is b's test photo
+    with pytest.raises(DataError, match=r"several splits, e.g. \['img/b2.png \(test, val\)'\]"):
+        validate(folder)
+
+
+def test_a_symlink_loop_is_a_missing_file(kit_home, folder):
+    (folder / "img" / "loop.png").symlink_to("loop.png")
+    _edit(folder, path=(1, "img/loop.png"))
+    with pytest.raises(DataError, match=r"1 image file\(s\) missing, e.g. \['img/loop.png'\]"):
+        validate(folder)
+
+
+def test_a_repeated_row_is_named(kit_home, folder):
+    _edit(folder, path=(2, "img/a1.png"), split=(2, "train"))
+    with pytest.raises(DataError, match=r"1 image file\(s\) are listed more than once, e.g. \['img/a1"):
+        validate(folder)
+
+
+@pytest.mark.parametrize("split,lacking", [("heldout_test", "heldout_val"), ("heldout_val", "heldout_test")])
+def test_one_heldout_split_without_the_other_is_named(kit_home, folder, split, lacking):
+    _edit(folder, split=(2, split))
+    with pytest.raises(DataError, match=f"split {split} but none {lacking}"):
+        data.catalogue(source=folder)
+
+
+def test_reuse_outside_paths_and_heldout_are_listed_together(kit_home, folder):
+    _edit(folder, path=(1, "../x.png"), split=(2, "heldout_test"))
+    _edit(folder, path=(6, "img/b1.png"))  # b's test photo is b's train photo
+    with pytest.raises(DataError) as err:
+        validate(folder)
+    text = str(err.value)
+    assert "3 problem(s)" in text and "outside" in text and "several splits" in text and "heldout_val" in text

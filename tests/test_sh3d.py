@@ -3,6 +3,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import make_deb
 
 from ovkit.data import sh3d
 from ovkit.data.build import select_models
@@ -111,3 +112,50 @@ def test_concurrent_extraction_keeps_the_first_finished_copy(kit_home, tiny_sh3f
     dest = sh3d._unzipped(tiny_sh3f)
     assert (dest / ".complete").exists()
     assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no temporary folder left behind
+
+
+def test_a_changed_deb_of_the_same_name_is_unpacked_anew(kit_home, tiny_deb, tiny_sh3f):
+    """The unpacked files are keyed by the package's size and hash, not its file name."""
+    first = sh3d.resolve_sh3f(tiny_deb)
+    assert first[0].read_bytes() == tiny_sh3f.read_bytes()
+    assert sh3d.resolve_sh3f(tiny_deb) == first  # the same package: its unpacked folder is reused
+    make_deb(tiny_deb, {"Other.sh3f": b"another catalogue"})  # a new release under the old name
+    again = sh3d.resolve_sh3f(tiny_deb)
+    assert [f.name for f in again] == ["Other.sh3f"] and again[0].read_bytes() == b"another catalogue"
+
+
+def _zero_middle(blob: bytes) -> bytes:
+    middle = len(blob) // 2
+    return blob[:middle] + bytes(64) + blob[middle + 64:]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda deb: deb.write_bytes(deb.read_bytes()[: deb.stat().st_size // 2]),  # truncated download
+    lambda deb: deb.write_bytes(_zero_middle(deb.read_bytes())),  # same size, other bytes
+])
+def test_a_broken_deb_after_a_good_one_is_a_clear_error(kit_home, tiny_deb, damage):
+    sh3d.resolve_sh3f(tiny_deb)
+    damage(tiny_deb)
+    with pytest.raises(sh3d.DataError, match="truncated|corrupt"):
+        sh3d.resolve_sh3f(tiny_deb)
+    unpacked = sh3d.raw_dir() / "sh3f"
+    assert not [p.name for p in unpacked.iterdir() if ".tmp" in p.name]  # no half-unpacked folder left
+
+
+def test_a_deb_without_catalogues_leaves_nothing_behind(kit_home, tmp_path):
+    empty = make_deb(tmp_path / "sweethome3d-furniture_1-1_all.deb", {"README": b"no furniture"})
+    with pytest.raises(sh3d.DataError, match="contains no .sh3f catalogues"):
+        sh3d.resolve_sh3f(empty)
+    assert list((sh3d.raw_dir() / "sh3f").iterdir()) == []
+
+
+def test_damage_anywhere_in_a_deb_is_a_clear_error(tmp_path, tiny_deb):
+    """Damaged compressed data or member headers raise DataError, never a decoder's own exception."""
+    blob = tiny_deb.read_bytes()
+    bad = tmp_path / "bad.deb"
+    for pos in range(8, len(blob) - 8, max(1, len(blob) // 60)):
+        bad.write_bytes(blob[:pos] + b"\xff" * 8 + blob[pos + 8:])
+        try:
+            sh3d.extract_sh3f_from_deb(bad, tmp_path / "out")
+        except sh3d.DataError as err:
+            assert "delete it" in str(err) or "no data.tar" in str(err)

@@ -1,4 +1,8 @@
+import json
+import os
+import shutil
 import threading
+import time
 
 import pytest
 
@@ -107,8 +111,8 @@ def test_clean_partial_keeps_a_running_build(kit_home):
     builder = threading.Thread(target=store.cached, args=("demo", {"k": 1}, slow))
     builder.start()
     started.wait(10)
-    dead = kit_home / "artifacts" / "demo" / ".tmp-0123456789abcdef-999999999-abcdef"
-    dead.mkdir()  # a build whose process is gone
+    dead = kit_home / "artifacts" / "demo" / f".tmp-0123456789abcdef-{store._host()}-999999999-abcdef"
+    dead.mkdir()  # a build on this host whose process is gone
     assert store.clean_partial() == 1 and not dead.exists()
     release.set()
     builder.join()
@@ -123,3 +127,77 @@ def test_a_fresh_build_is_hashed_once(kit_home, monkeypatch):
     assert len(calls) == 1  # recorded at build time; the read after the rename trusts that hash
     store.cached("demo", {"k": 7}, _writer([], "payload"))
     assert len(calls) == 1  # and this process has checked it already
+
+
+def _rewrite_meta(artifact, **changes):
+    meta = json.loads((artifact / "meta.json").read_text())
+    meta.update(changes)
+    for name in [k for k, v in changes.items() if v is None]:
+        del meta[name]
+    (artifact / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("changes,problem", [
+    ({"files": None}, "records no files"),
+    ({"files": []}, "records no files"),
+    ({"files": {"out.txt": {"bytes": 1}}}, "bad record for file 'out.txt'"),
+    ({"files": {"../../x": {"bytes": 1, "blake2b": "00"}}}, "bad record for file '../../x'"),
+    ({"key": "0123456789abcdef"}, "names stage 'demo' key '0123456789abcdef', not its folder's"),
+    ({"key": 7}, "names stage 'demo' key 7"),
+    ({"stage": "other"}, "names stage 'other'"),
+])
+def test_meta_that_is_not_the_folders_own_counts_as_damaged(kit_home, capsys, changes, problem):
+    calls = []
+    first = store.cached("demo", {"k": 1}, _writer(calls))
+    _rewrite_meta(first, **changes)
+    again = store.cached("demo", {"k": 1}, _writer(calls))
+    assert len(calls) == 2 and again.fresh
+    out = capsys.readouterr().out
+    assert "is damaged" in out and problem in out and "rebuilding it" in out
+
+
+def test_an_artifact_copied_under_another_key_is_not_read(kit_home):
+    calls = []
+    one = store.cached("demo", {"k": 1}, _writer(calls, "one"))
+    two_key = store.stage_key("demo", {"k": 2})
+    shutil.copytree(one.path, one.path.parent / two_key)  # its files verify, but it is k=1's output
+    two = store.cached("demo", {"k": 2}, _writer(calls, "two"))
+    assert len(calls) == 2 and (two / "out.txt").read_text() == "two"
+
+
+def test_meta_that_is_not_an_object_counts_as_damaged(kit_home):
+    first = store.cached("demo", {"k": 1}, _writer([]))
+    (first / "meta.json").write_text("[1, 2]")
+    assert store.lookup("demo", {"k": 1}) is None
+
+
+def _build_folder(kit_home, host, pid, age_s=0.0, fresh_file=False):
+    folder = kit_home / "artifacts" / "demo" / f".tmp-0123456789abcdef-{host}-{pid}-abcdef"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "part.bin").write_bytes(b"x")
+    then = time.time() - age_s
+    for path in (folder / "sub" / "part.bin", folder / "sub", folder):
+        os.utime(path, (then, then))
+    if fresh_file:  # a builder elsewhere is still writing
+        (folder / "sub" / "part.bin").write_bytes(b"xy")
+    return folder
+
+
+def test_clean_partial_asks_for_a_pid_only_on_its_own_host(kit_home):
+    """On a shared cache a PID from another host says nothing: its folders go only when stale."""
+    day = store.FOREIGN_BUILD_AGE_S
+    here_dead = _build_folder(kit_home, store._host(), 999999999)
+    here_alive_old = _build_folder(kit_home, store._host(), os.getpid(), age_s=2 * day)
+    there_fresh = _build_folder(kit_home, "other-host.example", 999999999, age_s=60)
+    there_writing = _build_folder(kit_home, "other-host.example", 999999998, age_s=2 * day, fresh_file=True)
+    there_stale = _build_folder(kit_home, "other-host.example", os.getpid(), age_s=day + 60)
+    assert store.clean_partial() == 2
+    assert not here_dead.exists() and not there_stale.exists()
+    assert here_alive_old.exists() and there_fresh.exists() and there_writing.exists()
+
+
+def test_clean_partial_takes_a_folder_without_a_host_by_age(kit_home):
+    old_name = kit_home / "artifacts" / "demo" / ".tmp-0123456789abcdef-999999999-abcdef"
+    old_name.mkdir(parents=True)  # named before hosts were recorded: its PID may be another host's
+    assert store.clean_partial() == 0 and old_name.exists()
+    assert store.clean_partial(max_age_s=-1) == 1 and not old_name.exists()

@@ -4,8 +4,12 @@
 ``images.csv`` needs ``path`` (relative to the folder), ``item_id``, ``kind`` (``catalog`` or
 ``query``) and, for query images, ``split`` (``train``, ``val`` or ``test``; optionally
 ``heldout_val`` / ``heldout_test`` for photos under conditions training never saw, with an optional
-``changed`` column naming what changed, default ``all``). Items whose query images are never in
-``train`` count as cold. Images are padded to a square and resized.
+``changed`` column naming what changed, default ``all``; give both or neither). Items whose query
+images are never in ``train`` count as cold. Images are padded to a square and resized.
+
+Every image file lies inside the folder (its fingerprint covers only those) and is listed once: a
+file in two rows would show one photo under two SKUs, a catalogue image as its own query, or a
+training photo again at test time.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ def validate(root: Path, open_images: bool = False) -> tuple[pd.DataFrame, pd.Da
         raise _problems(root, problems)
 
     problems = _id_problems(items, images) + _split_problems(images)
-    problems += _file_problems(root, images, open_images)
+    problems += _path_problems(root, images, open_images)
     if problems:
         raise _problems(root, problems)
     return items, images
@@ -113,7 +117,66 @@ def _split_problems(images: pd.DataFrame) -> list[str]:
     if empty:
         return [f"no query image in split(s) {empty}: alignment trains on 'train' photos, "
                 "choices are made on 'val' and results reported on 'test'"]
+    heldout = [s for s in HELDOUT_SPLITS if (queries["split"] == s).any()]
+    if len(heldout) == 1:  # the kit uses held-out photos only as a pair (Catalogue.has_heldout)
+        lacking = next(s for s in HELDOUT_SPLITS if s not in heldout)
+        return [f"query images have split {heldout[0]} but none {lacking}: held-out conditions are chosen "
+                "on 'heldout_val' and reported on 'heldout_test'; give both splits photos, or neither"]
     return []
+
+
+def _path_problems(root: Path, images: pd.DataFrame, open_images: bool) -> list[str]:
+    """Paths leaving the folder, files in several rows, missing or unreadable files."""
+    real_root = root.resolve()
+    files = images["path"].map(lambda p: _real(real_root / p))
+    inside = files.map(lambda f: f.is_relative_to(real_root)).astype(bool)
+    return (_outside_problems(images.loc[~inside, "path"]) + _reuse_problems(images[inside], files[inside])
+            + _file_problems(root, images[inside], open_images))  # a file outside is never opened
+
+
+def _real(path: Path) -> Path:
+    """``path`` with ``..`` and symlinks resolved (an absolute path in images.csv replaces the folder);
+    as given when it cannot be (a NUL byte, a symlink loop): it then counts as a missing file."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return path
+
+
+def _outside_problems(outside: pd.Series) -> list[str]:
+    """Image paths that leave the folder: refused, as the folder's fingerprint would miss a change."""
+    if outside.empty:
+        return []
+    return [f"{len(outside)} image path(s) lead outside the dataset folder, e.g. {outside.tolist()[:3]}: "
+            "copy those files into the folder and give paths relative to it (only files inside the folder "
+            "count in its fingerprint, so a changed outside file would reuse stale cached pixels)"]
+
+
+# Why one image file in several rows is wrong, by the column whose values differ between the rows.
+REUSE = {
+    "item_id": ("are listed under several item_ids",
+                "a photo shows one SKU, keep only the row of the right item_id"),
+    "kind": ("are both a catalog image and a query photo",
+             "a query would find its own image in the catalogue, use another photo for the query"),
+    "split": ("are query photos in several splits",
+              "a photo trained or chosen on would be scored again, give each split its own photos"),
+    "": ("are listed more than once", "remove the repeated rows"),
+}
+
+
+def _reuse_problems(images: pd.DataFrame, files: pd.Series) -> list[str]:
+    """Image files (by resolved path, so aliases count) that appear in more than one row."""
+    rows = images.assign(file=files.astype(str))
+    found = {reason: [] for reason in REUSE}
+    for _, group in rows[rows["file"].duplicated(keep=False)].groupby("file", sort=False):
+        differ = {"item_id": group["item_id"], "kind": group["kind"],
+                  "split": group.loc[group["kind"] == "query", "split"]}
+        reasons = [c for c, values in differ.items() if values.nunique() > 1] or [""]
+        for reason in reasons:
+            values = sorted(set(differ.get(reason, ())))
+            found[reason].append(group["path"].iloc[0] + (f" ({', '.join(values)})" if values else ""))
+    return [f"{len(found[r])} image file(s) {what}, e.g. {found[r][:3]}: {fix}"
+            for r, (what, fix) in REUSE.items() if found[r]]
 
 
 def _file_problems(root: Path, images: pd.DataFrame, open_images: bool) -> list[str]:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import re
 import shutil
 import subprocess
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,8 +87,14 @@ def _ar_members(deb: Path):
     pos = 8
     while pos + 60 <= len(data):
         header = data[pos : pos + 60]
-        name = header[:16].decode().strip().rstrip("/")
-        size = int(header[48:58].decode().strip())
+        try:
+            name = header[:16].decode().strip().rstrip("/")
+            size = int(header[48:58].decode().strip())
+            if size < 0:  # would step backwards through the archive forever
+                raise ValueError(f"member size {size}")
+        except ValueError as err:  # UnicodeDecodeError included: damaged bytes where a header belongs
+            raise DataError(f"{deb} is corrupt (bad member header: {err}): delete it and run 'make data' "
+                            "again.") from err
         body = data[pos + 60 : pos + 60 + size]
         if len(body) < size:
             raise DataError(f"{deb} is truncated: delete it and run 'make data' again.")
@@ -109,7 +117,7 @@ def extract_sh3f_from_deb(deb: Path, dest: Path) -> list[Path]:
                     with tar.extractfile(member) as src, open(tmp, "wb") as out:
                         shutil.copyfileobj(src, out)
                     os.replace(tmp, target)
-        except (tarfile.TarError, EOFError, OSError) as err:
+        except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as err:  # damaged data.tar.*
             raise DataError(
                 f"{deb} is corrupt or truncated ({err}): delete it and run 'make data' again."
             ) from err
@@ -140,22 +148,62 @@ def resolve_sh3f(source: str | os.PathLike | None = None, fetch: bool = True) ->
         if path.suffix == ".sh3f":
             return [path]
         if path.suffix == ".deb":
-            return _unpacked_deb(path, unpacked / path.stem)
+            return _unpacked_deb(path, unpacked)
         raise DataError(f"Don't know how to read {path}: give a .deb, a .sh3f or a folder of .sh3f files.")
     deb = find_deb() if not fetch else fetch_deb()
     if deb is None:
         raise DataError("No Sweet Home 3D data in data/raw: run 'make data' (or 'ovkit fetch').")
-    return _unpacked_deb(deb, unpacked / deb.stem)
+    return _unpacked_deb(deb, unpacked)
 
 
-def _unpacked_deb(deb: Path, dest: Path) -> list[Path]:
-    done = dest / ".complete"
-    if not done.exists():
-        files = extract_sh3f_from_deb(deb, dest)
-        if not files:
+_DEB_KEYS: dict = {}  # file identity and times -> content key: a 120 MB package is hashed once per process
+
+
+def _deb_key(deb: Path) -> str:
+    """The package's size and BLAKE2 hash: a different or broken package under the same file name gets
+    its own unpacked folder instead of the stale files of the one unpacked before."""
+    stat = deb.stat()
+    seen = (str(deb.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if seen not in _DEB_KEYS:
+        h = hashlib.blake2b(digest_size=8)
+        with open(deb, "rb") as f:
+            while block := f.read(1 << 22):
+                h.update(block)
+        _DEB_KEYS[seen] = f"{stat.st_size}-{h.hexdigest()}"
+    return _DEB_KEYS[seen]
+
+
+def _unpacked_deb(deb: Path, parent: Path) -> list[Path]:
+    """The package's ``.sh3f`` files, unpacked once per package content into ``parent``."""
+    def unpack(tmp: Path) -> None:
+        if not extract_sh3f_from_deb(deb, tmp):
             raise DataError(f"{deb} contains no .sh3f catalogues.")
-        done.write_text("\n".join(f.name for f in files))
-    return sorted(dest.glob("*.sh3f"))
+
+    return sorted(_extract_once(parent / f"{deb.stem}-{_deb_key(deb)}", unpack).glob("*.sh3f"))
+
+
+def _extract_once(dest: Path, extract) -> Path:
+    """``dest`` filled by ``extract(folder)``: done in a temporary folder that is renamed when complete,
+    so an interrupted or failed extraction is never read and a finished one is never redone."""
+    if (dest / ".complete").exists():
+        return dest
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        extract(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    (tmp / ".complete").write_text("ok")
+    if dest.exists() and not (dest / ".complete").exists():
+        shutil.rmtree(dest, ignore_errors=True)  # a leftover without its marker
+    try:
+        os.rename(tmp, dest)
+    except OSError:  # another process (a render worker) finished the same extraction first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (dest / ".complete").exists():
+            raise
+    return dest
 
 
 def fingerprint(files: list[Path]) -> str:
@@ -244,26 +292,14 @@ def read_catalogue(sh3f: Path) -> list[FurnitureModel]:
 
 def _unzipped(sh3f: Path) -> Path:
     """Folder holding the extracted ``.sh3f`` (extracted once, marked complete)."""
-    dest = data_dir() / "cache" / "sh3f" / f"{sh3f.stem}-{sh3f.stat().st_size}"
-    if not (dest / ".complete").exists():
-        tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+    def unzip(tmp: Path) -> None:
         try:
             with zipfile.ZipFile(sh3f) as zf:
                 zf.extractall(tmp)
         except (zipfile.BadZipFile, OSError, EOFError) as err:
-            shutil.rmtree(tmp, ignore_errors=True)
             raise DataError(f"{sh3f} is corrupt or truncated ({err}); fetch it again.") from err
-        (tmp / ".complete").write_text("ok")
-        if dest.exists() and not (dest / ".complete").exists():
-            shutil.rmtree(dest, ignore_errors=True)  # a leftover without its marker
-        try:
-            os.rename(tmp, dest)
-        except OSError:  # another process (a render worker) finished the same extraction first
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (dest / ".complete").exists():
-                raise
-    return dest
+
+    return _extract_once(data_dir() / "cache" / "sh3f" / f"{sh3f.stem}-{sh3f.stat().st_size}", unzip)
 
 
 MESH_CACHE_VERSION = 1
