@@ -21,7 +21,7 @@ import pandas as pd
 
 import ovkit
 
-from . import align, backbone, data, gen, mca, sim, vrq
+from . import align, backbone, data, gen, mca, seeds, sim, vrq
 
 STAGES = ("catalogue", "align", "vrq", "sim", "gen")
 REQUIRED = ("N_MODELS", "COLOURWAYS", "QUERY_VIEWS", "COLD_FRACTION", "SEED")
@@ -121,6 +121,7 @@ def load(params, upto: str = "gen") -> Pipeline:
     if missing := [name for name in REQUIRED if name not in params]:
         raise ValueError(f"pipeline.load needs the parameter(s) {missing} (see params/default.yaml)")
     p = {**DEFAULTS, **{k: params[k] for k in (*DEFAULTS, *REQUIRED) if k in params}}
+    p = seeds.seed_all(p)  # every component's seed derives from SEED unless its dict sets one
     reach = STAGES.index(upto)
     # settings first: a typo fails before anything is built
     gen_cfg, sim_cfg = gen.GenConfig.from_overrides(p["GEN"]), sim.SimConfig.from_overrides(p["SIM"])
