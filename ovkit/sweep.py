@@ -6,10 +6,18 @@ A spec file (``sweeps/seeds.yaml``) names a profile, a list of seeds and an opti
     seeds: [0, 1, 2]
     grid: {GEN: [{dpo: pairwise}, {dpo: listwise}]}   # optional: every combination × every seed
     parameters: {AB: {users: 500}}                     # optional: set for every point
+    vary: [data, shoppers, models]                     # optional: each source of variation apart
 
-Each *point* (one grid cell × one seed) is a full ``ovkit run`` of the profile with those overrides,
-recorded in ``runs/<sweep>/<point>/`` (metrics, executed notebooks, report.md); the sweep is named
-``<spec file stem>-<profile>`` (``runs/seeds-default/``). Points share the stage cache, so stages
+A seed is a whole new world: the point's ``SEED`` and every component's seed (:mod:`ovkit.seeds`) —
+written into the point's parameters, so each point records what it used. With ``vary``, each listed
+source (``data``: the catalogue; ``shoppers``: SIM and AB; ``models``: ALIGN, VRQ, MCA, GEN) gets
+its own points, in which only that source follows the seed and the rest keep the profile's SEED:
+the summary then shows which source moves each effect most. Points that would be identical (e.g.
+``vary: [data]`` on a dataset folder, whose catalogue ignores SEED) refuse to start.
+
+Each *point* (one grid cell × one source × one seed) is a full ``ovkit run`` of the profile with
+those overrides, recorded in ``runs/<sweep>/<point>/`` (metrics, executed notebooks, report.md); the
+sweep is named ``<spec file stem>-<profile>`` (``runs/seeds-default/``). Points share the stage cache, so stages
 whose parameters do not change between points are built once (and the cache lock in
 :mod:`ovkit.store` keeps two points from building one stage at once).
 
@@ -19,9 +27,9 @@ failed point is reported and the others go on; running the sweep again skips the
 retries the rest.
 
 The summary (``runs/<sweep>/summary.md``, ``summary.json``, :func:`load`) gives every metric per
-point, per grid cell the mean over seeds with a 95% t-interval, and a **seed-level ledger**: each claim
-of :mod:`ovkit.report` judged by its own rule on the across-seed interval of its effect, beside how
-many seeds reproduced it alone.
+point, per grid cell every metric over seeds, and a **seed-level ledger**: each claim's effect pooled
+over the seeds by a random-effects meta-analysis that uses each run's own interval (:mod:`ovkit.meta`)
+and judged by its own rule, beside the τ² between seeds and each seed's own verdict.
 """
 
 from __future__ import annotations
@@ -41,8 +49,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import report, runner
+from . import meta, report, runner, seeds
 from .config import progress
+from .data import folder
 from .paths import project_root, runs_dir
 from .results import _write_atomic, markdown_table, run_commits, run_metrics
 from .runner import RunError
@@ -50,25 +59,29 @@ from .runner import RunError
 SPEC_KEYS = {"profile": "the params/<profile>.yaml every point starts from",
              "seeds": "a list of seeds (SEED), or a count n for seeds 0..n-1",
              "grid": "parameter name -> list of values; every combination is run for every seed",
-             "parameters": "overrides for every point (like -p)"}
+             "parameters": "overrides for every point (like -p)",
+             "vary": f"sources of variation varied apart, from {', '.join(seeds.SOURCES)} "
+                     "(default: all at once)"}
 ENGINES = ("ray", "local")
 BASE_CELL = "base"  # the grid cell of a sweep without a grid
+WORLD = "world"  # every source of variation follows the seed (a sweep without ``vary``)
 # Passed to every point's process (Ray workers on other machines do not inherit this shell).
 FORWARDED_ENV = ("TQDM_DISABLE", "MPLBACKEND", "PYTHONHASHSEED", "OVKIT_ROOT", "OVKIT_DATA",
                  "OVKIT_ARTIFACTS", "OVKIT_RUNS", "OVKIT_SH3D", "OVKIT_THREADS")
 # Printed per finished point (those the point recorded).
 HEADLINE = ("01.recall@1.aligned", "02.consistency@1.vrq", "04.hr@10.dpo", "04.hr@10.mca_reference",
-            "05.speedup_at_1pct", "06.orders.lift")
+            "05.speedup_total_at_1pct", "06.orders.lift")
 
 
 @dataclass(frozen=True)
 class Point:
-    """One run of a sweep: a grid cell and a seed."""
+    """One run of a sweep: a grid cell, a source of variation and a seed."""
 
-    id: str  # folder name under runs/<sweep>/, e.g. "seed-1" or "GEN.dpo=listwise_seed-1"
+    id: str  # folder name under runs/<sweep>/, e.g. "seed-1", "shoppers_seed-1", "GEN.dpo=listwise_seed-1"
     cell: str  # the grid cell, e.g. "GEN.dpo=listwise" ("base" without a grid)
     seed: int
-    overrides: dict  # everything the point sets over the profile: parameters, grid values, SEED
+    overrides: dict  # everything the point sets over the profile: parameters, grid values, every seed
+    source: str = WORLD  # what the seed varies: "world" (everything) or one of seeds.SOURCES
 
 
 @dataclass
@@ -80,6 +93,9 @@ class Sweep:
     seeds: list
     grid: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)
+    vary: tuple = (WORLD,)
+    base: dict = field(default_factory=dict)  # the profile's values (its SEED and settings dicts)
+    declared: frozenset | None = None  # the notebooks' parameter names (None: every component)
 
     @property
     def folder(self) -> Path:
@@ -99,10 +115,25 @@ class Sweep:
     def points(self) -> list[Point]:
         points = []
         for cell, values in self.cells().items():
-            for seed in self.seeds:
-                pid = f"seed-{seed}" if cell == BASE_CELL else f"{_folder_safe(cell)}_seed-{seed}"
-                points.append(Point(pid, cell, seed, {**self.parameters, **values, "SEED": seed}))
+            given = {**self.base, **self.parameters, **values}
+            for source in self.vary:
+                varied = seeds.SOURCES if source == WORLD else (source,)
+                for seed in self.seeds:
+                    pid = f"seed-{seed}" if source == WORLD else f"{source}_seed-{seed}"
+                    pid = pid if cell == BASE_CELL else f"{_folder_safe(cell)}_{pid}"
+                    pinned = seeds.pinned(given, seed, varied, self.base.get("SEED", 0))
+                    pinned = {k: v for k, v in pinned.items() if self.declared is None or k in self.declared}
+                    points.append(Point(pid, cell, seed, {**self.parameters, **values, **pinned}, source))
         return points
+
+    def groups(self) -> dict:
+        """Group label → (cell, source): the points pooled together (a cell's seeds for one source)."""
+        out = {}
+        for cell in self.cells():
+            for source in self.vary:
+                label = cell if source == WORLD else source if cell == BASE_CELL else f"{cell} · {source}"
+                out[label] = (cell, source)
+        return out
 
 
 def _cell_label(values: dict) -> str:
@@ -159,24 +190,37 @@ def load_spec(spec: str | Path, profile: str | None = None, overrides: list[str]
     profile = profile or raw.get("profile")
     if not profile:
         raise RunError(f"{path} names no profile: add 'profile: smoke' (or default, paper) or pass --profile")
-    seeds = raw.get("seeds", [0])
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = list(range(seeds))
-    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+    seed_list = raw.get("seeds", [0])
+    if isinstance(seed_list, int) and not isinstance(seed_list, bool):
+        seed_list = list(range(seed_list))
+    if (not isinstance(seed_list, list) or not seed_list or len(set(seed_list)) != len(seed_list)
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seed_list)):
         raise RunError(f"{path}: seeds must be a count or a non-empty list of distinct integers, "
-                       f"got {seeds!r}")
+                       f"got {seed_list!r}")
     grid = raw.get("grid") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise RunError(f"{path}: grid must map parameter names to non-empty lists of values, got {grid!r}")
     parameters = {**(raw.get("parameters") or {}), **runner.parse_overrides(overrides or [])}
     if "SEED" in grid or "SEED" in parameters:
         raise RunError(f"{path}: set seeds with the 'seeds' key, not as a parameter or grid entry")
-    return Sweep(f"{path.stem}-{profile}", profile, seeds, grid, parameters)
+    vary = raw.get("vary") or [WORLD]
+    if not isinstance(vary, list) or len(set(vary)) != len(vary) or set(vary) - {WORLD, *seeds.SOURCES}:
+        raise RunError(f"{path}: vary must be a list of distinct sources from {WORLD}, "
+                       f"{', '.join(seeds.SOURCES)}; got {vary!r}")
+    declared = frozenset(name for nb in runner.discover() for name in nb.parameters)
+    try:
+        base = runner.load_profile(profile)
+    except RunError:  # an unknown profile: validate() reports it with every other problem
+        base = {}
+    return Sweep(f"{path.stem}-{profile}", profile, seed_list, grid, parameters, tuple(vary), base, declared)
 
 
 def validate(sweep: Sweep) -> dict:
-    """Check every point's parameters before anything runs; point id → its full parameter values."""
+    """Check every point's parameters before anything runs; point id → its full parameter values.
+
+    Raises:
+        RunError: a bad parameter, or two points that would run the same world (nothing would vary).
+    """
     notebooks = runner.discover()
     values, sources = {}, set()
     for point in sweep.points():
@@ -185,7 +229,29 @@ def validate(sweep: Sweep) -> dict:
                                           notebooks=notebooks, check_data=source not in sources,
                                           verbose=not values)
         sources.add(source)
+    check_distinct(values)
     return values
+
+
+def world_key(values: dict) -> str:
+    """What makes a run's world: its parameters, less SEED where the catalogue ignores it (a folder)."""
+    if folder.is_folder_dataset(values.get("DATA_SOURCE") or ""):
+        values = {k: v for k, v in values.items() if k != "SEED"}
+    return runner.params_hash(values)
+
+
+def check_distinct(values: dict) -> None:
+    """Refuse a sweep with points that would be identical runs: their spread would be zero by design."""
+    seen, same = {}, []
+    for pid, v in values.items():
+        key = world_key(v)
+        if key in seen:
+            same.append(f"{seen[key]} = {pid}")
+        seen.setdefault(key, pid)
+    if same:
+        raise RunError(f"these sweep points would run the same world: {'; '.join(same)}. A dataset folder's "
+                       "catalogue ignores SEED (vary shoppers or models, not data), and vary: with several "
+                       "sources needs seeds other than the profile's SEED (e.g. seeds: [1, 2, 3]).")
 
 
 # --- running -----------------------------------------------------------------------------------------
@@ -308,12 +374,14 @@ def run(spec: str | Path, profile: str | None = None, overrides: list[str] | Non
     sweep.folder.mkdir(parents=True, exist_ok=True)
     _write_atomic(sweep.folder / "sweep.json", json.dumps(
         {"name": sweep.name, "profile": sweep.profile, "seeds": sweep.seeds, "grid": sweep.grid,
-         "parameters": sweep.parameters}, indent=1, default=str))
+         "parameters": sweep.parameters, "vary": list(sweep.vary)}, indent=1, default=str))
     points = sweep.points()
     done = finished(sweep, values)
     todo = [p for p in points if p.id not in done]
-    print(f"sweep {sweep.name}: {len(points)} points ({len(sweep.cells())} grid cell(s) × {len(sweep.seeds)} "
-          f"seed(s)); {len(done)} finished earlier, {len(todo)} to run with engine {engine}")
+    sources = f" × {len(sweep.vary)} sources ({', '.join(sweep.vary)})" if sweep.vary != (WORLD,) else ""
+    print(f"sweep {sweep.name}: {len(points)} points ({len(sweep.cells())} grid cell(s){sources} × "
+          f"{len(sweep.seeds)} seed(s)); {len(done)} finished earlier, {len(todo)} to run with "
+          f"engine {engine}")
     started = time.perf_counter()
     outcomes = (_ray(sweep, todo, address, cpus_per_run, gpus_per_run) if engine == "ray" and todo
                 else _local(sweep, todo, cpus_per_run))
@@ -330,6 +398,14 @@ def run(spec: str | Path, profile: str | None = None, overrides: list[str] | Non
                        f"of the others is {path}. Fix the cause and run the same sweep again: finished "
                        "points are skipped, failed ones retried.")
     return path
+
+
+POOLING = ("Each claim's effect is pooled over the seeds by a random-effects meta-analysis (each run's "
+           "own standard error from its 95% interval, plus the between-seed variance τ²; Paule–Mandel τ², "
+           "modified Hartung–Knapp t-interval, `ovkit.meta`) and judged by its own rule "
+           "(`ovkit.report.CLAIMS`); the pooled interval covers the mean effect over worlds like these "
+           "seeds', so it is wider than one run's whenever the seeds disagree beyond their own noise. "
+           "'each seed' gives every seed's own verdict.")
 
 
 def _point_line(point: Point, outcome: dict) -> str:
@@ -362,16 +438,24 @@ def _numeric(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _has_interval(key: str, per_seed: list[dict]) -> bool:
+    return all(_numeric(m.get(f"{key}_ci_low")) and _numeric(m.get(f"{key}_ci_high")) for m in per_seed
+               if key in m)
+
+
 def across_seeds(per_seed: list[dict]) -> tuple[dict, dict]:
     """Combine the seeds' metrics into one dict the ledger can judge, and per-metric statistics.
 
-    Every numeric metric becomes its mean over the seeds that recorded it; the 95% interval of an
-    estimate (``key_ci_low`` / ``key_ci_high``, the within-run bootstrap) is replaced by the t-interval
-    of its seed values, so a claim is judged on its across-seed spread. A text metric (a chosen policy)
-    becomes its most common value.
+    An estimate recorded with its 95% interval (``key_ci_low`` / ``key_ci_high``, the run's own
+    bootstrap) is pooled over the seeds by a random-effects meta-analysis (:func:`ovkit.meta.pool`:
+    each run's standard error from its interval plus the between-seed variance τ²); the pooled
+    estimate and interval replace the key and its companions. Any other number is described by its
+    mean, 95% t-interval, min and max over seeds (its combined value is the mean). A text metric (a
+    chosen policy) becomes its most common value.
 
     Returns:
-        ``(combined metrics, {key: {n, mean, ci_low, ci_high, min, max}})``.
+        ``(combined metrics, {key: {n, mean, ci_low, ci_high, min, max[, tau2, method]}})``; for a
+        pooled key ``mean`` is the pooled estimate.
     """
     keys = sorted({k for m in per_seed for k in m})
     combined, stats = {}, {}
@@ -386,29 +470,38 @@ def across_seeds(per_seed: list[dict]) -> tuple[dict, dict]:
             combined[key] = mean
         elif all(isinstance(v, str) for v in values):
             combined[key] = Counter(values).most_common(1)[0][0]
-    for key, s in stats.items():  # the estimate's interval: its spread over seeds
-        for end in ("ci_low", "ci_high"):
-            if f"{key}_{end}" in combined:
-                combined[f"{key}_{end}"] = s[end]
+    for key in [k for k in stats if f"{k}_ci_low" in stats and _has_interval(k, per_seed)]:
+        runs = [m for m in per_seed if _numeric(m.get(key))]
+        pooled = meta.pool([m[key] for m in runs], [m[f"{key}_ci_low"] for m in runs],
+                           [m[f"{key}_ci_high"] for m in runs])
+        stats[key] |= {"mean": pooled.estimate, "ci_low": pooled.ci_low, "ci_high": pooled.ci_high,
+                       "tau2": pooled.tau2, "method": pooled.method}
+        combined |= {key: pooled.estimate, f"{key}_ci_low": pooled.ci_low, f"{key}_ci_high": pooled.ci_high}
     return combined, stats
 
 
-def seed_ledger(per_seed: list[dict], combined: tuple | None = None) -> pd.DataFrame:
-    """Each claim judged on the across-seed interval, beside the verdicts of the seeds one by one.
+def seed_ledger(per_seed: list[dict], combined: tuple | None = None,
+                seeds_: list | None = None) -> pd.DataFrame:
+    """Each claim judged on its pooled interval, beside the verdicts of the seeds one by one.
 
-    ``combined``: :func:`across_seeds` of ``per_seed`` when the caller has it already.
+    ``combined``: :func:`across_seeds` of ``per_seed`` when the caller has it already; ``seeds_``:
+    the seeds of ``per_seed`` (default 0, 1, …), which label each seed's own verdict.
     """
     combined, stats = combined or across_seeds(per_seed)
+    seeds_ = list(seeds_ if seeds_ is not None else range(len(per_seed)))
     table = report.ledger(combined)
     alone = [report.ledger(m)["verdict"] for m in per_seed]
     table["seeds_alone"] = [
         ", ".join(f"{v} {n}" for v, n in Counter(col[i] for col in alone).most_common())
         for i in range(len(table))]
-    table["reproduced_alone"] = [sum(col[i] == report.REPRODUCED for col in alone) for i in range(len(table))]
+    table["seed_verdicts"] = [{str(s): col[i] for s, col in zip(seeds_, alone, strict=True)}
+                              for i in range(len(table))]
+    table["reproduced_alone"] = [sum(report.is_reproduced(col[i]) for col in alone)
+                                 for i in range(len(table))]
     table["key"] = [c.keys[0] for c in report.CLAIMS]
-    table["mean"] = [stats.get(k, {}).get("mean", math.nan) for k in table["key"]]
-    table["ci_low"] = [stats.get(k, {}).get("ci_low", math.nan) for k in table["key"]]
-    table["ci_high"] = [stats.get(k, {}).get("ci_high", math.nan) for k in table["key"]]
+    for column, default in (("mean", math.nan), ("ci_low", math.nan), ("ci_high", math.nan),
+                            ("tau2", math.nan), ("method", "")):
+        table[column] = [stats.get(k, {}).get(column, default) for k in table["key"]]
     table["n_seeds"] = len(per_seed)
     return table
 
@@ -418,7 +511,8 @@ def _records(stats: dict, table: pd.DataFrame, n: int) -> dict:
     out = {"seeds.n": n}
     for key, s in stats.items():
         out.update({f"seeds.{key}.{name}": _json_number(s[name]) for name in ("mean", "ci_low", "ci_high",
-                                                                               "min", "max")})
+                                                                               "min", "max", "tau2")
+                    if name in s})
     for row in table.itertuples():
         out[f"seeds.{row.key}.verdict"] = row.verdict
     return out
@@ -428,31 +522,72 @@ def _json_number(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def variance_table(summary: dict, cell: str = BASE_CELL) -> pd.DataFrame:
+    """Which source of variation moves each claim's effect most: τ² per claim and source.
+
+    From a sweep with ``vary: [data, shoppers, models]``: for each claim's headline effect, the
+    between-seed variance τ² of its random-effects pooling within each source's points (the others
+    held at the profile's SEED), and the source with the largest τ². Empty without several sources.
+    """
+    groups = {source: label for label, (c, source) in _groups(summary).items()
+              if c == cell and source != WORLD}
+    if len(groups) < 2:
+        return pd.DataFrame()
+    rows = {}
+    for claim in report.CLAIMS:
+        key = claim.keys[0]
+        tau = {source: summary["cells"][label].get("metrics", {}).get(key, {}).get("tau2")
+               for source, label in groups.items()}
+        row = {f"τ² {source}": (math.nan if v is None else v) for source, v in tau.items()}
+        known = {s: v for s, v in tau.items() if v is not None and math.isfinite(v)}
+        row["largest"] = max(known, key=known.get) if known and max(known.values()) > 0 else "—"
+        rows[claim.topic] = {"key": key, **row}
+    return pd.DataFrame(rows).T
+
+
+def _groups(summary: dict) -> dict:
+    return {label: tuple(g) for label, g in summary.get("groups", {}).items()} or {
+        label: (label, WORLD) for label in summary["cells"]}
+
+
 def summarise(sweep: Sweep) -> dict:
-    """The summary of a sweep from its points' status files (finished points only enter the statistics)."""
+    """The summary of a sweep from its points' status files (finished points only enter the statistics).
+
+    ``cells`` holds one entry per group of pooled points: a grid cell (without ``vary``), or a grid
+    cell and one source of variation (``groups`` maps each label to its cell and source).
+    """
     points, cells = {}, {}
     for point in sweep.points():
         path = _status_file(sweep, point)
         status = json.loads(path.read_text()) if path.exists() else {"status": "not run", "metrics": {}}
         if "commit" not in status and path.exists():  # a status written before points named their commit
             status["commit"] = ",".join(run_commits(f"{sweep.name}/{point.id}"))
-        points[point.id] = {"cell": point.cell, "seed": point.seed, **status}
-    for cell, overrides in sweep.cells().items():
-        ok = [pid for pid, p in points.items() if p["cell"] == cell and p["status"] == "ok"]
-        entry = {"overrides": overrides, "points": ok, "seeds": [points[p]["seed"] for p in ok]}
+        used = seeds.component_seeds(runner.merge_overrides(sweep.base, point.overrides)[0])
+        points[point.id] = {"cell": point.cell, "source": point.source, "seed": point.seed,
+                            "component_seeds": used, **status}
+    groups = sweep.groups()
+    for label, (cell, source) in groups.items():
+        ok = [pid for pid, p in points.items()
+              if p["cell"] == cell and p["source"] == source and p["status"] == "ok"]
+        overrides = sweep.cells()[cell]
+        entry = {"overrides": overrides, "source": source, "points": ok,
+                 "seeds": [points[p]["seed"] for p in ok]}
         if ok:
             per_seed = [points[p]["metrics"] for p in ok]
             combined = across_seeds(per_seed)
             stats = combined[1]
-            table = seed_ledger(per_seed, combined)
+            table = seed_ledger(per_seed, combined, entry["seeds"])
             entry["metrics"] = {k: {n: _json_number(v) for n, v in s.items()} for k, s in stats.items()}
             entry["ledger"] = json.loads(table.to_json(orient="records"))
             entry["records"] = _records(stats, table, len(ok))
-        cells[cell] = entry
+        cells[label] = entry
     summary = {"sweep": sweep.name, "profile": sweep.profile, "seeds": sweep.seeds, "grid": sweep.grid,
-               "parameters": sweep.parameters, "points": points, "cells": cells}
+               "parameters": sweep.parameters, "vary": list(sweep.vary), "method": meta.METHOD,
+               "groups": {label: list(g) for label, g in groups.items()}, "points": points, "cells": cells}
     if len(cells) == 1:  # a seeds-only sweep: its records at the top level too
         summary.update(next(iter(cells.values())).get("records", {}))
+    summary["variance"] = {cell: json.loads(t.to_json(orient="index")) for cell in sweep.cells()
+                           if not (t := variance_table(summary, cell)).empty}
     return summary
 
 
@@ -509,25 +644,32 @@ def summary_markdown(summary: dict, figure: Path | None = None) -> str:
                   "delete runs/<sweep>/ to run every point with one commit."]
     elif commits:
         lines += ["", f"Code: commit {commits[0]}."]
-    lines += ["", "## Points", "", "| point | cell | seed | status | minutes | commit | error |",
-              "|---|---|---:|---|---:|---|---|"]
+    lines += ["", "## Points", "", "Each point's seeds: `data` is SEED (the catalogue), the others the "
+              "components' own (`ovkit.seeds`).", "",
+              "| point | cell | source | seed | component seeds | status | minutes | commit | error |",
+              "|---|---|---|---:|---|---|---:|---|---|"]
     for pid, p in summary["points"].items():
         minutes = f"{p['seconds'] / 60:.1f}" if p.get("seconds") else ""
         error = (p.get("error") or "").splitlines()[0] if p.get("error") else ""
-        commit = p.get("commit", "")
-        cells = [pid, p["cell"], p["seed"], p["status"], minutes, commit, error]
+        used = " ".join(f"{k} {v}" for k, v in (p.get("component_seeds") or {}).items())
+        cells = [pid, p["cell"], p.get("source", WORLD), p["seed"], used, p["status"], minutes,
+                 p.get("commit", ""), error]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     for cell, entry in summary["cells"].items():
         lines += ["", f"## Cell `{cell}`" if cell != BASE_CELL else "## Across seeds", ""]
         if not entry.get("points"):
             lines.append("No finished point yet.")
             continue
-        lines += [f"{len(entry['points'])} seeds: {entry['seeds']}. Each claim is judged by its own rule "
-                  "(`ovkit.report.CLAIMS`) on the 95% t-interval of its effect over seeds; "
-                  "'seeds alone' counts the verdicts of the seeds judged one by one.", "",
+        lines += [f"{len(entry['points'])} seeds: {entry['seeds']}. " + POOLING, "",
                   markdown_table(ledger_table(summary, cell)).strip()]
-        lines += ["", "Every metric over seeds (mean, 95% t-interval, min, max):", "",
+        lines += ["", "Every metric over seeds (n, mean — the pooled estimate where the runs recorded "
+                  "intervals —, 95% interval: random-effects where `method` says so, else a t-interval "
+                  "over the seeds' values; min, max; τ²):", "",
                   markdown_table(metric_table(summary, cell), digits=4).strip()]
+    for cell, table in summary.get("variance", {}).items():
+        lines += ["", f"## Which source of variation moves each effect (cell `{cell}`)", "",
+                  "τ² of each claim's effect between seeds when only that source follows the seed:", "",
+                  markdown_table(pd.DataFrame(table).T, digits=4).strip()]
     if figure:
         lines += ["", "## Headline metrics per seed", "", f"![seeds](figures/{figure.name})"]
     return "\n".join(lines) + "\n"
@@ -556,14 +698,21 @@ def _cell(summary: dict, cell: str | None) -> dict:
 
 
 def ledger_table(summary: dict, cell: str | None = None) -> pd.DataFrame:
-    """The seed-level ledger of one grid cell (default: the first), one row per claim."""
+    """The seed-level ledger of one grid cell (default: the first), one row per claim: the pooled
+    estimate and interval, τ², the verdict on it and each seed's own verdict."""
     rows = _cell(summary, cell).get("ledger", [])
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     table["across seeds"] = [_mean_interval(r.get("mean"), r.get("ci_low"), r.get("ci_high")) for r in rows]
-    return table.rename(columns={"verdict": "verdict across seeds", "seeds_alone": "seeds alone"}).set_index(
-        "claim")[["paper_value", "key", "across seeds", "verdict across seeds", "seeds alone"]]
+    table["τ²"] = [f"{r['tau2']:.3g}" if _numeric(r.get("tau2")) else "—" for r in rows]
+    if "seed_verdicts" in table:
+        table["each seed"] = [", ".join(f"{s}: {v}" for s, v in (r.get("seed_verdicts") or {}).items())
+                              for r in rows]
+    else:  # a summary written before seeds were named
+        table["each seed"] = table["seeds_alone"]
+    return table.rename(columns={"verdict": "verdict across seeds"}).set_index(
+        "claim")[["paper_value", "key", "across seeds", "τ²", "verdict across seeds", "each seed"]]
 
 
 def _mean_interval(mean, low, high) -> str:
@@ -575,11 +724,14 @@ def _mean_interval(mean, low, high) -> str:
 
 
 def metric_table(summary: dict, cell: str | None = None, keys=None) -> pd.DataFrame:
-    """Metrics of one grid cell over seeds: n, mean, 95% t-interval, min, max (default: every metric)."""
+    """Metrics of one grid cell over seeds: n, mean, 95% interval, min, max, and for estimates pooled
+    from the runs' own intervals τ² and the method (default: every metric)."""
     metrics = _cell(summary, cell).get("metrics", {})
     keys = [k for k in (keys or metrics) if k in metrics]
     table = pd.DataFrame([metrics[k] for k in keys], index=pd.Index(keys, name="metric"))
-    return table.astype({c: float for c in table.columns if c != "n"})
+    if "method" in table:
+        table["method"] = table["method"].fillna("t over seeds")
+    return table.astype({c: float for c in table.columns if c not in ("n", "method")})
 
 
 def per_seed(summary: dict, key: str) -> pd.DataFrame:

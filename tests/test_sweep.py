@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, write_notebook
 from scipy import stats
 
-from ovkit import cli, report, store, sweep
+from ovkit import cli, meta, report, store, sweep
 from ovkit.runner import RunError
 
 # A point fails when SEED is in FAIL_SEEDS; it kills its own process (the Ray worker running it, via the
@@ -56,7 +56,8 @@ def test_spec_grid_times_seeds(project):
     points = spec.points()
     assert [p.id for p in points] == ["SCALE=1,GEN.dpo=listwise_seed-0", "SCALE=1,GEN.dpo=listwise_seed-1",
                                       "SCALE=3,GEN.dpo=listwise_seed-0", "SCALE=3,GEN.dpo=listwise_seed-1"]
-    assert points[3].overrides == {"FAIL_SEEDS": [], "SCALE": 3, "GEN": {"dpo": "listwise"}, "SEED": 1}
+    assert points[3].overrides == {"FAIL_SEEDS": [], "SCALE": 3, "GEN": {"dpo": "listwise", "seed": 1000},
+                                   "SEED": 1}  # every declared component seeded from the point's seed
     assert sweep.load_spec("two", profile="other").name == "two-other"  # a name in sweeps/, --profile wins
 
 
@@ -101,15 +102,21 @@ def test_t_interval_matches_scipy():
     assert math.isnan(sweep.t_interval([0.3])[1])
 
 
-def test_across_seeds_replaces_run_intervals_with_the_seed_spread():
-    seeds = [{"a": 1.0, "a_ci_low": 0.0, "a_ci_high": 9.0, "p": "x"},
-             {"a": 2.0, "a_ci_low": 1.5, "a_ci_high": 2.5, "p": "y"},
-             {"a": 3.0, "a_ci_low": 2.5, "a_ci_high": 3.5, "p": "y"}]
-    combined, per_metric = sweep.across_seeds(seeds)
-    _, low, high = sweep.t_interval([1.0, 2.0, 3.0])
-    assert combined["a"] == 2.0 and (combined["a_ci_low"], combined["a_ci_high"]) == (low, high)
+def test_across_seeds_pools_run_intervals_by_random_effects():
+    runs = [{"a": 1.0, "a_ci_low": 0.0, "a_ci_high": 9.0, "p": "x", "n": 5.0},
+            {"a": 2.0, "a_ci_low": 1.5, "a_ci_high": 2.5, "p": "y", "n": 6.0},
+            {"a": 3.0, "a_ci_low": 2.5, "a_ci_high": 3.5, "p": "y", "n": 7.0}]
+    combined, per_metric = sweep.across_seeds(runs)
+    pooled = meta.pool([1.0, 2.0, 3.0], [0.0, 1.5, 2.5], [9.0, 2.5, 3.5])
+    assert combined["a"] == pooled.estimate and pooled.method == "random-effects"
+    assert (combined["a_ci_low"], combined["a_ci_high"]) == (pooled.ci_low, pooled.ci_high)
+    assert per_metric["a"]["tau2"] == pooled.tau2 > 0 and per_metric["a"]["method"] == "random-effects"
+    assert 2.0 < combined["a"] < 3.0  # the precise runs weigh more than the vague first one
     assert combined["p"] == "y"
     assert per_metric["a"]["min"] == 1.0 and per_metric["a"]["max"] == 3.0 and per_metric["a"]["n"] == 3
+    assert combined["n"] == 6.0 and (per_metric["n"]["ci_low"], per_metric["n"]["ci_high"]) == pytest.approx(
+        sweep.t_interval([5.0, 6.0, 7.0])[1:])  # no run interval: a t-interval describes the spread
+    assert "tau2" not in per_metric["n"]
 
 
 def _sft(value, half=0.002):
@@ -117,18 +124,31 @@ def _sft(value, half=0.002):
     return {key: value, f"{key}_ci_low": value - half, f"{key}_ci_high": value + half}
 
 
-@pytest.mark.parametrize("values, verdict, alone", [
-    ([0.030, 0.032, 0.034], report.REPRODUCED, 3),  # every seed and the spread clear MINIMUM
-    ([0.030, -0.020, 0.040], report.INCONCLUSIVE, 2),  # two seeds reproduce alone; across seeds: 0 included
-    ([0.004, 0.005, 0.006], report.PARTLY, 0),  # an effect, smaller than the smallest of interest
-    ([0.003, -0.004, 0.001], report.NOT, 0),
+@pytest.mark.parametrize("values, half, verdict, alone", [
+    ([0.030, 0.032, 0.034], 0.002, report.REPRODUCED, 3),  # every seed and the pooled interval clear MINIMUM
+    ([0.030, -0.020, 0.040], 0.002, report.INCONCLUSIVE, 2),  # two seeds reproduce; pooled: 0 included
+    ([0.004, 0.005, 0.006], 0.002, report.PARTLY, 0),  # an effect, smaller than the smallest of interest
+    ([0.003, -0.004, 0.001], 0.002, report.NOT, 0),
+    # the review's case: each seed inconclusive alone (CI [−2%, +3%]); agreeing point estimates must not
+    # turn that into an effect — a t-interval over the 3 estimates alone would say "partly"
+    ([0.005, 0.005, 0.006], 0.025, report.INCONCLUSIVE, 0),
 ])
-def test_seed_ledger_judges_the_across_seed_interval(values, verdict, alone):
-    table = sweep.seed_ledger([_sft(v) for v in values]).set_index("claim")
+def test_seed_ledger_judges_the_pooled_interval(values, half, verdict, alone):
+    table = sweep.seed_ledger([_sft(v, half) for v in values], seeds_=[4, 5, 6]).set_index("claim")
     row = table.loc["SFT adds personalisation"]
     assert row["verdict"] == verdict and row["reproduced_alone"] == alone and row["n_seeds"] == 3
-    assert row["mean"] == pytest.approx(np.mean(values))
+    pooled = meta.pool(values, [v - half for v in values], [v + half for v in values])
+    assert row["mean"] == pytest.approx(pooled.estimate) and row["tau2"] == pytest.approx(pooled.tau2)
+    assert row["method"] == "random-effects"
+    alone_verdicts = [report.judge_effect(v, v - half, v + half, minimum=report.MINIMUM) for v in values]
+    assert row["seed_verdicts"] == dict(zip(["4", "5", "6"], alone_verdicts, strict=True))
     assert table.loc["online: CVR", "verdict"] == report.MISSING
+
+
+def test_t_over_seed_means_would_have_overstated_the_review_case():
+    """The old rule (a t-interval of the seeds' estimates) on the same runs: decisive where none is."""
+    _, low, _ = sweep.t_interval([0.005, 0.005, 0.006])
+    assert low > 0
 
 
 # --- the shared stage cache under concurrent builders --------------------------------------------------
