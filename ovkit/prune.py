@@ -147,7 +147,8 @@ def runner(model: gen.OneVision, q: gen.Queries, policy: Policy, k: int = 10):
     return lambda which: search(model, q.take(timing.rows(which)), policy, k)
 
 
-SPEEDUP = interval_keys("speedup")  # speedup, speedup_ci_low, speedup_ci_high
+SPEEDUP = interval_keys("speedup")  # median per-query ratio: speedup, speedup_ci_low, speedup_ci_high
+TOTAL = interval_keys("speedup_total")  # total-time ratio (throughput), with its interval
 
 
 def _latency(systems: dict, n_queries: int, timed: int | None, repeats: int) -> pd.DataFrame:
@@ -159,8 +160,12 @@ def _latency(systems: dict, n_queries: int, timed: int | None, repeats: int) -> 
 
 
 def _speedups(times: pd.DataFrame, base: str) -> pd.DataFrame:
-    """speedup, speedup_ci_low, speedup_ci_high of every column of ``times`` against ``base``."""
-    return pd.DataFrame([timing.speedup_ci(times, base, label) for label in times.columns], columns=SPEEDUP)
+    """SPEEDUP and TOTAL columns (ratios with intervals) of every column of ``times`` against ``base``."""
+    rows = []
+    for label in times.columns:
+        ratios = timing.speedups(times, base, label)
+        rows.append([*ratios["median"], *ratios["total"]])
+    return pd.DataFrame(rows, columns=[*SPEEDUP, *TOTAL])
 
 
 def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "val", k: int = 10,
@@ -180,8 +185,9 @@ def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "va
     Returns:
         (frame, times). frame, one row per policy: policy, split, hr@10, mrr@10, valid (all
         queries); latency_ms (p50 at batch 1, all policies timed in one interleaved loop on one
-        thread); speedup (median per-query ratio of the first policy's time to this one's) with
-        speedup_ci_low/high (95% bootstrap over queries); batch{batch}_ms per query;
+        thread); speedup_total (total-time ratio of the first policy to this one) and speedup
+        (median per-query ratio), each with _ci_low/_ci_high (95% bootstrap over queries and timing
+        rounds); batch{batch}_ms per query;
         encoder_tokens and decoder_rows per query; hr10_rel_loss against the first row.
         times: (timed, policies) milliseconds per query, columns the policy names (a repeated
         name gets ' #2').
@@ -197,7 +203,7 @@ def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "va
     systems = {label: runner(model, q, policy, k) for label, policy in zip(labels, policies, strict=True)}
     times = _latency(systems, len(q), timed, repeats)
     frame["latency_ms"] = times.median().to_numpy()
-    frame[list(SPEEDUP)] = _speedups(times, labels[0]).to_numpy()
+    frame[[*SPEEDUP, *TOTAL]] = _speedups(times, labels[0]).to_numpy()
     n = min(len(q), 2 * batch)
     with config.one_torch_thread():
         frame[f"batch{batch}_ms"] = timing.batched(systems, n, batch, repeats).to_numpy()
@@ -209,16 +215,18 @@ def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "va
 def best(frame: pd.DataFrame, max_loss: float = 0.01) -> pd.Series:
     """The fastest policy whose relative HR@10 loss is at most ``max_loss``, ties broken by work.
 
-    Policies whose speed-up interval overlaps the fastest one's are tied: timing cannot tell them
-    apart, and picking among them by the measured median would let the machine's noise choose
-    (two runs of one machine chose differently). Among the tied, the smallest loss wins, then the
-    least decoder work (rows), then the fewest encoder tokens, then the grid order — all
-    deterministic, so a re-run chooses the same policy. (Kit choice; without interval columns
-    the median speed-up alone decides.)
+    Fastest by the total-time ratio (throughput, the paper's "efficiency"; the median per-query
+    ratio where a frame has no total). Policies whose speed-up interval overlaps the fastest one's
+    are tied: timing cannot tell them apart, and picking among them by the measured value would let
+    the machine's noise choose (two runs of one machine chose differently). Among the tied, the
+    smallest loss wins, then the least decoder work (rows), then the fewest encoder tokens, then the
+    grid order — all deterministic, so a re-run chooses the same policy. (Kit choice; without
+    interval columns the speed-up alone decides.)
     """
     ok = frame[frame["hr10_rel_loss"] <= max_loss + 1e-12]
-    top = ok.loc[ok["speedup"].idxmax()]
-    _, low, high = SPEEDUP
+    keys = TOTAL if TOTAL[0] in ok.columns else SPEEDUP
+    top = ok.loc[ok[keys[0]].idxmax()]
+    _, low, high = keys
     if {low, high} <= set(ok.columns):
         ok = ok[ok[high] >= top[low]]
     else:
@@ -238,7 +246,7 @@ def measure(model: gen.OneVision, q: gen.Queries, logs, chosen: Policy, k: int =
         chosen: the policy (e.g. ``best(val_frame)``'s).
         k: results per query.
         timed: latency at batch 1 over the first ``timed`` queries (None: all).
-        repeats: timings per query and system (median).
+        repeats: timing rounds (each query once per system per round; the median counts).
         split: normally "test".
         others: more systems timed in the same loop, name → ``run(i)`` for query i (e.g. the cascade).
     Returns:
@@ -246,8 +254,9 @@ def measure(model: gen.OneVision, q: gen.Queries, logs, chosen: Policy, k: int =
         "unpruned", "pruned" and ``others``).
         Summary:
         policy, split, queries, timed; hr@10 / mrr@10 / decoder_rows / encoder_tokens of both
-        (``_unpruned``, ``_pruned``); hr10_rel_loss; speedup with speedup_ci_low/high (median
-        per-query ratio, 95% bootstrap); latency_ms_unpruned/_pruned (p50 at batch 1); topk_changed,
+        (``_unpruned``, ``_pruned``); hr10_rel_loss; speedup_total (total-time ratio) and speedup
+        (median per-query ratio), each with _ci_low/_ci_high (95% bootstrap over queries and timing
+        rounds); latency_ms_unpruned/_pruned (p50 at batch 1); topk_changed,
         the share of queries whose top-k differs from the unpruned one.
     """
     out = {"policy": chosen.name, "split": split, "queries": len(q)}
@@ -262,7 +271,8 @@ def measure(model: gen.OneVision, q: gen.Queries, logs, chosen: Policy, k: int =
     systems = {label: runner(model, q, policy, k) for label, policy in policies.items()}
     times = _latency(systems | (others or {}), len(q), timed, repeats)
     out["timed"] = len(times)
-    out |= dict(zip(SPEEDUP, timing.speedup_ci(times, "unpruned", "pruned"), strict=True))
+    ratios = timing.speedups(times, "unpruned", "pruned")
+    out |= dict(zip(SPEEDUP, ratios["median"], strict=True)) | dict(zip(TOTAL, ratios["total"], strict=True))
     out |= {f"latency_ms_{label}": float(times[label].median()) for label in times.columns}
     return out, times
 
