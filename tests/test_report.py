@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 
 import ovkit  # noqa: E402
 from ovkit import report  # noqa: E402
-from ovkit.report import INCONCLUSIVE, MISSING, NOT, PARTLY, REPRODUCED  # noqa: E402
+from ovkit.report import INCONCLUSIVE, INVALID, LARGER, MISSING, NOT, PARTLY, REPRODUCED  # noqa: E402
 
 
 def ci(key, est, low, high):
@@ -21,7 +21,7 @@ def ci(key, est, low, high):
 ALIGN, CONSIST = "01.recall@1_diff.aligned_vs_frozen", "02.consistency@1_diff.vrq_vs_best"
 HR_PAR, MRR_PAR = "04.hr@10_rel_diff.dpo_vs_mca", "04.mrr@10_rel_diff.dpo_vs_mca"
 SFT, DPO = "04.hr@10_diff.sft_vs_pretrain", "04.hr@10_diff.dpo_vs_sft"
-SPEED, CTR, CVR, ORDERS = "05.speedup_at_1pct", "06.ctr.lift", "06.cvr.lift", "06.orders.lift"
+SPEED, CTR, CVR, ORDERS = "05.speedup_total_at_1pct", "06.ctr.lift", "06.cvr.lift", "06.orders.lift"
 KEEP, KEEP_VS = "01.heldout_ratio.aligned", "01.heldout_ratio_diff.aligned_vs_frozen"
 COLD_EXACT, COLD_HR = report.COLD_KEYS["exact-SKU recall@10"], report.COLD_KEYS["HR@10"]
 
@@ -71,9 +71,9 @@ CASES = {
     "DPO improves further": _effects(DPO, (0.005, 0.001, 0.009), (0.002, -0.012, 0.015),
                                      (-0.01, -0.02, -0.002)),
     "dynamic pruning": _effects(SPEED, (1.08, 1.03, 1.12), (1.1, 0.95, 1.25), (1.0, 0.95, 1.05)),
-    "online: item CTR": _effects(CTR, (0.08, 0.05, 0.11), (0.01, -0.01, 0.03), (-0.01, -0.03, 0.01)),
+    "online: item CTR": _effects(CTR, (0.01, 0.005, 0.015), (0.01, -0.01, 0.03), (-0.01, -0.03, 0.01)),
     "online: CVR": _effects(CVR, (0.01, 0.002, 0.02), (0.01, -0.01, 0.03), (-0.05, -0.08, -0.02)),
-    "online: order volume": _effects(ORDERS, (0.1, 0.06, 0.14), (0.0, -0.03, 0.04), (0.0, -0.02, 0.03)),
+    "online: order volume": _effects(ORDERS, (0.015, 0.006, 0.025), (0.0, -0.03, 0.04), (0.0, -0.02, 0.03)),
     "kit: alignment holds under unseen conditions": {
         PARTLY: ci(KEEP, 0.72, 0.66, 0.78),  # as robust as frozen, but 70% retention undetermined
         INCONCLUSIVE: {**ci(KEEP, 0.72, 0.66, 0.78), **ci(KEEP_VS, -0.05, -0.11, 0.01)},
@@ -130,8 +130,10 @@ def test_pruning_that_costs_quality_is_partly():
 
 @pytest.mark.parametrize("low,high,verdict", [
     (0.01, 0.05, REPRODUCED), (0.0215, 0.03, REPRODUCED), (0.001, 0.0215, REPRODUCED),  # P on either end
-    (0.001, 0.02, PARTLY), (0.025, 0.05, PARTLY),  # real, but smaller / larger than the paper's
+    (0.001, 0.02, PARTLY),  # real, but smaller than the paper's
+    (0.025, 0.05, LARGER), (0.06, 0.07, LARGER),  # beyond the paper in its direction: not "partly"
     (0.0, 0.03, INCONCLUSIVE), (-0.01, 0.0215, INCONCLUSIVE),  # holds 0 (0 counts) and P
+    (-0.01, 0.2, INCONCLUSIVE),  # holds 0 and values far beyond P
     (0.0, 0.02, NOT), (-0.05, -0.01, NOT),  # excludes P below / the opposite effect
     (math.nan, 0.03, INCONCLUSIVE),
 ])
@@ -139,14 +141,46 @@ def test_judge_effect_with_the_paper_value(low, high, verdict):
     assert report.judge_effect((low + high) / 2, low, high, paper=0.0215) == verdict
 
 
-@pytest.mark.parametrize("low,high,verdict", [
-    (0.001, 0.01, REPRODUCED), (0.02, 0.5, REPRODUCED),  # a lower bound: no upper limit
-    (0.001, 0.0099, PARTLY),
-    (0.0, 0.01, INCONCLUSIVE), (-0.5, 0.5, INCONCLUSIVE),
-    (-0.01, 0.0099, NOT), (-0.05, -0.01, NOT),
+def test_an_effect_three_times_the_papers_is_larger_whatever_its_width():
+    """The review's case: 3× the paper with a wide CI was 'reproduced', with a tight one 'partly'."""
+    assert report.judge_effect(0.0645, 0.02, 0.11, paper=0.0215) == REPRODUCED  # wide: holds P
+    assert report.judge_effect(0.0645, 0.06, 0.07, paper=0.0215) == LARGER
+    assert report.judge_effect(0.34, 0.30, 0.38, paper=0.21) == LARGER  # pruning 1.34× vs the paper's 1.21×
+    assert report.is_reproduced(LARGER) and report.is_reproduced(REPRODUCED) and not report.is_reproduced(PARTLY)
+
+
+@pytest.mark.parametrize("est,low,high,verdict", [
+    (0.02, 0.001, 0.05, REPRODUCED), (0.01, 0.001, 0.01, REPRODUCED),  # the estimate reaches it
+    (0.2, 0.02, 0.5, REPRODUCED),  # a lower bound: no upper limit
+    (0.0065, 0.002, 0.011, PARTLY),  # the review's case: the CI reaches 0.01, the estimate does not
+    (0.005, 0.001, 0.0099, PARTLY),
+    (0.005, 0.0, 0.01, INCONCLUSIVE), (0.0, -0.5, 0.5, INCONCLUSIVE),
+    (0.0, -0.01, 0.0099, NOT), (-0.03, -0.05, -0.01, NOT),
 ])
-def test_judge_effect_with_a_smallest_effect_of_interest(low, high, verdict):
-    assert report.judge_effect((low + high) / 2, low, high, minimum=0.01) == verdict
+def test_judge_effect_with_a_smallest_effect_of_interest(est, low, high, verdict):
+    assert report.judge_effect(est, low, high, minimum=0.01) == verdict
+
+
+@pytest.mark.parametrize("est,low,high", [(0.05, 0.01, 0.03), (-0.01, 0.0, 0.02), (0.3, 0.1, 0.2)])
+def test_an_estimate_outside_its_interval_is_an_error(est, low, high):
+    with pytest.raises(ValueError, match="outside its own interval"):
+        report.judge_effect(est, low, high, minimum=0.01)
+    with pytest.raises(ValueError, match="outside its own interval"):
+        report.judge_effect(est, low, high, paper=0.0215)
+
+
+def test_the_ledger_marks_an_estimate_outside_its_interval_invalid():
+    r = row({**MEASURED, **ci(SFT, 0.05, 0.015, 0.045)}, "SFT adds personalisation")
+    assert r["verdict"] == INVALID and "outside its own interval" in r["kit"]
+    assert verdicts(MEASURED)["DPO improves further"] == REPRODUCED  # the other rows stand
+
+
+def test_pruning_is_judged_on_total_time_with_the_median_beside():
+    m = {**MEASURED, **ci("05.speedup_at_1pct", 1.01, 1.0, 1.48), **ci(SPEED, 1.5, 1.3, 1.7)}
+    r = row(m, "dynamic pruning")
+    assert r["verdict"] == LARGER  # the issue's fixture: median 1.01 [1.00, 1.48], total 1.50
+    assert "total time 1.50×" in r["kit"] and "median query 1.01× [1.00, 1.48]" in r["kit"]
+    assert r["evidence"] == f"`{SPEED}`"
 
 
 def test_judge_effect_errors():
@@ -201,7 +235,7 @@ def test_ledger_columns_paper_values_and_kit_text():
     assert kit["online: order volume"] == "+3.73% [+0.64%, +6.75%]"
     assert kit["multi-view alignment"] == ("Recall@1 0.174 vs 0.106 frozen: +0.068 [+0.055, +0.080]; "
                                            "view gap -0.126 vs -0.120")
-    assert kit["dynamic pruning"] == ("1.21× [1.15, 1.28] at batch 1 (δ 1, chosen on val), "
+    assert kit["dynamic pruning"] == ("total time 1.21× [1.15, 1.28] at batch 1 (δ 1, chosen on val), "
                                       "HR@10 change on test -0.3%")
     assert "rqvae (best baseline)" in kit["VRQ: views share shallow codes"]
     unique = kit["VRQ: unique IDs, near-duplicates apart"]
@@ -228,7 +262,7 @@ def test_report_holds_ledger_figures_tables_and_timings(kit_home):
     timings = '{"notebooks": {"00_a.ipynb": {"seconds": 3.0, "status": "ok"}}}'
     (kit_home / "runs" / "pytest" / "timings.json").write_text(timings)
     text = report.write("pytest", {"SEED": 0}).read_text()
-    assert "## Claims ledger" in text and "| claim | paper | paper_value | kit | verdict | evidence |" in text
+    assert "## Claims ledger" in text and "| claim | paper | paper_value | kit | verdict | rule | evidence |" in text
     ctr = "| online: item CTR | +2.15% item CTR over MCA | +2.15% | +3.00% [+1.00%, +5.00%] | reproduced |"
     assert ctr in text
     assert "| dynamic pruning |" in text
