@@ -134,8 +134,10 @@ def slice_bars(table, metric: str = "hr@10", title: str | None = None):
 
 
 def seed_strips(summary: dict, keys, cols: int = 4):
-    """One panel per metric: each seed's value (a dot, labelled by seed) per grid cell, with the mean
-    over seeds as a bar and its 95% t-interval. ``summary`` is :func:`ovkit.sweep.load`'s dict."""
+    """One panel per metric: each seed's value (a dot, labelled by seed) per group of pooled points
+    (a grid cell, or a cell and a source of variation), with the estimate over seeds as a bar and its
+    95% interval — random-effects pooled where the runs recorded intervals, else a t-interval.
+    ``summary`` is :func:`ovkit.sweep.load`'s dict."""
     from .sweep import per_seed
 
     data_of = {k: per_seed(summary, k) for k in keys}
@@ -163,6 +165,7 @@ def seed_strips(summary: dict, keys, cols: int = 4):
         ax.set_title(key, fontsize=8)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
-    fig.suptitle(f"{summary['sweep']}: each seed (dots), mean (bar) and 95% t-interval (line)", fontsize=9)
+    fig.suptitle(f"{summary['sweep']}: each seed (dots), pooled estimate (bar) and 95% interval (line)",
+                 fontsize=9)
     fig.tight_layout()
     return fig

@@ -735,8 +735,11 @@ def metric_table(summary: dict, cell: str | None = None, keys=None) -> pd.DataFr
 
 
 def per_seed(summary: dict, key: str) -> pd.DataFrame:
-    """One metric's value per point: columns cell, seed, value (the strip plot's data)."""
-    rows = [{"cell": p["cell"], "seed": p["seed"], "value": p["metrics"][key]}
+    """One metric's value per point: columns cell (the point's group label), seed, value (the strip
+    plot's data)."""
+    label = {tuple(g): name for name, g in _groups(summary).items()}
+    rows = [{"cell": label.get((p["cell"], p.get("source", WORLD)), p["cell"]), "seed": p["seed"],
+             "value": p["metrics"][key]}
             for p in summary["points"].values()
             if p["status"] == "ok" and _numeric(p.get("metrics", {}).get(key))]
     return pd.DataFrame(rows, columns=["cell", "seed", "value"])
