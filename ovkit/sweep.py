@@ -17,8 +17,8 @@ the summary then shows which source moves each effect most. Points that would be
 
 Each *point* (one grid cell × one source × one seed) is a full ``ovkit run`` of the profile with
 those overrides, recorded in ``runs/<sweep>/<point>/`` (metrics, executed notebooks, report.md); the
-sweep is named ``<spec file stem>-<profile>`` (``runs/seeds-default/``). Points share the stage cache, so stages
-whose parameters do not change between points are built once (and the cache lock in
+sweep is named ``<spec file stem>-<profile>`` (``runs/seeds-default/``). Points share the stage cache,
+so stages whose parameters do not change between points are built once (and the cache lock in
 :mod:`ovkit.store` keeps two points from building one stage at once).
 
 Engines: ``ray`` schedules each point as a Ray task with its CPU/GPU needs (a local Ray runtime, or a
