@@ -10,6 +10,8 @@ own process (so peak memory is that step's), one size after the other, nothing e
 - trie: memory of its CSR tables;
 - beam search (untrained model, default ``GenConfig``, 1 thread): p50 per call at batch 1 and 64,
   and at batch 1 with the exact output prior of earlier kit versions (every SKU scored);
+- the output prior's top-M search (exact up to 50k SKUs, IVF above): its recall@M, the share of
+  each photo's exact top-M SKUs (M = ``prior_neighbours``, 4096) it finds;
 - the cascade's recall over the SKU vectors (1 thread): exact flat search vs ``MCA index="auto"``
   (flat up to 50k vectors, IVF above), p50 per single query, and the IVF's recall@200 against exact.
 
@@ -68,6 +70,8 @@ def serve_worker(n: int, out: Path) -> dict:
     start = time.perf_counter()
     model.prior_index()
     row["prior_index_s"] = time.perf_counter() - start
+    # the top-M prior is exact up to GenConfig.prior_exact_max SKUs, an IVF search above: how much it finds
+    row[f"prior_recall@{model.cfg.prior_neighbours}"] = model.prior_recall(torch.from_numpy(photos))
     row["beam_b1_ms"] = scale.beam_latency(model, queries, 1, 40)
     row["beam_b64_ms"] = scale.beam_latency(model, queries, 64, 4)
     exact = scale.generative_model(cat, saved["codes"], saved["sizes"], {"prior_neighbours": n})

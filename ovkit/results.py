@@ -4,8 +4,10 @@ Each notebook's metrics land in ``runs/<profile>/metrics/<nb>.json`` (the prefix
 dot names the notebook); the runner merges them into ``runs/<profile>/metrics.json``. Keys are
 stable: tests, benchmarks and the report read them.
 
-**Quality vs timing.** A key whose name holds ``seconds``, ``latency_ms``, ``speed_ratio`` or
-``speedup`` is a *timing*: it changes from run to run, so the runner keeps timings apart, in
+**Quality vs timing.** A key whose name (split at dots, underscores and ``@``) holds one of
+:data:`TIMING_WORDS` — a time (``seconds``, ``_s``, ``_ms``, ``latency``), a speed (``speedup``,
+``speed_ratio``) or a memory size (``_gb``, ``_mb``, ``memory``) — is a *timing*, a measurement of the
+machine: it changes from run to run, so the runner keeps timings apart, in
 ``runs/<profile>/timings.json``, and ``metrics.json`` holds only the quality metrics, which a
 re-run with the same parameters on one machine reproduces bit for bit (``ovkit compare``).
 
@@ -21,6 +23,7 @@ import functools
 import json
 import math
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -30,7 +33,11 @@ from .paths import current_profile, current_run, project_root, runs_dir
 
 PROVENANCE_KEY = "_provenance"  # reserved: not a metric; load_metrics skips keys starting with "_"
 PARAMS_ENV, COMMIT_ENV = "OVKIT_PARAMS_HASH", "OVKIT_COMMIT"
-TIMING_MARKERS = ("seconds", "latency_ms", "speed_ratio", "speedup")  # key words that mark a timing
+# Words of a metric's name that make it a timing or resource measurement (units of time, speed and
+# memory): e.g. 00.build_seconds, 03.latency_ms.p50.mca, 05.speedup_at_1pct, 07.vrq_fit_s, 07.vrq_peak_gb
+TIMING_WORDS = frozenset({"seconds", "secs", "sec", "s", "ms", "us", "ns", "minutes", "hours", "time",
+                          "latency", "speed", "speedup", "throughput", "qps",
+                          "memory", "mem", "rss", "bytes", "kb", "mb", "gb", "kib", "mib", "gib"})
 
 
 CI_SUFFIXES = ("", "_ci_low", "_ci_high")  # an estimate and its 95% interval are three metrics
@@ -42,8 +49,10 @@ def interval_keys(key: str) -> tuple[str, str, str]:
 
 
 def is_timing(key: str) -> bool:
-    """Is this metric a wall-clock measurement (varies between runs) rather than a quality number?"""
-    return any(marker in key.split(".", 1)[-1] for marker in TIMING_MARKERS)
+    """Is this metric a time, speed or memory measurement (varies between runs) rather than a quality
+    number? Whole words count (``00.n_skus`` holds an ``s`` but no word ``s``)."""
+    words = re.split(r"[._@]", key.split(".", 1)[-1].lower())
+    return not TIMING_WORDS.isdisjoint(words)
 
 
 def _metrics_dir(profile: str | None = None) -> Path:

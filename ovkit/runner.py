@@ -22,6 +22,7 @@ import difflib
 import hashlib
 import importlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import matches_type, progress
+from .config import matches_type, progress, with_overrides
 from .data import folder, sh3d
 from .paths import project_root, runs_dir
 from .report import write
@@ -114,7 +115,8 @@ def validate_parameters(values: dict, notebooks: list[Notebook], origin: str) ->
 SETTINGS = {"RENDER": ("ovkit.data", "RenderConfig"), "ALIGN": ("ovkit.align", "AlignConfig"),
             "VRQ": ("ovkit.vrq", "VRQConfig"), "SIM": ("ovkit.sim", "SimConfig"),
             "MCA": ("ovkit.mca", "MCAConfig"), "GEN": ("ovkit.gen", "GenConfig"),
-            "AB": ("ovkit.sim", "ABConfig")}
+            "AB": ("ovkit.sim", "ABConfig"), "SCALE_GEN": ("ovkit.gen", "GenConfig"),
+            "SCALE_VRQ": ("ovkit.vrq", "VRQConfig")}
 _ANNOTATIONS = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "list": list}
 
 
@@ -152,14 +154,64 @@ def check_values(values: dict, notebooks: list[Notebook]) -> None:
         if hint is not None and not matches_type(value, hint):
             problems.append(f"{name}={value!r} ({type(value).__name__}) should be {expected}, "
                             f"like the notebooks' default {declared[name].get('default')}")
-        elif name in SETTINGS and isinstance(value, dict):
-            module, cls = SETTINGS[name]
-            try:
-                getattr(importlib.import_module(module), cls).from_overrides(value)
-            except (ValueError, TypeError) as err:
-                problems.append(f"{name}: {err}")
+        else:
+            problems += value_problems(name, value)
     if problems:
         raise RunError("bad parameter value(s):\n- " + "\n- ".join(problems))
+
+
+def _bonuses(value) -> bool:
+    def ok(b):
+        return isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) and b >= 0
+    return isinstance(value, list) and all(map(ok, value))
+
+
+# Values a notebook would take without complaint but turn into nonsense (REPEATS=0: no timing to take
+# a median of, so NaN speed-ups that the ledger calls "inconclusive"): name → (test, what it must be).
+RANGES = {
+    "REPEATS": (lambda v: v >= 1, ">= 1 (timings per query and system)"),
+    "LATENCY_QUERIES": (lambda v: v >= 1, ">= 1 (test sessions timed)"),
+    "PRUNE_QUERIES": (lambda v: v >= 1, ">= 1 (sessions timed per pruning policy)"),
+    "MAX_LOSS": (lambda v: 0 <= v < 1, "in [0, 1) (the share of HR@10 the chosen pruning policy may lose)"),
+    "COLD_BONUSES": (_bonuses, "a list of finite numbers >= 0 (prior bonuses tried for cold SKUs)"),
+}
+
+
+def value_problems(name: str, value) -> list[str]:
+    """What is wrong with one value of the right type: a settings dict, a range, pruning policies."""
+    if name in SETTINGS and isinstance(value, dict):
+        module, cls = SETTINGS[name]
+        try:
+            getattr(importlib.import_module(module), cls).from_overrides(value)
+        except (ValueError, TypeError) as err:
+            return [f"{name}: {err}"]
+    if name in RANGES:
+        test, wanted = RANGES[name]
+        with contextlib.suppress(TypeError):  # a value of another type fails the test
+            if test(value):
+                return []
+        return [f"{name}={value!r} must be {wanted}"]
+    if name == "PRUNE_GRID" and isinstance(value, list):
+        return [p for i, entry in enumerate(value) for p in _policy_problems(f"{name}[{i}]", entry)]
+    if name == "PRUNE_POLICY" and isinstance(value, str) and value:
+        try:
+            return _policy_problems(name, json.loads(value))
+        except json.JSONDecodeError as err:
+            return [f"{name}={value!r} is not JSON ({err}): write it like '{{\"delta\": 2.0}}'"]
+    return []
+
+
+def _policy_problems(name: str, entry) -> list[str]:
+    """A pruning policy's settings must name :class:`ovkit.prune.Policy` fields with valid values."""
+    from .prune import Policy  # (imports torch: only when there is a policy to check)
+
+    if not isinstance(entry, dict):
+        return [f"{name}={entry!r} should be a mapping of pruning settings, e.g. {{delta: 2.0}}"]
+    try:
+        with_overrides(Policy, entry, name)
+    except (ValueError, TypeError) as err:
+        return [f"{name}={entry!r}: {err}"]
+    return []
 
 
 def check_data_source(values: dict) -> None:

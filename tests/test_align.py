@@ -1,10 +1,12 @@
 """Alignment: retrieval metrics against brute force, loss behaviour, training determinism."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from ovkit import align, data
+from ovkit import align, data, store
 
 SMALL = dict(n_models=3, colourways=2, query_views=4, cold_fraction=0.0, seed=1,
              render={"render_size": 64, "image_size": 32})
@@ -146,3 +148,18 @@ def test_choice_on_validation_needs_more_than_a_tie(built):
     assert list(held.index) == ["all", *data.render.FACTORS]
     lighting = built.heldout_views("test", "lighting", cold=False)["view_id"]
     assert held.loc["lighting", "better"] == align.evaluate(built, perfect, lighting)["recall@1"] == 1.0
+
+
+def test_every_align_setting_is_in_the_cache_key(monkeypatch):
+    """The stage is keyed on its whole settings dataclass: a new field cannot be left out silently."""
+    seen = {}
+
+    def cached(stage, params, build, **kwargs):
+        seen.update(params)
+        raise LookupError("stop before building")
+
+    monkeypatch.setattr(store, "cached", cached)
+    maps_artifact = store.Artifact("features", "k", None, {"params": {"tune_blocks": 0}})
+    with pytest.raises(LookupError):
+        align.aligned(None, None, maps_artifact)
+    assert {f.name for f in dataclasses.fields(align.AlignConfig)} <= set(seen)

@@ -2,6 +2,7 @@
 stage caching and bad input."""
 
 import copy
+import dataclasses
 import math
 import types
 
@@ -117,6 +118,23 @@ def test_per_row_widths_prune_each_query_on_its_own():
     assert batch_stats["decoder_rows"] < full_stats["decoder_rows"]  # the narrow rows did lose beams
 
 
+def test_a_history_with_gaps_is_packed_so_its_query_does_not_depend_on_the_batch():
+    model = tiny_model()
+    with torch.no_grad():
+        model.history_pos.mul_(50)  # positions that matter, so a shifted click shows in the results
+    q = tiny_queries(b=4)
+    q.history[:] = [[-1, -1, -1, -1], [3, 9, 14, 27], [-1, 5, -1, 7], [11, -1, -1, 2]]
+    gapped = q.take(slice(2, 3))
+    packed = gen.Queries(gapped.global_, gapped.visual, np.array([[-1, -1, 5, 7]]), gapped.task)
+    np.testing.assert_array_equal(gen.model.pack_history(torch.as_tensor(q.history)).numpy(),
+                                  [[-1, -1, -1, -1], [3, 9, 14, 27], [-1, -1, 5, 7], [-1, -1, 11, 2]])
+    items, scores = gen.beam_search(model, q, 8)
+    for one in (gapped, packed):
+        alone = gen.beam_search(model, one, 8)
+        np.testing.assert_array_equal(alone[0], items[2:3])
+        np.testing.assert_allclose(alone[1], scores[2:3], atol=1e-5)
+
+
 def test_dead_beams_come_back_only_as_empty_slots():
     model, q = tiny_model(), tiny_queries(b=4)
     items, scores = gen.beam_search(model, q, 8, 8, width=lambda level, score: 1)  # one beam: ≤ 5 SKUs
@@ -198,6 +216,47 @@ def test_stages_train_cache_and_refuse_other_sids(kit_home, world):
     other = vrq.semantic_ids(cat, emb, cat.artifact, {"levels": (8, 4), "opq_codes": 2, "opq_size": 8})
     with pytest.raises(ValueError, match="other semantic IDs"):
         gen.load_model(stages["sft"].artifact / "model.pt", other)
+
+
+def test_beam_and_eval_every_choose_the_kept_checkpoint_so_every_stage_key_holds_them(kit_home, world):
+    cat, emb, logs, run = world
+    ids = vrq.semantic_ids(cat, emb, cat.artifact, {"levels": (4, 4), "opq_codes": 2, "opq_size": 8})
+    gen.train_stages(cat, run, ids, logs, STEPS, progress=False)
+    for change in ({"beam": 12}, {"eval_every": 2}):
+        again = gen.train_stages(cat, run, ids, logs, {**STEPS, **change}, progress=False)
+        assert all(s.artifact.fresh for s in again.values()), change
+        assert again["pretrain"].model.cfg == gen.GenConfig.from_overrides({**STEPS, **change})
+
+
+def _other(value):
+    """Another value of a settings field, of its type (valid or not: only the key is computed)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, str):
+        return value + "_other"
+    if isinstance(value, tuple):
+        return (*value, *value[-1:])
+    return value * 2 + 1
+
+
+def test_every_gen_setting_is_in_each_stage_key_or_excluded_with_a_reason():
+    names = {f.name for f in dataclasses.fields(gen.GenConfig)}
+    cfg = gen.GenConfig()
+
+    def key(stage, settings):
+        return store.stage_key(f"gen_{stage}", gen.train.stage_params(settings, stage))
+
+    for stage in gen.STAGES:
+        excluded = gen.train.KEY_EXCLUDED[stage]
+        assert set(excluded) <= names and all(reason.strip() for reason in excluded.values()), stage
+        assert set(gen.train.stage_params(cfg, stage)) == names - set(excluded)
+        for name in names - set(excluded):  # the key does move with each keyed field
+            other = dataclasses.replace(cfg, **{name: _other(getattr(cfg, name))})
+            assert key(stage, other) != key(stage, cfg), (stage, name)
+    # a later stage continues from the earlier one: it is keyed on everything the earlier one is
+    for earlier, later in zip(gen.STAGES, gen.STAGES[1:], strict=False):
+        assert set(gen.train.KEY_EXCLUDED[later]) <= set(gen.train.KEY_EXCLUDED[earlier])
+    assert not gen.train.KEY_EXCLUDED["dpo"]
 
 
 def test_empty_history_and_no_user_still_give_real_skus(world):

@@ -1,5 +1,8 @@
+import ast
+import itertools
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +129,77 @@ def test_record_interval_writes_the_estimate_and_its_ci(kit_home, from_run):
                                             "04.hr@10_diff.dpo_vs_sft_ci_high": 0.04}
     with pytest.raises(ValueError, match="takes \\(estimate, low, high\\), got 2"):
         ovkit.record_interval("04.x", (1, 2))
+
+
+# --------------------------------------------------------------------------- quality vs timing
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+# Every timing/resource key the notebooks record (f-string fields that are no literal loop's: "x");
+# the interval suffixes follow their estimate. A new timing key goes here, once is_timing agrees.
+TIMING_KEYS = {
+    "00.build_seconds", "00.load_seconds", "01.train_seconds", "04.train_seconds.x",
+    *(f"03.latency_ms.{p}.{s}" for p in ("p50", "p95") for s in ("mca", "recall", "prerank", "rank")),
+    "04.latency_ms.p50.mca", "04.latency_ms.p50.onevision", "04.latency_ms.onevision_batched",
+    "04.speed_ratio.mca_over_onevision", "04.speed_ratio_total.mca_over_onevision",
+    *(f"05.latency_ms.p50.{s}" for s in ("mca", "pruned", "unpruned")),
+    *(f"05.{r}.mca_over_{s}" for r in ("speed_ratio", "speed_ratio_total") for s in ("pruned", "unpruned")),
+    "05.speedup_at_1pct", "05.speedup_total_at_1pct",
+    "05.val_speedup_at_best", "05.val_speedup_total_at_best",
+    "07.beam_b1_ms", "07.beam_b1_exact_prior_ms", "07.vrq_fit_s", "07.vrq_peak_gb", "07.trie_mb",
+}
+
+
+def _loop_values(node: ast.For, env: dict) -> dict:
+    """``env`` with the loop's variables bound to the values a literal loop gives them (else None)."""
+    env = dict(env)
+    try:
+        values = ast.literal_eval(node.iter)
+    except ValueError:
+        values = None
+    targets = node.target.elts if isinstance(node.target, ast.Tuple) else [node.target]
+    for pos, target in enumerate(t for t in targets if isinstance(t, ast.Name)):
+        unpack = isinstance(node.target, ast.Tuple)
+        env[target.id] = None if values is None else [v[pos] if unpack else v for v in values]
+    return env
+
+
+def _expand(key: ast.expr, env: dict) -> list:
+    """The keys a (formatted) string literal stands for."""
+    if isinstance(key, ast.Constant):
+        return [key.value]
+    parts = [[p.value] if isinstance(p, ast.Constant) else
+             [str(v) for v in env.get(getattr(p.value, "id", None)) or ["x"]] for p in key.values]
+    return ["".join(p) for p in itertools.product(*parts)]
+
+
+def _recorded(node: ast.AST, env: dict, out: set) -> None:
+    if isinstance(node, ast.For):
+        env = _loop_values(node, env)
+    name = getattr(node, "func", None) and getattr(node.func, "attr", getattr(node.func, "id", None))
+    if name in ("record", "record_interval") and isinstance(node.args[0], (ast.Constant, ast.JoinedStr)):
+        for key in _expand(node.args[0], env):
+            out.update(results.interval_keys(key) if name == "record_interval" else [key])
+    for child in ast.iter_child_nodes(node):
+        _recorded(child, env, out)
+
+
+def notebook_keys() -> set:
+    """Every metric key the notebooks' code cells record (``record``/``record_interval`` calls)."""
+    keys = set()
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            lines = "".join(cell["source"]).splitlines() if cell["cell_type"] == "code" else []
+            source = "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
+            _recorded(ast.parse(source), {}, keys)
+    return keys
+
+
+def test_every_time_and_memory_key_the_notebooks_record_is_a_timing():
+    keys = notebook_keys()
+    assert {k[:2] for k in keys} >= {"00", "01", "02", "03", "04", "05", "06", "07"} and len(keys) > 100
+    for key in sorted(keys):
+        base = key.removesuffix("_ci_low").removesuffix("_ci_high")
+        assert results.is_timing(key) == (base in TIMING_KEYS), \
+            f"{key}: {'timing' if results.is_timing(key) else 'quality'} (a new timing key? see TIMING_KEYS)"
+    # whole words only: an "s" or "mb" inside a word marks nothing
+    assert not any(map(results.is_timing, ["00.n_skus", "02.mse.vrq", "03.hr@10.mca_fused", "06.ab_users"]))

@@ -195,6 +195,31 @@ def test_the_kits_own_notebooks_check_values_before_running():
         runner.check_values(yaml.safe_load(profile.read_text()), notebooks)
 
 
+def test_pruning_grid_cold_bonuses_and_ranges_are_checked_before_running():
+    notebooks = runner.discover(REPO / "notebooks")
+    bad = {"REPEATS": 0, "PRUNE_QUERIES": 0, "MAX_LOSS": 1.0, "COLD_BONUSES": [0.1, -0.2],
+           "PRUNE_GRID": [{"delta": 2.0}, {"delt": 1.0}, {"tau": 1.5}, {"keep_ratio": "half"}, 0.5],
+           "PRUNE_POLICY": '{"token_mass": 0}', "SCALE_GEN": {"beam": 0}, "AB": {"users": 0}}
+    with pytest.raises(RunError) as raised:
+        runner.check_values(bad, notebooks)
+    problems = str(raised.value).splitlines()[1:]  # one line each, all at once
+    expected = ["REPEATS=0 must be >= 1", "PRUNE_QUERIES=0 must be >= 1", "MAX_LOSS=1.0 must be in [0, 1)",
+                "COLD_BONUSES=[0.1, -0.2] must be a list of finite numbers >= 0",
+                "PRUNE_GRID[1]={'delt': 1.0}: unknown PRUNE_GRID[1] setting(s) ['delt']; valid names: keep",
+                "PRUNE_GRID[2]={'tau': 1.5}: need delta > 0, 0 < tau <= 1",
+                "PRUNE_GRID[3]={'keep_ratio': 'half'}: PRUNE_GRID[3] keep_ratio='half' is not float",
+                "PRUNE_GRID[4]=0.5 should be a mapping of pruning settings",
+                "PRUNE_POLICY={'token_mass': 0}: keep_ratio and token_mass must be in (0, 1]",
+                "SCALE_GEN: GEN beam must be >= 1", "AB: AB users must be >= 1"]
+    assert len(problems) == len(expected)
+    for line, want in zip(problems, expected, strict=True):
+        assert line.startswith("- " + want), (line, want)
+    with pytest.raises(RunError, match="PRUNE_POLICY='{delta: 2}' is not JSON"):
+        runner.check_values({"PRUNE_POLICY": "{delta: 2}"}, notebooks)
+    runner.check_values({"REPEATS": 1, "MAX_LOSS": 0.0, "COLD_BONUSES": [0, 0.5], "PRUNE_GRID": [],
+                         "PRUNE_POLICY": '{"delta": 2.0}'}, notebooks)
+
+
 def test_bad_values_and_a_bad_folder_are_reported_together(project, kit_home):
     shop = kit_home / "shop"
     shop.mkdir()

@@ -88,6 +88,21 @@ def test_prior_ivf_index_above_its_threshold_finds_the_exact_top():
     assert np.mean(overlap) >= 0.8
 
 
+def test_prior_ivf_finds_the_exact_top_m_on_a_clustered_catalogue():
+    """The IVF's recall@M where M is a large share of the catalogue (as 4096 of 60k SKUs): 4·√n lists
+    probed for 2·M SKUs found 84% here (77% at 60k); at least 95% is asked."""
+    n, m = 8000, 512
+    cat = scale.synthetic_catalogue(n, dim=64)
+    codes = np.stack(np.unravel_index(np.arange(n), (20, 20, 20)), 1)
+    model = gen.OneVision(gen.GenConfig(d_model=16, heads=2, prior_neighbours=m, prior_exact_max=n // 4),
+                          gen.Trie(codes, (20, 20, 20)), cat.items, 1)
+    photos, _ = cat.queries(64)
+    assert type(model.prior_index()).__name__ == "IndexIVFFlat"
+    assert model.prior_recall(torch.from_numpy(photos)) >= 0.95
+    flat = gen.OneVision(gen.GenConfig(d_model=16, heads=2, prior_neighbours=m), model.trie, cat.items, 1)
+    assert type(flat.prior_index()).__name__ == "IndexFlatIP" and flat.prior_recall(photos) == 1.0  # exact
+
+
 def dense_vote(q, level, r, s, view_r, view_s, owner, n_items):
     """The vote as it used to be computed: a dense items × codes count table (float64)."""
     own = q._level_distances(level, r, s)

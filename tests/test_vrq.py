@@ -1,12 +1,14 @@
 """VRQ semantic IDs: residual quantization against faiss, round trips, uniqueness, determinism, bad input."""
 
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import fake_catalogue
 
-from ovkit import vrq
+from ovkit import store, vrq
 
 SMALL = {"levels": (8, 8), "opq_codes": 2, "opq_size": 8}
 
@@ -197,3 +199,18 @@ def test_ids_refuse_another_catalogue(kit_home, fake):
     other, _ = fake_catalogue(n_models=41)
     with pytest.raises(ValueError, match="built for another catalogue"):
         vrq.load_ids(ids.artifact, other)
+
+
+def test_every_vrq_setting_is_in_the_cache_key(fake, monkeypatch):
+    """The stage is keyed on its whole settings dataclass: a new field cannot be left out silently."""
+    cat, emb = fake
+    seen = {}
+
+    def cached(stage, params, build, **kwargs):
+        seen.update(params)
+        raise LookupError("stop before building")
+
+    monkeypatch.setattr(store, "cached", cached)
+    with pytest.raises(LookupError):
+        vrq.semantic_ids(cat, emb, cat.artifact, SMALL)
+    assert {f.name for f in dataclasses.fields(vrq.VRQConfig)} <= set(seen)

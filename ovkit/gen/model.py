@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import config
-from .prior import DensePrior, TopPrior
+from .prior import DensePrior, TopPrior, ivf_prior_index, top_recall
 
 BOS = 0  # the decoder's start token; SID tokens follow (level l's codes at offsets[l])
 
@@ -200,6 +200,16 @@ def make_queries(embeddings, tokens, view_ids, histories=None, history_len: int 
                    hist, np.full(len(view_ids), task, np.int64))
 
 
+def pack_history(hist: torch.Tensor) -> torch.Tensor:
+    """Histories (B, H) with each row's clicks moved to the right end, in order, padding (-1) first.
+
+    Positions are counted from the right and padding columns every query lacks are dropped, so an
+    unpacked row (padding between clicks) would get other positions alone than in a batch.
+    """
+    order = torch.argsort((hist >= 0).to(torch.int8), dim=1, stable=True)  # padding (0) before clicks
+    return hist.gather(1, order)
+
+
 @dataclass
 class Memory:
     """What the encoder hands the decoder."""
@@ -211,6 +221,12 @@ class Memory:
     def rows(self, rows) -> Memory:
         prior = None if self.prior is None else self.prior.take(rows)
         return Memory(self.memory[rows], self.mask[rows], prior)
+
+
+def _prior_query(g: torch.Tensor) -> np.ndarray:
+    """``[g, 1]`` (B, D + 1): its inner product with :meth:`OneVision.prior_base` is cosine + bonus."""
+    g = g.detach().float().cpu().numpy()
+    return np.ascontiguousarray(np.concatenate([g, np.ones((len(g), 1), np.float32)], 1))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -325,7 +341,7 @@ class OneVision(nn.Module):
             else torch.as_tensor(visual_keep, dtype=torch.bool, device=dev)
         columns = keep.any(0)
         v, keep, visual_pos = v[:, columns], keep[:, columns], self.visual_pos[columns]
-        hist = torch.as_tensor(q.history, dtype=torch.long, device=dev)
+        hist = pack_history(torch.as_tensor(q.history, dtype=torch.long, device=dev))
         hist = hist[:, (hist >= 0).any(0)]  # drop columns no query fills (pretraining: all of them)
         empty = hist < 0
         items = self.token(self.sid_tokens[hist.clamp(min=0)]).sum(-2)  # an SKU = the sum of its SID tokens
@@ -349,8 +365,7 @@ class OneVision(nn.Module):
 
     def top_prior(self, g: torch.Tensor, m: int) -> TopPrior:
         """The output prior of unit query vectors ``g`` (B, D) from their ``m`` best SKUs (faiss)."""
-        query = np.concatenate([g.detach().float().cpu().numpy(), np.ones((len(g), 1), np.float32)], 1)
-        scores, hits = self.prior_index().search(query, m)  # inner product = cosine + bonus
+        scores, hits = self.prior_index().search(_prior_query(g), m)  # inner product = cosine + bonus
         missing = hits < 0  # an IVF search may find fewer than M: repeat the last SKU it found
         if missing.any():
             last = np.maximum((~missing).sum(1) - 1, 0)
@@ -360,24 +375,30 @@ class OneVision(nn.Module):
         return TopPrior(torch.from_numpy(hits).to(dev), torch.from_numpy(scores).to(dev), self.node_of,
                         self.trie.nodes_after)
 
+    def prior_base(self) -> np.ndarray:
+        """What the prior's index holds: ``[item vector, bonus]`` (n_items, D + 1)."""
+        base = torch.cat([self.item_vectors, self.prior_bonus[:, None]], 1)
+        return np.ascontiguousarray(base.cpu().numpy())
+
     def prior_index(self):
-        """faiss inner-product index of ``[item vector, bonus]``: exact up to ``cfg.prior_exact_max``
-        SKUs, IVF above (probing enough lists to find ``prior_neighbours`` SKUs)."""
+        """faiss inner-product index of :meth:`prior_base`: exact up to ``cfg.prior_exact_max`` SKUs,
+        IVF above (:func:`ovkit.gen.prior.ivf_prior_index`)."""
         if self._prior_index is None:
-            import faiss
-
-            from ..kmeans import ivf_index
-
-            base = torch.cat([self.item_vectors, self.prior_bonus[:, None]], 1).cpu().numpy()
+            base = self.prior_base()
             if len(base) <= self.cfg.prior_exact_max:
-                index = faiss.IndexFlatIP(base.shape[1])
-                index.add(np.ascontiguousarray(base))
+                import faiss
+
+                self._prior_index = faiss.IndexFlatIP(base.shape[1])
+                self._prior_index.add(base)
             else:
-                index = ivf_index(base, inner_product=True)
-                index.nprobe = int(min(index.nlist, max(16, 2 * self.cfg.prior_neighbours * index.nlist
-                                                        // len(base))))
-            self._prior_index = index
+                self._prior_index = ivf_prior_index(base, self.cfg.prior_neighbours)
         return self._prior_index
+
+    def prior_recall(self, g, neighbours: int | None = None) -> float:
+        """Share of the exact top-M SKUs (M = ``cfg.prior_neighbours``) of unit query vectors ``g``
+        (B, D) that :meth:`prior_index` finds (1.0 for the exact index)."""
+        m = min(neighbours or self.cfg.prior_neighbours, len(self.item_vectors))
+        return top_recall(self.prior_index(), self.prior_base(), _prior_query(torch.as_tensor(g)), m)
 
     def child_rows(self, level: int, nodes: torch.Tensor) -> torch.Tensor:
         """Dense child rows (R, size_l) of trie ``nodes`` (R,) at ``level``: child node or -1."""

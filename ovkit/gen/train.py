@@ -309,14 +309,25 @@ def photo_features(catalogue, align_run: align.Aligned, pixels, backbone_name: s
 # --------------------------------------------------------------------------- the stages
 
 STAGES = ("pretrain", "sft", "dpo")
-_STAGE_FIELDS = {  # which settings each stage's weights depend on (a later stage also on the earlier ones)
-    "pretrain": ("d_model", "encoder_layers", "decoder_layers", "heads", "dropout", "input_noise",
-                 "prior_scale", "prior_neighbours", "prior_exact_max", "history", "task_token", "batch", "lr",
-                 "pretrain_steps", "seed"),
-    "sft": ("sft_lr", "sft_steps", "order_weight", "sft_replay"),
-    "dpo": ("dpo", "beta", "dpo_lr", "dpo_nll", "dpo_steps"),
+_SFT_ONLY = ("sft_lr", "sft_steps", "order_weight", "sft_replay")
+_DPO_ONLY = ("dpo", "beta", "dpo_lr", "dpo_nll", "dpo_steps")
+# A stage's cache key holds every GenConfig field but these, which cannot change its checkpoint (a
+# new field is keyed unless listed here: forgetting it costs a rebuild, never a stale model).
+KEY_EXCLUDED = {
+    "pretrain": {**{f: "read by the SFT stage only" for f in _SFT_ONLY},
+                 **{f: "read by the DPO stage only" for f in _DPO_ONLY}},
+    "sft": {f: "read by the DPO stage only" for f in _DPO_ONLY},
+    "dpo": {},
 }
-STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
+STAGE_VERSION = 2  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md); 2: the
+# top-M prior's IVF (above prior_exact_max SKUs) finds more of the top M
+
+
+def stage_params(cfg: GenConfig, stage: str) -> dict:
+    """The settings in ``stage``'s cache key: all of ``cfg`` but ``KEY_EXCLUDED[stage]`` (the beam width
+    and ``eval_every`` included: they choose the checkpoint that validation keeps)."""
+    excluded = KEY_EXCLUDED[stage]
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in excluded}
 
 
 @dataclass
@@ -437,14 +448,14 @@ def train_stages(catalogue, align_run: align.Aligned, ids, logs, overrides: dict
                 device, progress)
     fps = {"sids": codes_fingerprint(ids.codes), "logs": logs_fingerprint(logs)}
     catalogue_fp = ids.artifact.meta["catalogue_fingerprint"]
-    out, upstream, fields, previous = {}, [align_run.artifact, ids.artifact], (), None
+    out, upstream, previous = {}, [align_run.artifact, ids.artifact], None
     for stage in STAGES:
-        fields += _STAGE_FIELDS[stage]  # a stage's weights depend on its own and the earlier settings
-        params = {**{f: getattr(cfg, f) for f in fields}, **fps}
         build = functools.partial(_build, s, stage, previous, catalogue_fp)
-        artifact = store.cached(f"gen_{stage}", params, build, upstream=upstream, version=STAGE_VERSION,
-                                rebuild=rebuild)
-        out[stage] = Trained(stage, load_model(artifact / "model.pt", ids, device),
-                             pd.read_csv(artifact / "history.csv"), artifact.meta["train_seconds"], artifact)
+        artifact = store.cached(f"gen_{stage}", {**stage_params(cfg, stage), **fps}, build, upstream=upstream,
+                                version=STAGE_VERSION, rebuild=rebuild)
+        model = load_model(artifact / "model.pt", ids, device)
+        model.cfg = cfg  # the saved config holds the later stages' settings of whoever built it
+        curve = pd.read_csv(artifact / "history.csv")
+        out[stage] = Trained(stage, model, curve, artifact.meta["train_seconds"], artifact)
         upstream, previous = upstream + [artifact], artifact
     return out
