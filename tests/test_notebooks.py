@@ -88,3 +88,26 @@ def test_ruff_lints_the_notebooks():
     done = subprocess.run([sys.executable, "-m", "ruff", "check", "notebooks"], cwd=REPO,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_settings_dicts_are_seeded_from_seed_before_use(path):
+    """A settings dict of a random component that a notebook reads (other than through
+    ``pipeline.load(globals())``) is first reassigned from ``seeds.seeded(NAME, ...)``, so ``SEED``
+    reaches every random component."""
+    from ovkit.seeds import COMPONENTS
+
+    nb = nbformat.read(path, 4)
+    declared = papermill.inspect_notebook(str(path))
+    names = [n for n in (*COMPONENTS, "SCALE_GEN", "SCALE_VRQ") if n in declared]
+    seeded = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []):
+            continue
+        for stmt in ast.parse(cell.source).body:
+            calls = [n for n in ast.walk(stmt)
+                     if isinstance(n, ast.Call) and ast.unparse(n.func) == "seeds.seeded"]
+            seeded |= {c.args[0].id for c in calls if isinstance(stmt, ast.Assign)}
+            read = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            for name in names:
+                assert name not in read or name in seeded, f"{path.name} reads {name} before seeds.seeded"
