@@ -13,7 +13,7 @@ SWEEP_FLAGS ?=
 # Tests and CI: no progress bars, no display, stable hashing.
 TEST_ENV := TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0 OVKIT_PROFILE=test
 
-.PHONY: setup data reproduce smoke seeds test unit nbval lab bench bench-scale notebooks lint clean distclean
+.PHONY: setup data reproduce smoke profile seeds test unit nbval lab bench bench-scale notebooks lint clean distclean
 
 setup: $(STAMP)
 
@@ -38,6 +38,16 @@ reproduce: data
 
 smoke: data
 	$(BIN)/ovkit run --profile smoke
+
+# Where time and memory go on a cold start, as on a fresh clone: the profile with empty caches (stage
+# cache, unpacked package, parsed meshes; all under runs/cold-start/, yours stay), then the table of
+# runs/cold-start/$(PROFILE)/resources.json (per notebook; report.md there adds every stage build).
+COLD := $(CURDIR)/runs/cold-start
+profile: data
+	rm -rf $(COLD)
+	OVKIT_RUNS=$(COLD) OVKIT_ARTIFACTS=$(COLD)/artifacts OVKIT_DATA=$(COLD)/data \
+		OVKIT_SH3D="$(firstword $(wildcard $(CURDIR)/data/raw/*.deb))" $(BIN)/ovkit run --profile $(PROFILE)
+	$(BIN)/ovkit resources $(COLD)/$(PROFILE)
 
 # The profile over 3 seeds (sweeps/seeds.yaml) on Ray: runs/seeds-$(PROFILE)/summary.md.
 # SWEEP_FLAGS="--engine local" runs the points one after another without Ray.

@@ -1,13 +1,16 @@
-"""The ``ovkit`` command: ``run``, ``sweep``, ``fetch``, ``clean-partial``, ``compare``, ``export-folder``."""
+"""The ``ovkit`` command: ``run``, ``sweep``, ``fetch``, ``clean-partial``, ``compare``, ``resources``,
+``export-folder``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from . import data
+from . import data, resources
 from .data import folder, sh3d
 from .data.sh3d import DataError
+from .paths import runs_dir
 from .results import compare_runs
 from .runner import RunError, load_profile, merge_overrides, parse_overrides
 from .runner import run as run_profile
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
     compare.add_argument("--timings", action="store_true", help="compare timing metrics too")
 
+    used = sub.add_parser("resources", help="print a run's CPU seconds and peak memory per notebook")
+    used.add_argument("run", help="a run folder (runs/default, runs/cold-start/default) or a profile name")
+
     export = sub.add_parser("export-folder", help="write a built catalogue as a dataset folder (items.csv, "
                                                   "images.csv, PNGs)")
     export.add_argument("destination", help="the folder to write (must be empty or new)")
@@ -74,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"removed {clean_partial()} partial artifact folder(s)")
         elif args.command == "compare":
             return _compare(args)
+        elif args.command == "resources":
+            _print_resources(args.run)
         elif args.command == "export-folder":
             root = _export(args)
             print(f"wrote {root}: use it with  ovkit run -p DATA_SOURCE={root}")
@@ -89,6 +97,15 @@ def _export(args):
     """Build (or load) the catalogue of a profile's parameters and write it as a dataset folder."""
     values, _ = merge_overrides(load_profile(args.profile), parse_overrides(args.overrides))
     return folder.export(data.from_parameters(values), args.destination).resolve()
+
+
+def _print_resources(run: str) -> None:
+    folder = next((p for p in (Path(run), runs_dir() / run) if (p / "resources.json").exists()), None)
+    if folder is None:
+        raise FileNotFoundError(f"no resources.json in {run} or {runs_dir() / run}: a run writes it "
+                                "(ovkit run --profile ...; make profile for a cold start)")
+    print(f"{folder}: CPU seconds and peak memory (resources.json)")
+    print("\n".join(resources.markdown(resources.read(folder))))
 
 
 def _compare(args) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from . import resources
 from .paths import current_profile, current_run, runs_dir
 from .results import (
     _write_atomic,
@@ -383,6 +384,9 @@ def write(profile: str | None = None, parameters: dict | None = None, failure: s
     lines += [f"| {name} | {t['status']} | {t['seconds']} |" for name, t in sorted(timings.items())]
     if timings:
         lines += [f"| **total** | | {sum(t['seconds'] for t in timings.values()):.1f} |"]
+    if used := resources.markdown(resources.read(folder)):
+        lines += ["", "## Resources", "", "CPU seconds and peak memory of each notebook's process (its "
+                  "kernel's included) and of every stage built in this run (`resources.json`).", "", *used]
     for key, text in load_tables(run).items():
         lines += ["", f"## Table `{key}`", "", text.strip()]
     lines += ["", "## Quality metrics", "", "Bit-reproducible by a re-run with the same parameters on "

@@ -3,16 +3,18 @@
 Parameters come from ``params/<profile>.yaml`` plus ``-p key=value`` overrides; each notebook
 receives the ones its ``parameters`` cell declares. Executed copies go to
 ``runs/<profile>/notebooks/``, quality metrics are merged into ``runs/<profile>/metrics.json``,
-timings (each notebook's wall time and the timing metrics) into ``runs/<profile>/timings.json``, and
-a ``runs/<profile>/report.md`` summarises the run. Stages are cached, so a re-run after a failure
+timings (each notebook's wall time and the timing metrics) into ``runs/<profile>/timings.json``, CPU
+seconds and peak memory per notebook and stage build into ``runs/<profile>/resources.json``
+(:mod:`ovkit.resources`; each notebook runs in a child process of its own to measure them), and a
+``runs/<profile>/report.md`` summarises the run. Stages are cached, so a re-run after a failure
 resumes where the work stopped.
 
 A full run (no ``--only``, no ``--from``) starts the profile's recorded results afresh: before the
-first notebook it removes ``runs/<profile>/metrics/``, ``tables/``, ``figures/`` and ``timings.json``
-(the executed notebooks and the stage cache in ``artifacts/`` stay). A partial run keeps them, so
-its numbers sit next to older ones; every metrics file records its provenance (the run's parameter
-hash and git commit, passed to the kernels as ``OVKIT_PARAMS_HASH`` and ``OVKIT_COMMIT``) and the
-report warns when they differ.
+first notebook it removes ``runs/<profile>/metrics/``, ``tables/``, ``figures/``, ``resources/``,
+``timings.json`` and ``resources.json`` (the executed notebooks and the stage cache in
+``artifacts/`` stay). A partial run keeps them, so its numbers sit next to older ones; every metrics
+file records its provenance (the run's parameter hash and git commit, passed to the kernels as
+``OVKIT_PARAMS_HASH`` and ``OVKIT_COMMIT``) and the report warns when they differ.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from . import resources
 from .config import matches_type, progress, with_overrides
 from .data import folder, sh3d
 from .paths import project_root, runs_dir
@@ -262,10 +267,12 @@ def params_hash(values: dict) -> str:
 
 
 def clear_results(out_dir: Path) -> None:
-    """Remove a profile's recorded metrics, tables, figures and timings (not notebooks or artifacts)."""
-    for name in ("metrics", "tables", "figures"):
+    """Remove a profile's recorded metrics, tables, figures, timings and resources (not notebooks or
+    artifacts)."""
+    for name in ("metrics", "tables", "figures", "resources"):
         shutil.rmtree(out_dir / name, ignore_errors=True)
-    (out_dir / "timings.json").unlink(missing_ok=True)
+    for name in ("timings.json", "resources.json"):
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def _write_timings(out_dir: Path, **parts) -> None:
@@ -349,31 +356,66 @@ def run(profile: str, only: list[str] | None = None, start: str | None = None,
 
 
 def _execute(chosen: list[Notebook], values: dict, out_dir: Path, profile: str) -> str | None:
-    """Execute the notebooks in order, recording timings; returns the failure message, if any."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
+    """Execute the notebooks in order, recording timings and resources; returns the failure, if any."""
     timings = read_timings(out_dir)["notebooks"]
+    usage = resources.read(out_dir).get("notebooks", {})
     failure = None
     for nb in progress(chosen, desc=f"ovkit run {profile}", unit="notebook"):
         params = {k: v for k, v in values.items() if k in nb.parameters}
         output = out_dir / "notebooks" / nb.path.name
-        started = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(nb.path), str(output), parameters=params, kernel_name=KERNEL,
-                cwd=str(nb.path.parent), progress_bar=False, log_output=False,
-            )
-        except PapermillExecutionError as err:
-            failure = (
-                f"notebook {nb.path.name} failed in cell {err.cell_index} "
-                f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
-                f"The executed copy with the traceback is {output}. Fix the cause and run again: "
-                f"finished stages are cached, so the run resumes."
-            )
-        timings[nb.path.name] = {"seconds": round(time.perf_counter() - started, 1),
+        failure, usage[nb.path.name] = _execute_in_child(nb, params, output)
+        timings[nb.path.name] = {"seconds": usage[nb.path.name]["wall_s"],
                                  "status": "failed" if failure else "ok"}
         _write_timings(out_dir, notebooks=timings)
+        resources.write(out_dir, usage)
         if failure:
             break
     return failure
+
+
+def _execute_in_child(nb: Notebook, params: dict, output: Path) -> tuple[str | None, dict]:
+    """Run one notebook with papermill in a child process; (failure message or None, its resources).
+
+    A child of its own gives each notebook exact CPU seconds and peak RSS (its kernel's included):
+    ``os.wait4`` reports them when it ends (:mod:`ovkit.resources`).
+    """
+    with tempfile.TemporaryDirectory(prefix="ovkit-run-") as tmp:
+        job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job.write_text(json.dumps({"notebook": str(nb.path), "output": str(output), "parameters": params,
+                                   "result": str(result)}, default=str))
+        started = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-m", "ovkit.runner", str(job)],
+                                 env={**os.environ, resources.NOTEBOOK_ENV: nb.path.name})
+        code, rusage = resources.wait_with_usage(child.pid)
+        child.returncode = code  # reaped by wait4: Popen must not wait for it again
+        used = resources.child_usage(rusage, time.perf_counter() - started)
+        failure = json.loads(result.read_text())["failure"] if result.exists() else None
+    if failure is None and code != 0:
+        failure = (f"notebook {nb.path.name}: the process running it ended with exit code {code} "
+                   f"(killed for memory, or interrupted?); its partial copy is {output}")
+    return failure, used
+
+
+def _papermill_job(job_file: str) -> None:
+    """The child's side of :func:`_execute_in_child`: run the notebook, write the failure (or None)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    job = json.loads(Path(job_file).read_text())
+    output, failure = job["output"], None
+    try:
+        papermill.execute_notebook(job["notebook"], output, parameters=job["parameters"],
+                                   kernel_name=KERNEL, cwd=str(Path(job["notebook"]).parent),
+                                   progress_bar=False, log_output=False)
+    except PapermillExecutionError as err:
+        failure = (
+            f"notebook {Path(job['notebook']).name} failed in cell {err.cell_index} "
+            f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
+            f"The executed copy with the traceback is {output}. Fix the cause and run again: "
+            f"finished stages are cached, so the run resumes."
+        )
+    Path(job["result"]).write_text(json.dumps({"failure": failure}))
+
+
+if __name__ == "__main__":
+    _papermill_job(sys.argv[1])

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from . import resources
 from .paths import artifacts_dir
 
 META = "meta.json"
@@ -221,8 +222,8 @@ def _build(stage, key, params, build, upstream, version, final: Path) -> Artifac
     tmp = final.parent / f".tmp-{key}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir()
     try:
-        started = time.perf_counter()
-        extra = build(tmp) or {}
+        with resources.measure(stage, key) as usage:
+            extra = build(tmp) or {}
         meta = {
             "stage": stage,
             "key": key,
@@ -230,7 +231,8 @@ def _build(stage, key, params, build, upstream, version, final: Path) -> Artifac
             "params": _canonical(params),
             "upstream": {a.stage: a.key for a in upstream},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "build_seconds": round(time.perf_counter() - started, 3),
+            "build_seconds": usage["wall_s"],
+            "build_resources": usage,
             **_canonical(extra),
             "files": _record_files(tmp),
         }

@@ -21,3 +21,15 @@ def test_make_seeds_sweeps_the_profile_and_installs_ray_first():
     install = next(i for i, line in enumerate(lines) if "[dev,sweep]" in line)
     sweep = next(i for i, line in enumerate(lines) if "ovkit sweep sweeps/seeds.yaml --profile smoke" in line)
     assert install < sweep
+
+
+def test_make_profile_runs_on_empty_caches_of_its_own_then_prints_resources():
+    done = subprocess.run(["make", "-n", "-W", "pyproject.toml", "profile", "PROFILE=smoke"], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    text = done.stdout.replace("\\\n", " ")
+    cold = str(REPO / "runs" / "cold-start")
+    assert f"rm -rf {cold}" in text  # only its own folder is emptied: the user's caches stay
+    run = next(line for line in text.splitlines() if "ovkit run --profile smoke" in line)
+    for env in (f"OVKIT_ARTIFACTS={cold}/artifacts", f"OVKIT_DATA={cold}/data", f"OVKIT_RUNS={cold}"):
+        assert env in run
+    assert f"ovkit resources {cold}/smoke" in text

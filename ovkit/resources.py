@@ -1,0 +1,166 @@
+"""Where a run's time and memory go: CPU seconds, wall seconds and peak memory per notebook and stage.
+
+**Per notebook** the runner executes each notebook in a child process and reads that process's
+resource usage when it ends (``os.wait4``): user and system CPU seconds of the child *and* of the
+Jupyter kernel it started and reaped, and the peak resident set size (RSS) of the largest of them —
+the kernel, where the work happens. These are the numbers ``/usr/bin/time -v`` prints.
+
+**Per stage build** (:func:`ovkit.store.cached` on a cache miss) the kernel records the CPU seconds of
+its whole process during the build (every thread: torch's and faiss's pools included), the wall
+seconds, the RSS when the build started and the peak RSS during it, sampled every
+:data:`SAMPLE_S` seconds by a background thread (a spike shorter than that can be missed; the
+notebook's peak above is exact). A stage read from the cache costs nothing and is not listed.
+
+Stage records go to ``runs/<run>/resources/stages.jsonl`` (one JSON object per line, written by the
+kernels); the runner merges both into ``runs/<run>/resources.json`` and a table in ``report.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from .paths import current_run, runs_dir
+
+SAMPLE_S = 0.05  # seconds between RSS samples during a stage build
+NOTEBOOK_ENV = "OVKIT_NOTEBOOK"  # the runner names the notebook a kernel runs, for its stage records
+GB = 2**30
+
+
+def maxrss_gb(usage: resource.struct_rusage) -> float:
+    """``ru_maxrss`` in GiB: Linux reports KiB, macOS bytes."""
+    scale = 1 if sys.platform == "darwin" else 1024
+    return usage.ru_maxrss * scale / GB
+
+
+def child_usage(usage: resource.struct_rusage, wall_s: float) -> dict:
+    """One notebook's resources from the rusage ``os.wait4`` returned for its child process."""
+    return {"wall_s": round(wall_s, 1), "user_s": round(usage.ru_utime, 1),
+            "sys_s": round(usage.ru_stime, 1), "peak_rss_gb": round(maxrss_gb(usage), 3)}
+
+
+def wait_with_usage(pid: int) -> tuple[int, resource.struct_rusage]:
+    """Wait for child ``pid``; its exit code and resource usage (its reaped children included)."""
+    while True:
+        try:
+            _, status, usage = os.wait4(pid, 0)
+            return os.waitstatus_to_exitcode(status), usage
+        except InterruptedError:  # pragma: no cover - retried by Python itself since PEP 475
+            continue
+
+
+class _PeakSampler(threading.Thread):
+    """Samples this process's RSS every ``SAMPLE_S`` seconds until stopped; keeps the largest."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.process = psutil.Process()
+        self.peak = self.process.memory_info().rss
+        self.stopped = threading.Event()
+
+    def run(self):
+        while not self.stopped.wait(SAMPLE_S):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def stop(self) -> int:
+        self.stopped.set()
+        self.join()
+        return max(self.peak, self.process.memory_info().rss)
+
+
+@contextlib.contextmanager
+def measure(stage: str, key: str = ""):
+    """Measure a stage build; on success append its record to the current run's ``stages.jsonl``.
+
+    Yields a dict that holds the record once the block has finished (``wall_s``, ``user_s``,
+    ``sys_s``, ``rss_before_gb``, ``peak_rss_gb``), for the caller's metadata too.
+    """
+    record: dict = {}
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    sampler = _PeakSampler()
+    rss_before = sampler.peak
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        yield record
+    finally:
+        peak = sampler.stop()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    record.update(wall_s=round(time.perf_counter() - started, 2),
+                  user_s=round(after.ru_utime - before.ru_utime, 2),
+                  sys_s=round(after.ru_stime - before.ru_stime, 2),
+                  rss_before_gb=round(rss_before / GB, 3), peak_rss_gb=round(peak / GB, 3))
+    _append(stages_file(), {"notebook": os.environ.get(NOTEBOOK_ENV, "interactive"),
+                            "stage": stage, "key": key, **record})
+
+
+def stages_file(run: str | None = None) -> Path:
+    return runs_dir() / (run or current_run()) / "resources" / "stages.jsonl"
+
+
+def _append(path: Path, entry: dict) -> None:
+    """One line per record; lines are short, so an append from another kernel never interleaves."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def read_stages(folder: Path) -> list[dict]:
+    """The stage records of a run folder (a half-written last line, from a killed kernel, is skipped)."""
+    path = folder / "resources" / "stages.jsonl"
+    entries = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        with contextlib.suppress(json.JSONDecodeError):
+            entries.append(json.loads(line))
+    return entries
+
+
+def summarise(folder: Path, notebooks: dict) -> dict:
+    """``resources.json``'s content: per notebook, per stage build, the totals and the machine."""
+    total = {k: round(sum(n[k] for n in notebooks.values()), 1) for k in ("wall_s", "user_s", "sys_s")}
+    total["peak_rss_gb"] = max((n["peak_rss_gb"] for n in notebooks.values()), default=0.0)
+    total["sys_share"] = round(total["sys_s"] / total["user_s"], 3) if total["user_s"] else None
+    machine = {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / GB, 1),
+               "platform": sys.platform}
+    return {"notebooks": notebooks, "stages": read_stages(folder), "total": total, "machine": machine}
+
+
+def write(folder: Path, notebooks: dict) -> Path:
+    """Write ``resources.json`` into a run folder; returns its path."""
+    path = folder / "resources.json"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(summarise(folder, notebooks), indent=1, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def read(folder: Path) -> dict:
+    path = folder / "resources.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def markdown(summary: dict) -> list[str]:
+    """Report lines: a per-notebook table (wall, CPU, peak RSS) and the stage builds beneath it."""
+    if not summary.get("notebooks"):
+        return []
+    lines = ["| notebook | wall s | user s | system s | peak RSS GiB |", "|---|---:|---:|---:|---:|"]
+    rows = sorted(summary["notebooks"].items()) + [("**total**", summary["total"])]
+    lines += [f"| {name} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} | "
+              f"{r['peak_rss_gb']:.2f} |" for name, r in rows]
+    if summary.get("stages"):
+        lines += ["", "Stage builds (cache misses; peak sampled every "
+                  f"{SAMPLE_S * 1000:.0f} ms):", "",
+                  "| notebook | stage | wall s | user s | system s | RSS before GiB | peak RSS GiB |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {s['notebook']} | {s['stage']} | {s['wall_s']:.1f} | {s['user_s']:.1f} | "
+                  f"{s['sys_s']:.1f} | {s['rss_before_gb']:.2f} | {s['peak_rss_gb']:.2f} |"
+                  for s in summary["stages"]]
+    return lines

@@ -1,0 +1,117 @@
+"""Resources of a run: CPU seconds and peak memory per notebook (exact, from wait4) and per stage build."""
+
+import json
+import resource
+import time
+
+import numpy as np
+import pytest
+from conftest import write_notebook
+
+from ovkit import resources, runner, store
+
+MB = 2**20
+
+# 00 holds 400 MiB and spins the CPU for ~1 s; 01 does next to nothing. 01 builds a stage that touches
+# 300 MiB. The oracles are these sizes and durations, chosen far apart from each other.
+HEAVY = """
+import time, numpy as np
+block = np.ones(400 * 2**20, dtype=np.uint8)
+end = time.process_time() + 1.0
+while time.process_time() < end:
+    pass
+"""
+STAGE = """
+import numpy as np
+from ovkit import store
+def build(folder):
+    block = np.ones(300 * 2**20, dtype=np.uint8)
+    (folder / 'x.txt').write_text(str(int(block.sum())))
+store.cached('toy', {'size': 300}, build)
+"""
+
+
+@pytest.fixture
+def project(kit_home, monkeypatch):
+    root = kit_home / "project"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "params").mkdir()
+    write_notebook(root / "notebooks" / "00_heavy.ipynb", "SEED: int = 0\nDATA_SOURCE: str = ''", HEAVY)
+    write_notebook(root / "notebooks" / "01_stage.ipynb", "SEED: int = 0", STAGE)
+    (root / "params" / "tiny.yaml").write_text("SEED: 1\n")
+    monkeypatch.setenv("OVKIT_ROOT", str(root))
+    return root
+
+
+@pytest.mark.slow
+def test_run_records_cpu_and_peak_memory_per_notebook_and_stage(project, kit_home):
+    report = runner.run("tiny")
+    out = kit_home / "runs" / "tiny"
+    used = json.loads((out / "resources.json").read_text())
+    heavy, light = used["notebooks"]["00_heavy.ipynb"], used["notebooks"]["01_stage.ipynb"]
+    assert heavy["user_s"] + heavy["sys_s"] >= 1.0  # the busy loop, plus the kernel's start
+    assert heavy["peak_rss_gb"] >= 400 * MB / resources.GB
+    assert heavy["wall_s"] >= heavy["user_s"] / 2  # 2 cores at most here
+    assert light["peak_rss_gb"] >= 300 * MB / resources.GB
+    [stage] = used["stages"]
+    assert (stage["notebook"], stage["stage"]) == ("01_stage.ipynb", "toy")
+    assert stage["peak_rss_gb"] - stage["rss_before_gb"] >= 0.9 * 300 * MB / resources.GB
+    assert used["total"]["user_s"] == pytest.approx(heavy["user_s"] + light["user_s"], abs=0.11)
+    assert used["total"]["peak_rss_gb"] == max(heavy["peak_rss_gb"], light["peak_rss_gb"])
+    text = report.read_text()
+    assert "## Resources" in text and "| 00_heavy.ipynb |" in text and "| 01_stage.ipynb | toy |" in text
+
+    runner.run("tiny")  # the stage is cached now: a cache hit costs nothing and is not listed
+    assert json.loads((out / "resources.json").read_text())["stages"] == []
+
+
+def test_measure_records_cpu_and_peak_of_a_block(kit_home):
+    with resources.measure("toy", "k") as usage:
+        block = np.ones(200 * MB, dtype=np.uint8)
+        time.sleep(3 * resources.SAMPLE_S)
+        end = time.process_time() + 0.3
+        while time.process_time() < end:
+            pass
+        del block
+    assert usage["peak_rss_gb"] - usage["rss_before_gb"] >= 0.9 * 200 * MB / resources.GB
+    assert 0.3 <= usage["user_s"] + usage["sys_s"] < 2.0
+    [entry] = resources.read_stages(resources.stages_file().parent.parent)
+    assert entry == {"notebook": "interactive", "stage": "toy", "key": "k", **usage}
+
+
+def test_failed_build_records_nothing_and_meta_keeps_the_resources(kit_home):
+    with pytest.raises(RuntimeError), resources.measure("toy"):
+        raise RuntimeError("build failed")
+    assert not resources.stages_file().exists()
+    artifact = store.cached("toy", {"a": 1}, lambda folder: (folder / "x").write_text("1") and None)
+    assert set(artifact.meta["build_resources"]) == {"wall_s", "user_s", "sys_s", "rss_before_gb",
+                                                     "peak_rss_gb"}
+    assert artifact.meta["build_seconds"] == artifact.meta["build_resources"]["wall_s"]
+
+
+def test_maxrss_units_follow_the_platform(monkeypatch):
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    linux = resources.maxrss_gb(usage)
+    monkeypatch.setattr(resources.sys, "platform", "darwin")  # macOS reports bytes, Linux KiB
+    assert resources.maxrss_gb(usage) == pytest.approx(linux / 1024)
+
+
+def test_report_table_lists_notebooks_total_and_stages(tmp_path):
+    notebooks = {"00_a.ipynb": {"wall_s": 10.0, "user_s": 15.0, "sys_s": 1.0, "peak_rss_gb": 2.5},
+                 "01_b.ipynb": {"wall_s": 5.0, "user_s": 4.0, "sys_s": 0.5, "peak_rss_gb": 1.0}}
+    resources.write(tmp_path, notebooks)
+    summary = resources.read(tmp_path)
+    assert summary["total"] == {"wall_s": 15.0, "user_s": 19.0, "sys_s": 1.5, "peak_rss_gb": 2.5,
+                                "sys_share": pytest.approx(1.5 / 19.0, abs=1e-3)}
+    lines = resources.markdown(summary)
+    assert "| **total** | 15.0 | 19.0 | 1.5 | 2.50 |" in lines
+
+
+def test_cli_prints_a_runs_table_or_says_what_is_missing(tmp_path, capsys):
+    from ovkit import cli
+
+    assert cli.main(["resources", str(tmp_path)]) == 1
+    assert "no resources.json" in capsys.readouterr().err
+    resources.write(tmp_path, {"00_a.ipynb": {"wall_s": 1.0, "user_s": 2.0, "sys_s": 0.1, "peak_rss_gb": 0.5}})
+    assert cli.main(["resources", str(tmp_path)]) == 0
+    assert "| 00_a.ipynb | 1.0 | 2.0 | 0.1 | 0.50 |" in capsys.readouterr().out
