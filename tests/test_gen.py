@@ -68,6 +68,28 @@ def test_trie_paths_lead_to_their_items_and_reject_unknown_sids():
         gen.Trie(codes + 10, sizes)
 
 
+def test_incremental_decoding_equals_decoding_the_whole_prefix():
+    """decode_step with its key/value cache (what beam search runs) against decode (what training runs)."""
+    model = tiny_model(decoder_layers=2, heads=4)
+    q = tiny_queries()  # query 0 has no history: its memory is padded
+    mem = model.encode(q)
+    b, n = len(q), 3
+    tokens = torch.as_tensor(model.trie.tokens(np.random.default_rng(2).integers(0, 60, b * n)))
+    tokens = tokens.view(b, n, -1)  # n beams per query, each an SKU's whole SID
+    cache = model.start_decoding(mem)
+    step_input = torch.full((b, 1), gen.BOS)
+    for level in range(model.trie.depth):
+        hidden = model.decode_step(cache, step_input)  # (b, beams so far)
+        whole = model.decode(mem.memory.repeat_interleave(n, 0), mem.mask.repeat_interleave(n, 0),
+                             tokens.reshape(b * n, -1)[:, :level])[:, -1].view(b, n, -1)
+        assert torch.allclose(hidden.expand(b, n, -1) if level == 0 else hidden, whole, atol=1e-5)
+        if level == 0:  # the root's one beam branches into n
+            cache.reorder(torch.zeros(b, n, dtype=torch.long))
+        step_input = tokens[:, :, level]
+    cache.reorder(torch.tensor([[2, 0, 0]] * b))  # beams die and branch: rows follow their parents
+    assert torch.equal(cache.selves[0][0][:, 1], cache.selves[0][0][:, 2])
+
+
 @pytest.mark.parametrize("prior", [0.0, 20.0])
 def test_full_width_beam_search_equals_exhaustive_scoring(prior):
     model = tiny_model(prior_scale=prior)

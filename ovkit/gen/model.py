@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -208,6 +209,44 @@ def pack_history(hist: torch.Tensor) -> torch.Tensor:
     """
     order = torch.argsort((hist >= 0).to(torch.int8), dim=1, stable=True)  # padding (0) before clicks
     return hist.gather(1, order)
+
+
+def _heads(x: torch.Tensor, h: int) -> torch.Tensor:
+    """(b, T, d) → (b, h, T, d / h): the layout of multi-head attention."""
+    b, t, _ = x.shape
+    return x.view(b, t, h, -1).transpose(1, 2)
+
+
+class _DecoderLayer(NamedTuple):
+    """One decoder layer's (weight, bias) pairs, read once per search."""
+
+    norm1: tuple
+    self_in: tuple
+    self_out: tuple
+    norm2: tuple
+    cross_q: tuple
+    cross_out: tuple
+    norm3: tuple
+    ff1: tuple
+    ff2: tuple
+    eps: float
+
+
+@dataclass
+class DecoderCache:
+    """Keys and values an incremental decoder keeps between levels (:meth:`OneVision.decode_step`)."""
+
+    cross: list  # per layer (k, v), each (b, h, T, hd): the encoder memory's, computed once
+    attend: torch.Tensor  # (b, 1, 1, T) True = a memory token to attend to (not padding)
+    selves: list  # per layer (k, v), each (b, n, h, level, hd): the decoded positions of n beams
+    weights: list  # per layer, its _DecoderLayer
+    final_norm: tuple  # (weight, bias, eps) of the decoder's last LayerNorm
+
+    def reorder(self, parent: torch.Tensor) -> None:
+        """Keep beams ``parent`` (b, m): row j of each query continues its beam ``parent[:, j]``."""
+        def pick(t):
+            return t.gather(1, parent[:, :, None, None, None].expand(-1, -1, *t.shape[2:]))
+        self.selves = [(pick(k), pick(v)) for k, v in self.selves]
 
 
 @dataclass
@@ -414,14 +453,75 @@ class OneVision(nn.Module):
         return self.decoder(x, memory, tgt_mask=self.causal[:n, :n], memory_key_padding_mask=mask,
                             tgt_is_causal=True)
 
-    def level_logprobs(self, hidden, level: int, nodes, prior=None, rows=None, constrained: bool = True):
+    def start_decoding(self, mem: Memory) -> DecoderCache:
+        """An empty :class:`DecoderCache` for incremental decoding of ``mem``'s queries (b of them)."""
+        b, h = len(mem.memory), self.cfg.heads
+        weights, cross = [], []
+        for layer in self.decoder.layers:  # read once per search: module attribute lookups cost at batch 1
+            if not layer.norm_first or layer.activation is not F.relu:
+                raise NotImplementedError("decode_step is written for norm-first ReLU decoder layers")
+            sa, ca = layer.self_attn, layer.multihead_attn
+            (w_q, w_k, w_v), (b_q, b_k, b_v) = ca.in_proj_weight.chunk(3), ca.in_proj_bias.chunk(3)
+            weights.append(_DecoderLayer(
+                (layer.norm1.weight, layer.norm1.bias), (sa.in_proj_weight, sa.in_proj_bias),
+                (sa.out_proj.weight, sa.out_proj.bias), (layer.norm2.weight, layer.norm2.bias), (w_q, b_q),
+                (ca.out_proj.weight, ca.out_proj.bias), (layer.norm3.weight, layer.norm3.bias),
+                (layer.linear1.weight, layer.linear1.bias), (layer.linear2.weight, layer.linear2.bias),
+                layer.norm1.eps))
+            # the memory's keys/values: once per query, not once per beam and level
+            memory = mem.memory
+            cross.append((_heads(F.linear(memory, w_k, b_k), h), _heads(F.linear(memory, w_v, b_v), h)))
+        empty = mem.memory.new_zeros(b, 1, h, 0, self.cfg.d_model // h)
+        final = self.decoder.norm
+        return DecoderCache(cross, ~mem.mask[:, None, None, :], [(empty, empty)] * len(weights), weights,
+                            (final.weight, final.bias, final.eps))
+
+    def decode_step(self, cache: DecoderCache, tokens: torch.Tensor) -> torch.Tensor:
+        """Hidden states (b, n, d) of the next position of n beams per query, given their input tokens.
+
+        What :meth:`decode` computes for the last position, with every earlier position's
+        self-attention keys/values read from ``cache`` (this position's are appended to it) and the
+        encoder memory's computed once per query: a beam adds one position per level, not a whole
+        prefix. The layers are ``nn.TransformerDecoderLayer``'s (norm first, ReLU, no dropout at
+        inference), written out in functional form to spare a module call per operation.
+
+        Args:
+            cache: from :meth:`start_decoding`, rows (b, n) in the order of ``tokens``.
+            tokens: (b, n) decoder input tokens (BOS at level 0, then the beam's last SID token).
+        """
+        b, n = tokens.shape
+        h, d = self.cfg.heads, self.cfg.d_model
+        level = cache.selves[0][0].shape[3]
+        x = F.embedding(tokens, self.token.weight) + self.level_pos[level]
+        for i, w in enumerate(cache.weights):
+            q, k, v = F.linear(F.layer_norm(x, (d,), *w.norm1, w.eps), *w.self_in).chunk(3, -1)
+            past_k, past_v = cache.selves[i]
+            keys = torch.cat([past_k, k.view(b, n, h, 1, -1)], 3)  # (b, n, h, level + 1, hd)
+            values = torch.cat([past_v, v.view(b, n, h, 1, -1)], 3)
+            cache.selves[i] = (keys, values)
+            # one query position over its own past (causal by construction): a plain softmax
+            logits = q.view(b, n, h, 1, -1) @ keys.transpose(-1, -2) * (d // h) ** -0.5
+            att = torch.softmax(logits, -1) @ values
+            x = x + F.linear(att.view(b, n, d), *w.self_out)
+            q = _heads(F.linear(F.layer_norm(x, (d,), *w.norm2, w.eps), *w.cross_q), h)  # (b, h, n, hd)
+            cross_k, cross_v = cache.cross[i]
+            att = F.scaled_dot_product_attention(q, cross_k, cross_v, attn_mask=cache.attend)
+            x = x + F.linear(att.transpose(1, 2).reshape(b, n, d), *w.cross_out)
+            x = x + F.linear(F.relu(F.linear(F.layer_norm(x, (d,), *w.norm3, w.eps), *w.ff1)), *w.ff2)
+        weight, bias, eps = cache.final_norm
+        return F.layer_norm(x, (d,), weight, bias, eps)
+
+    def level_logprobs(self, hidden, level: int, nodes, prior=None, rows=None, constrained: bool = True,
+                       child=None):
         """Trie-normalised log-probabilities (N, size_l) of level ``level``'s codes; invalid = -inf.
 
         ``nodes`` (N,): each row's prefix node; ``prior``/``rows``: the encoder's prior (B, n_nodes)
-        and the query each row belongs to. Unconstrained (a demonstration): no trie mask.
+        and the query each row belongs to; ``child``: the nodes' :meth:`child_rows` if the caller has
+        them. Unconstrained (a demonstration): no trie mask.
         """
         logits = self.out[level](hidden)
-        child = self.child_rows(level, nodes.clamp(min=0))
+        if child is None:
+            child = self.child_rows(level, nodes.clamp(min=0))
         if prior is not None:  # vision-aligned output: how close the query is to each child's SKUs
             scale = self.log_prior_scale[level].exp()
             logits = logits + scale * prior.at(level, rows, child)
@@ -455,7 +555,7 @@ class OneVision(nn.Module):
 # --------------------------------------------------------------------------- constrained beam search
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def beam_search(model: OneVision, q: Queries, k: int = 10, beam: int | None = None, batch_size: int = 256,
                 constrained: bool = True, visual_keep=None, width=None, stats: dict | None = None):
     """Top-``k`` SKUs per query by beam search masked with the SID trie (every result is a real SKU).
@@ -484,7 +584,8 @@ def beam_search(model: OneVision, q: Queries, k: int = 10, beam: int | None = No
     if beam < k:
         raise ValueError(f"beam width {beam} is smaller than k={k}: the search keeps only {beam} "
                          f"sequences, so it cannot return {k} SKUs; raise GEN beam or lower k")
-    model.eval()
+    if model.training:  # (eval() walks every submodule: a cost at batch 1 when it is already in eval)
+        model.eval()
     items, scores = [], []
     for start in range(0, len(q), batch_size):
         part = slice(start, start + batch_size)
@@ -531,16 +632,17 @@ def beam_batch(model: OneVision, q: Queries, k: int, beam: int, constrained: boo
     b = len(q)
     score = torch.full((b, 1), 0.0, device=dev)  # one live beam per query: the root
     node = torch.zeros(b, 1, dtype=torch.long, device=dev)  # -1: a prefix no SKU has (unconstrained)
-    prefix = torch.zeros(b, 1, 0, dtype=torch.long, device=dev)
+    tokens = torch.full((b, 1), BOS, dtype=torch.long, device=dev)  # each beam's next decoder input
+    cache = model.start_decoding(mem)
     _count(stats, "encoder_tokens", int((~mem.mask).sum()))
     for level in range(trie.depth):
         n = score.shape[1]  # beams carried into this level
         # only live beams count: a query's work must not depend on its batch's widest query
         _count(stats, "decoder_rows", int(torch.isfinite(score).sum()))
-        memory, mask = mem.memory.repeat_interleave(n, 0), mem.mask.repeat_interleave(n, 0)
         rows = torch.arange(b, device=dev).repeat_interleave(n)
-        hidden = model.decode(memory, mask, prefix.reshape(b * n, level))[:, -1]
-        logp = model.level_logprobs(hidden, level, node.reshape(-1), mem.prior, rows, constrained)
+        hidden = model.decode_step(cache, tokens).reshape(b * n, -1)
+        child = model.child_rows(level, node.clamp(min=0).reshape(-1))  # (b·n, size): child node or -1
+        logp = model.level_logprobs(hidden, level, node.reshape(-1), mem.prior, rows, constrained, child)
         logp = logp.view(b, n, -1)
         total = (score[..., None] + logp).reshape(b, -1)  # invalid codes and dead beams' children: -inf
         score, flat = total.topk(min(beam, total.shape[1]), dim=1)
@@ -548,10 +650,11 @@ def beam_batch(model: OneVision, q: Queries, k: int, beam: int, constrained: boo
             score, flat = _prune_beams(score, flat, level, width)
         parent, code = flat // logp.shape[-1], flat % logp.shape[-1]
         was = node.gather(1, parent)
-        child = model.child_rows(level, was.clamp(min=0).reshape(-1)).view(b, -1, trie.sizes[level])
-        node = torch.where(was >= 0, child.gather(2, code[..., None]).squeeze(2), -1)
-        prefix = torch.cat([prefix.gather(1, parent[..., None].expand(-1, -1, level)),
-                            (code + int(trie.offsets[level]))[..., None]], 2)
+        child = child.view(b, n * trie.sizes[level]).gather(1, flat)  # the chosen (parent, code) children
+        node = torch.where(was >= 0, child, -1)
+        if level < trie.depth - 1:
+            cache.reorder(parent)
+            tokens = code + int(trie.offsets[level])
     leaf = model.leaf_item[node.clamp(min=0)]
     items = torch.where(torch.isfinite(score) & (node >= 0), leaf, torch.full_like(leaf, -1))
     if items.shape[1] < k:  # fewer SKUs than k under the live beams
