@@ -5,11 +5,15 @@ resource usage when it ends (``os.wait4``): user and system CPU seconds of the c
 Jupyter kernel it started and reaped, and the peak resident set size (RSS) of the largest of them —
 the kernel, where the work happens. These are the numbers ``/usr/bin/time -v`` prints.
 
+The runner also samples the summed RSS of the child's whole process tree every :data:`SAMPLE_S`
+seconds (``peak_total_rss_gb``: kernel plus any worker processes alive at once — what the machine
+must hold; a spike shorter than a sample can be missed).
+
 **Per stage build** (:func:`ovkit.store.cached` on a cache miss) the kernel records the CPU seconds of
-its whole process during the build (every thread: torch's and faiss's pools included), the wall
-seconds, the RSS when the build started and the peak RSS during it, sampled every
-:data:`SAMPLE_S` seconds by a background thread (a spike shorter than that can be missed; the
-notebook's peak above is exact). A stage read from the cache costs nothing and is not listed.
+its whole process during the build (every thread: torch's and faiss's pools included) and of the
+worker processes the build started and finished (e.g. the renderers), the wall seconds, the RSS
+when the build started and the peak during it (process and workers, sampled as above). A stage
+read from the cache costs nothing and is not listed.
 
 Stage records go to ``runs/<run>/resources/stages.jsonl`` (one JSON object per line, written by the
 kernels); the runner merges both into ``runs/<run>/resources.json`` and a table in ``report.md``.
@@ -30,7 +34,7 @@ import psutil
 
 from .paths import current_run, runs_dir
 
-SAMPLE_S = 0.05  # seconds between RSS samples during a stage build
+SAMPLE_S = 0.1  # seconds between RSS samples (a process tree: ~1 ms of CPU each)
 NOTEBOOK_ENV = "OVKIT_NOTEBOOK"  # the runner names the notebook a kernel runs, for its stage records
 GB = 2**30
 
@@ -41,10 +45,12 @@ def maxrss_gb(usage: resource.struct_rusage) -> float:
     return usage.ru_maxrss * scale / GB
 
 
-def child_usage(usage: resource.struct_rusage, wall_s: float) -> dict:
-    """One notebook's resources from the rusage ``os.wait4`` returned for its child process."""
+def child_usage(usage: resource.struct_rusage, wall_s: float, peak_total: int) -> dict:
+    """One notebook's resources from the rusage ``os.wait4`` returned for its child process and the
+    sampled peak of its process tree (bytes)."""
     return {"wall_s": round(wall_s, 1), "user_s": round(usage.ru_utime, 1),
-            "sys_s": round(usage.ru_stime, 1), "peak_rss_gb": round(maxrss_gb(usage), 3)}
+            "sys_s": round(usage.ru_stime, 1), "peak_rss_gb": round(maxrss_gb(usage), 3),
+            "peak_total_rss_gb": round(max(peak_total / GB, maxrss_gb(usage)), 3)}
 
 
 def wait_with_usage(pid: int) -> tuple[int, resource.struct_rusage]:
@@ -57,23 +63,32 @@ def wait_with_usage(pid: int) -> tuple[int, resource.struct_rusage]:
             continue
 
 
-class _PeakSampler(threading.Thread):
-    """Samples this process's RSS every ``SAMPLE_S`` seconds until stopped; keeps the largest."""
+class PeakSampler(threading.Thread):
+    """Samples the RSS of a process and its children (summed: what the machine must hold) every
+    ``SAMPLE_S`` seconds until stopped; keeps the largest. Default: this process."""
 
-    def __init__(self):
+    def __init__(self, pid: int | None = None):
         super().__init__(daemon=True)
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
+        self.process = psutil.Process(pid)
+        self.peak = self.rss()
         self.stopped = threading.Event()
+
+    def rss(self) -> int:
+        total = 0
+        with contextlib.suppress(psutil.Error):  # a process may end between listing and reading
+            for proc in [self.process, *self.process.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+        return total
 
     def run(self):
         while not self.stopped.wait(SAMPLE_S):
-            self.peak = max(self.peak, self.process.memory_info().rss)
+            self.peak = max(self.peak, self.rss())
 
     def stop(self) -> int:
         self.stopped.set()
         self.join()
-        return max(self.peak, self.process.memory_info().rss)
+        return max(self.peak, self.rss())
 
 
 @contextlib.contextmanager
@@ -84,8 +99,8 @@ def measure(stage: str, key: str = ""):
     ``sys_s``, ``rss_before_gb``, ``peak_rss_gb``), for the caller's metadata too.
     """
     record: dict = {}
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    sampler = _PeakSampler()
+    before = _cpu()
+    sampler = PeakSampler()
     rss_before = sampler.peak
     sampler.start()
     started = time.perf_counter()
@@ -93,13 +108,18 @@ def measure(stage: str, key: str = ""):
         yield record
     finally:
         peak = sampler.stop()
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    record.update(wall_s=round(time.perf_counter() - started, 2),
-                  user_s=round(after.ru_utime - before.ru_utime, 2),
-                  sys_s=round(after.ru_stime - before.ru_stime, 2),
-                  rss_before_gb=round(rss_before / GB, 3), peak_rss_gb=round(peak / GB, 3))
+    after = _cpu()
+    record.update(wall_s=round(time.perf_counter() - started, 2), user_s=round(after[0] - before[0], 2),
+                  sys_s=round(after[1] - before[1], 2), rss_before_gb=round(rss_before / GB, 3),
+                  peak_rss_gb=round(peak / GB, 3))
     _append(stages_file(), {"notebook": os.environ.get(NOTEBOOK_ENV, "interactive"),
                             "stage": stage, "key": key, **record})
+
+
+def _cpu() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process and its finished children (e.g. render workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + children.ru_utime, own.ru_stime + children.ru_stime
 
 
 def stages_file(run: str | None = None) -> Path:
@@ -126,7 +146,8 @@ def read_stages(folder: Path) -> list[dict]:
 def summarise(folder: Path, notebooks: dict) -> dict:
     """``resources.json``'s content: per notebook, per stage build, the totals and the machine."""
     total = {k: round(sum(n[k] for n in notebooks.values()), 1) for k in ("wall_s", "user_s", "sys_s")}
-    total["peak_rss_gb"] = max((n["peak_rss_gb"] for n in notebooks.values()), default=0.0)
+    for key in ("peak_rss_gb", "peak_total_rss_gb"):
+        total[key] = max((n.get(key, n["peak_rss_gb"]) for n in notebooks.values()), default=0.0)
     total["sys_share"] = round(total["sys_s"] / total["user_s"], 3) if total["user_s"] else None
     machine = {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / GB, 1),
                "platform": sys.platform}
@@ -151,10 +172,11 @@ def markdown(summary: dict) -> list[str]:
     """Report lines: a per-notebook table (wall, CPU, peak RSS) and the stage builds beneath it."""
     if not summary.get("notebooks"):
         return []
-    lines = ["| notebook | wall s | user s | system s | peak RSS GiB |", "|---|---:|---:|---:|---:|"]
+    lines = ["| notebook | wall s | user s | system s | peak RSS GiB | peak, all processes GiB |",
+             "|---|---:|---:|---:|---:|---:|"]
     rows = sorted(summary["notebooks"].items()) + [("**total**", summary["total"])]
-    lines += [f"| {name} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} | "
-              f"{r['peak_rss_gb']:.2f} |" for name, r in rows]
+    lines += [f"| {name} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} | {r['peak_rss_gb']:.2f} "
+              f"| {r.get('peak_total_rss_gb', r['peak_rss_gb']):.2f} |" for name, r in rows]
     if summary.get("stages"):
         lines += ["", "Stage builds (cache misses; peak sampled every "
                   f"{SAMPLE_S * 1000:.0f} ms):", "",

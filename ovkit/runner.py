@@ -386,9 +386,11 @@ def _execute_in_child(nb: Notebook, params: dict, output: Path) -> tuple[str | N
         started = time.perf_counter()
         child = subprocess.Popen([sys.executable, "-m", "ovkit.runner", str(job)],
                                  env={**os.environ, resources.NOTEBOOK_ENV: nb.path.name})
+        sampler = resources.PeakSampler(child.pid)
+        sampler.start()
         code, rusage = resources.wait_with_usage(child.pid)
         child.returncode = code  # reaped by wait4: Popen must not wait for it again
-        used = resources.child_usage(rusage, time.perf_counter() - started)
+        used = resources.child_usage(rusage, time.perf_counter() - started, sampler.stop())
         failure = json.loads(result.read_text())["failure"] if result.exists() else None
     if failure is None and code != 0:
         failure = (f"notebook {nb.path.name}: the process running it ended with exit code {code} "

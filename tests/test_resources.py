@@ -51,6 +51,7 @@ def test_run_records_cpu_and_peak_memory_per_notebook_and_stage(project, kit_hom
     heavy, light = used["notebooks"]["00_heavy.ipynb"], used["notebooks"]["01_stage.ipynb"]
     assert heavy["user_s"] + heavy["sys_s"] >= 1.0  # the busy loop, plus the kernel's start
     assert heavy["peak_rss_gb"] >= 400 * MB / resources.GB
+    assert heavy["peak_total_rss_gb"] >= heavy["peak_rss_gb"]
     assert heavy["wall_s"] >= heavy["user_s"] / 2  # 2 cores at most here
     assert light["peak_rss_gb"] >= 300 * MB / resources.GB
     [stage] = used["stages"]
@@ -79,6 +80,26 @@ def test_measure_records_cpu_and_peak_of_a_block(kit_home):
     assert entry == {"notebook": "interactive", "stage": "toy", "key": "k", **usage}
 
 
+def test_measure_counts_worker_processes(kit_home):
+    import multiprocessing
+
+    with resources.measure("toy") as usage:
+        worker = multiprocessing.get_context("spawn").Process(target=_hold_and_spin)
+        worker.start()
+        worker.join()
+    assert usage["user_s"] + usage["sys_s"] >= 0.5  # the worker's CPU, not only this process's
+    assert usage["peak_rss_gb"] - usage["rss_before_gb"] >= 0.9 * 150 * MB / resources.GB
+
+
+def _hold_and_spin():
+    block = np.ones(150 * MB, dtype=np.uint8)
+    end = time.process_time() + 0.5
+    while time.process_time() < end:
+        pass
+    time.sleep(3 * resources.SAMPLE_S)
+    del block
+
+
 def test_failed_build_records_nothing_and_meta_keeps_the_resources(kit_home):
     with pytest.raises(RuntimeError), resources.measure("toy"):
         raise RuntimeError("build failed")
@@ -97,14 +118,16 @@ def test_maxrss_units_follow_the_platform(monkeypatch):
 
 
 def test_report_table_lists_notebooks_total_and_stages(tmp_path):
-    notebooks = {"00_a.ipynb": {"wall_s": 10.0, "user_s": 15.0, "sys_s": 1.0, "peak_rss_gb": 2.5},
-                 "01_b.ipynb": {"wall_s": 5.0, "user_s": 4.0, "sys_s": 0.5, "peak_rss_gb": 1.0}}
+    notebooks = {"00_a.ipynb": {"wall_s": 10.0, "user_s": 15.0, "sys_s": 1.0, "peak_rss_gb": 2.5,
+                                "peak_total_rss_gb": 2.75},
+                 "01_b.ipynb": {"wall_s": 5.0, "user_s": 4.0, "sys_s": 0.5, "peak_rss_gb": 1.0,
+                                "peak_total_rss_gb": 3.0}}
     resources.write(tmp_path, notebooks)
     summary = resources.read(tmp_path)
     assert summary["total"] == {"wall_s": 15.0, "user_s": 19.0, "sys_s": 1.5, "peak_rss_gb": 2.5,
-                                "sys_share": pytest.approx(1.5 / 19.0, abs=1e-3)}
+                                "peak_total_rss_gb": 3.0, "sys_share": pytest.approx(1.5 / 19.0, abs=1e-3)}
     lines = resources.markdown(summary)
-    assert "| **total** | 15.0 | 19.0 | 1.5 | 2.50 |" in lines
+    assert "| **total** | 15.0 | 19.0 | 1.5 | 2.50 | 3.00 |" in lines
 
 
 def test_cli_prints_a_runs_table_or_says_what_is_missing(tmp_path, capsys):
@@ -112,6 +135,7 @@ def test_cli_prints_a_runs_table_or_says_what_is_missing(tmp_path, capsys):
 
     assert cli.main(["resources", str(tmp_path)]) == 1
     assert "no resources.json" in capsys.readouterr().err
-    resources.write(tmp_path, {"00_a.ipynb": {"wall_s": 1.0, "user_s": 2.0, "sys_s": 0.1, "peak_rss_gb": 0.5}})
+    used = {"wall_s": 1.0, "user_s": 2.0, "sys_s": 0.1, "peak_rss_gb": 0.5}  # (no tree peak: older runs)
+    resources.write(tmp_path, {"00_a.ipynb": used})
     assert cli.main(["resources", str(tmp_path)]) == 0
-    assert "| 00_a.ipynb | 1.0 | 2.0 | 0.1 | 0.50 |" in capsys.readouterr().out
+    assert "| 00_a.ipynb | 1.0 | 2.0 | 0.1 | 0.50 | 0.50 |" in capsys.readouterr().out
