@@ -1,9 +1,11 @@
 """Latency of OneVision unpruned, OneVision with the chosen pruning policy and the reference cascade,
-timed in one loop on the same test queries (batch 1, one thread; interleaved per query in a random
-order, each system warmed up, in --repeats separate rounds), plus the same queries in batches of 64.
+timed in one loop on the same test queries (batch 1; interleaved per query in a random order, each
+system warmed up, in --repeats separate rounds), plus the same queries in batches of 64 — once per
+thread setting (--threads 1 2: torch and the BLAS/OpenMP pools of every system on that many threads),
+because which system answers faster can change with the thread budget and the machine.
 
     python benchmarks/latency.py                      # smoke profile, policy from notebook 05's run
-    python benchmarks/latency.py --profile default
+    python benchmarks/latency.py --profile default --threads 1 2
     python benchmarks/latency.py --policy '{"delta": 2.0}'
 
 Uses the stage cache (builds what is missing: for the default profile run notebooks 00-04 first).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 
@@ -32,6 +35,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="timing rounds (each query once per system per round; median per query)")
     parser.add_argument("--policy", help='pruning settings as JSON, e.g. \'{"delta": 2.0}\'')
+    parser.add_argument("--threads", type=int, nargs="+", default=[1],
+                        help="thread settings to time under, one after another (default: 1)")
     args = parser.parse_args()
 
     settings = json.loads(args.policy) if args.policy else None
@@ -50,12 +55,20 @@ def main() -> None:
     test = logs.test_sessions
     views, hists = test["view_id"].to_numpy(), [logs.test_histories[s] for s in test["session"]]
     run_cascade = cascade.runner(views, hists)
-    result, times = prune.measure(model, queries, logs, policy, timed=args.queries, repeats=args.repeats,
-                                  others={"MCA": run_cascade})
     systems = {"unpruned": prune.runner(model, queries, prune.Policy()),
                "pruned": prune.runner(model, queries, policy), "MCA": run_cascade}
-    with config.one_torch_thread():
-        batched = timing.batched(systems, len(times), batch=64, repeats=args.repeats)
+    for threads in args.threads:
+        result, times = prune.measure(model, queries, logs, policy, timed=args.queries, repeats=args.repeats,
+                                      others={"MCA": run_cascade}, threads=threads)
+        with config.threads(threads):
+            batched = timing.batched(systems, len(times), batch=64, repeats=args.repeats)
+        print(f"\n{threads} thread(s) ({os.cpu_count()} CPUs on this machine)")
+        report(policy, index, result, times, batched)
+
+
+def report(policy, index: str, result: dict, times, batched) -> None:
+    """Print one thread setting's table and speed-ups."""
+    from ovkit import timing
 
     def ratio(base, other):
         both = timing.speedups(times, base, other)

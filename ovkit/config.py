@@ -89,6 +89,22 @@ def progress(iterable=None, enabled: bool = True, **kwargs):
 
 
 @contextlib.contextmanager
+def threads(n: int = 1):
+    """Run torch *and* the BLAS/OpenMP pools (numpy, faiss, scikit-learn) on ``n`` threads inside the
+    block, then restore: systems timed against each other get the same thread budget."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def one_torch_thread():
     """Run torch on one thread inside the block (batch-1 latency, tiny models), then restore."""
     import torch

@@ -151,11 +151,12 @@ SPEEDUP = interval_keys("speedup")  # median per-query ratio: speedup, speedup_c
 TOTAL = interval_keys("speedup_total")  # total-time ratio (throughput), with its interval
 
 
-def _latency(systems: dict, n_queries: int, timed: int | None, repeats: int) -> pd.DataFrame:
-    """Milliseconds per query (timed, systems) at batch 1 on one thread, every ``run(i)`` of
+def _latency(systems: dict, n_queries: int, timed: int | None, repeats: int,
+             threads: int = 1) -> pd.DataFrame:
+    """Milliseconds per query (timed, systems) at batch 1 on ``threads`` threads, every ``run(i)`` of
     ``systems`` (policies' runners, the cascade's) interleaved in one loop."""
     n = n_queries if timed is None else min(timed, n_queries)
-    with config.one_torch_thread():
+    with config.threads(threads):
         return timing.interleaved(systems, n, repeats)
 
 
@@ -205,7 +206,7 @@ def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "va
     frame["latency_ms"] = times.median().to_numpy()
     frame[[*SPEEDUP, *TOTAL]] = _speedups(times, labels[0]).to_numpy()
     n = min(len(q), 2 * batch)
-    with config.one_torch_thread():
+    with config.threads(1):
         frame[f"batch{batch}_ms"] = timing.batched(systems, n, batch, repeats).to_numpy()
     base = frame.iloc[0]
     frame["hr10_rel_loss"] = (base["hr@10"] - frame["hr@10"]) / base["hr@10"]
@@ -236,7 +237,8 @@ def best(frame: pd.DataFrame, max_loss: float = 0.01) -> pd.Series:
 
 
 def measure(model: gen.OneVision, q: gen.Queries, logs, chosen: Policy, k: int = 10, timed: int | None = None,
-            repeats: int = 3, split: str = "test", others: dict | None = None) -> tuple[dict, pd.DataFrame]:
+            repeats: int = 3, split: str = "test", others: dict | None = None,
+            threads: int = 1) -> tuple[dict, pd.DataFrame]:
     """The once-only test measurement of the policy chosen on validation, against the unpruned search.
 
     Args:
@@ -249,6 +251,7 @@ def measure(model: gen.OneVision, q: gen.Queries, logs, chosen: Policy, k: int =
         repeats: timing rounds (each query once per system per round; the median counts).
         split: normally "test".
         others: more systems timed in the same loop, name → ``run(i)`` for query i (e.g. the cascade).
+        threads: torch and BLAS/OpenMP threads while timing (:func:`ovkit.config.threads`).
     Returns:
         (summary, times): the summary dict below and the milliseconds per timed query (columns
         "unpruned", "pruned" and ``others``).
@@ -269,7 +272,7 @@ def measure(model: gen.OneVision, q: gen.Queries, logs, chosen: Policy, k: int =
     out["hr10_rel_loss"] = (base - out["hr@10_pruned"]) / base if base > 0 else math.nan
     out["topk_changed"] = float((items["unpruned"] != items["pruned"]).any(1).mean())
     systems = {label: runner(model, q, policy, k) for label, policy in policies.items()}
-    times = _latency(systems | (others or {}), len(q), timed, repeats)
+    times = _latency(systems | (others or {}), len(q), timed, repeats, threads)
     out["timed"] = len(times)
     ratios = timing.speedups(times, "unpruned", "pruned")
     out |= dict(zip(SPEEDUP, ratios["median"], strict=True)) | dict(zip(TOTAL, ratios["total"], strict=True))

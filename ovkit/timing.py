@@ -7,7 +7,7 @@ per system per round), so a slow spell of the machine lands in one round and sho
 between rounds. Two speed-ups come with bootstrap intervals that resample queries *and* rounds:
 the **total-time ratio** (Σ base / Σ other over the timed queries: throughput, what "x% more
 efficient" means) and the median per-query ratio (the typical query). Thread counts are the
-caller's business (wrap the calls in :func:`ovkit.config.one_torch_thread` for batch-1 latency).
+caller's business (wrap the calls in :func:`ovkit.config.threads` for batch-1 latency).
 """
 
 from __future__ import annotations
