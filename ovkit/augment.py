@@ -158,7 +158,7 @@ def augmented(catalogue, maps_artifact, kinds, copies: int = 1, seed: int = 0, d
         model = backbone.create(made_with["backbone"], made_with["weights"])
         trunk = backbone.split(model, made_with["tune_blocks"])
         images = AugmentedImages(catalogue, table, kinds, textures, seed)
-        np.save(folder / "maps.npy", backbone.feature_maps(trunk, model, images, device=device))
+        backbone.feature_maps(trunk, model, images, device=device, path=folder / "maps.npy")  # streamed
         table.to_parquet(folder / "table.parquet", index=False)
         return {"n": len(table)}
 

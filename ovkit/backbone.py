@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -149,14 +150,26 @@ class _Features(nn.Module):
 
 @torch.no_grad()
 def feature_maps(trunk: Trunk, model: nn.Module, images, batch_size: int = 64,
-                 device: str = "cpu") -> np.ndarray:
-    """Frozen-part feature maps of all images, float16 (N,C,h,w)."""
+                 device: str = "cpu", path: Path | None = None) -> np.ndarray:
+    """Frozen-part feature maps of all images, float16 (N,C,h,w).
+
+    With ``path`` the maps are written batch by batch into that ``.npy`` file (memory-mapped; the
+    file equals ``np.save`` of the array), so they never sit in memory whole: 2.1 GB at the default
+    profile.
+    """
     trunk.frozen.eval().to(device)
-    out = []
+    out = None
     for start in progress(range(0, len(images), batch_size), desc="feature maps", unit="batch"):
         x = preprocess(np.asarray(images[start : start + batch_size]), model).to(device)
-        out.append(trunk.frozen(x).half().cpu().numpy())
-    return np.concatenate(out)
+        maps = trunk.frozen(x).half().cpu().numpy()
+        if out is None:
+            shape = (len(images), *maps.shape[1:])
+            out = np.empty(shape, np.float16) if path is None else \
+                np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+        out[start : start + len(maps)] = maps
+    if isinstance(out, np.memmap):
+        out.flush()
+    return out
 
 
 def check_image_size(model: nn.Module, size: int) -> None:
@@ -179,9 +192,10 @@ def cached_maps(catalogue, name: str = "tf_efficientnet_lite0", weights: str = "
     trunk = split(model, tune_blocks)
 
     def build(folder):
-        maps = feature_maps(trunk, model, catalogue.pixels, batch_size, device)
-        np.save(folder / "maps.npy", maps)
-        return {"shape": list(maps.shape)}
+        maps = feature_maps(trunk, model, catalogue.pixels, batch_size, device, path=folder / "maps.npy")
+        shape = list(maps.shape)
+        del maps  # unmap before the store hashes the file
+        return {"shape": shape}
 
     params = {"backbone": name, "weights": weights, "tune_blocks": tune_blocks}
     artifact = store.cached("features", params, build, upstream=[catalogue.artifact], version=STAGE_VERSION)

@@ -72,3 +72,14 @@ def test_missing_weights_package_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(backbone.OFFLINE, "tf_efficientnet_lite0", "no_such_weights_package")
     with pytest.raises(BackboneError, match="no_such_weights_package is not installed: run 'make setup'"):
         backbone.create("tf_efficientnet_lite0", "offline")
+
+
+def test_feature_maps_streamed_to_disk_equal_the_in_memory_ones(lite0, tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 64, 64, 3), dtype=np.uint8)
+    trunk = backbone.split(lite0)
+    in_memory = backbone.feature_maps(trunk, lite0, images, batch_size=2)  # batches of 2, 2, 1
+    assert in_memory.shape == (5, 1280, 2, 2) and in_memory.dtype == np.float16
+    streamed = backbone.feature_maps(trunk, lite0, images, batch_size=2, path=tmp_path / "maps.npy")
+    del streamed
+    np.save(tmp_path / "expected.npy", in_memory)
+    assert (tmp_path / "maps.npy").read_bytes() == (tmp_path / "expected.npy").read_bytes()

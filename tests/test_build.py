@@ -56,3 +56,26 @@ def test_killed_build_leaves_no_render_worker(kit_home):
     for w in survivors:  # don't leave them behind even when the test fails
         os.kill(w, signal.SIGKILL)
     assert not survivors, f"render workers {survivors} outlived their killed build"
+
+
+def test_pixel_writer_writes_what_np_save_of_the_concatenation_writes(tmp_path):
+    import numpy as np
+
+    from ovkit.data.build import PixelWriter
+
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 256, size=(n, 8, 6, 3), dtype=np.uint8) for n in (3, 1, 5)]
+    with PixelWriter(tmp_path / "pixels.npy") as writer:
+        kept = [writer.add({"images": p, "facts": [i]}) for i, p in enumerate(parts)]
+    assert kept == [{"facts": [0]}, {"facts": [1]}, {"facts": [2]}]  # the images are not kept in memory
+    np.save(tmp_path / "expected.npy", np.concatenate(parts))
+    assert (tmp_path / "pixels.npy").read_bytes() == (tmp_path / "expected.npy").read_bytes()
+    assert not (tmp_path / "pixels.npy.raw").exists()
+
+    with pytest.raises(RuntimeError), PixelWriter(tmp_path / "failed.npy") as writer:
+        writer.add({"images": parts[0]})
+        raise RuntimeError("the build failed")
+    assert not (tmp_path / "failed.npy").exists() and not (tmp_path / "failed.npy.raw").exists()
+    with pytest.raises(ValueError, match="differs"), PixelWriter(tmp_path / "mixed.npy") as writer:
+        writer.add({"images": parts[0]})
+        writer.add({"images": np.zeros((1, 4, 4, 3), np.uint8)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import zipfile
@@ -149,8 +150,12 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
-def render_models(order, n_models, colourways, query_views, cfg, seed, workers):
-    """Render models in ``order`` until ``n_models`` succeed (0 = all); returns (done, skipped)."""
+def render_models(order, n_models, colourways, query_views, cfg, seed, workers, keep=None):
+    """Render models in ``order`` until ``n_models`` succeed (0 = all); returns (done, skipped).
+
+    ``keep(result)``, if given, is called on each successful model's result in order and its return
+    value is kept instead (e.g. the facts without the images, once those are written to disk).
+    """
     target = n_models or len(order)
     jobs = ((m, i, colourways, query_views, cfg, seed) for i, m in enumerate(order))
     done, skipped = [], []
@@ -162,7 +167,7 @@ def render_models(order, n_models, colourways, query_views, cfg, seed, workers):
             if isinstance(result, str):
                 skipped.append({"model": model.model_key, "name": model.name, "reason": result})
                 continue
-            done.append((model, result))
+            done.append((model, keep(result) if keep else result))
             bar.update()
             if len(done) == target:
                 break
@@ -184,7 +189,9 @@ def build(folder: Path, files: list[Path], n_models: int, colourways: int, query
     order = select_models(models, seed)
     if n_models and n_models > len(order):
         raise ValueError(f"N_MODELS={n_models} but the source has only {len(order)} product models")
-    done, skipped = render_models(order, n_models, colourways, query_views, cfg, seed, workers)
+    with PixelWriter(folder / "pixels.npy") as pixels:  # streamed to disk: the images never sit in memory
+        done, skipped = render_models(order, n_models, colourways, query_views, cfg, seed, workers,
+                                      keep=pixels.add)
     if n_models and len(done) < n_models:
         raise DataError(f"only {len(done)} of {n_models} models could be rendered; "
                         f"skipped: {skipped[:5]}")
@@ -192,7 +199,7 @@ def build(folder: Path, files: list[Path], n_models: int, colourways: int, query
     rng = np.random.default_rng([seed, 1])
     creators = sorted({m.creator for m, _ in done})
     premium = dict(zip(creators, rng.lognormal(0.0, 0.25, size=len(creators)), strict=True))
-    items, views, pixels = [], [], []
+    items, views = [], []
     for model_id, (model, result) in enumerate(done):
         kind = skus.fine_type(model.name, model.tags)
         first_item = len(items)
@@ -208,7 +215,6 @@ def build(folder: Path, files: list[Path], n_models: int, colourways: int, query
             })
         for fact in result["facts"]:
             views.append({"view_id": len(views), "item_id": first_item + fact.pop("colourway"), **fact})
-        pixels.append(result["images"])
 
     items = pd.DataFrame(items)
     views = pd.DataFrame(views)
@@ -221,8 +227,48 @@ def build(folder: Path, files: list[Path], n_models: int, colourways: int, query
     views["split"] = heldout_split.fillna(views["split"])
     items.to_parquet(folder / "items.parquet", index=False)
     views.to_parquet(folder / "views.parquet", index=False)
-    np.save(folder / "pixels.npy", np.concatenate(pixels))
     return {"skipped": skipped, "source_files": [f.name for f in files]}
+
+
+class PixelWriter:
+    """Writes the views' images to ``path`` as one ``.npy`` array (N, H, W, 3) uint8, model by model.
+
+    The images go to a raw file as they arrive; on a clean exit the ``.npy`` header (which needs the
+    final count) is written and the raw bytes are copied behind it, so the whole catalogue is never
+    held in memory (at the default profile it is 2.6 GB). The result equals
+    ``np.save(path, np.concatenate(images))``.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.raw = path, path.with_name(path.name + ".raw")
+        self.shape, self.count = None, 0
+
+    def __enter__(self):
+        self.file = self.raw.open("wb")
+        return self
+
+    def add(self, result: dict) -> dict:
+        """Write ``result["images"]`` (n, H, W, 3); returns the result without them."""
+        images = np.ascontiguousarray(result["images"], np.uint8)
+        if self.shape is None:
+            self.shape = images.shape[1:]
+        elif images.shape[1:] != self.shape:
+            raise ValueError(f"image shape {images.shape[1:]} differs from the first model's {self.shape}")
+        self.file.write(images.tobytes())
+        self.count += len(images)
+        return {k: v for k, v in result.items() if k != "images"}
+
+    def __exit__(self, kind, error, trace):
+        self.file.close()
+        try:
+            if kind is None:
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+                          "shape": (self.count, *(self.shape or (0, 0, 3)))}
+                with self.path.open("wb") as out, self.raw.open("rb") as raw:
+                    np.lib.format.write_array_header_1_0(out, header)
+                    shutil.copyfileobj(raw, out, 16 << 20)
+        finally:
+            self.raw.unlink(missing_ok=True)
 
 
 def assign_splits(items: pd.DataFrame, views: pd.DataFrame, cold_fraction: float,
