@@ -24,7 +24,7 @@ from . import augment, backbone, config, store
 from .config import with_overrides
 from .data.render import FACTORS
 
-STAGE_VERSION = 2  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
+STAGE_VERSION = 3  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
 
 @dataclass(frozen=True)
@@ -106,21 +106,35 @@ class AlignLoss(nn.Module):
     """L_align = λ1·NT-Xent + λ2·CircleLoss (pytorch-metric-learning), over labelled embeddings.
 
     Every embedding is an anchor; same-label embeddings are its positives, all others negatives.
+
+    When every label occurs exactly twice (each anchor has one positive: :class:`PairSampler`'s
+    batches), NT-Xent equals pytorch-metric-learning's ``SupConLoss`` with a plain mean — the same
+    softmax over the anchor's similarities to every other embedding — computed on the B × B
+    similarity matrix, where ``NTXentLoss`` builds a (positive pairs × negative pairs) one: at the
+    default batch (192) 4 ms instead of 350 ms per step, forward and backward on one thread. Other
+    batches use ``NTXentLoss`` itself (tests: equal losses and gradients).
     """
 
     def __init__(self, cfg: AlignConfig):
         super().__init__()
-        from pytorch_metric_learning import losses
+        from pytorch_metric_learning import losses, reducers
 
         self.l1, self.l2 = cfg.lambda_contrastive, cfg.lambda_circle
         self.contrastive = losses.NTXentLoss(temperature=cfg.temperature)
+        self.paired = losses.SupConLoss(temperature=cfg.temperature, reducer=reducers.MeanReducer())
         self.circle = losses.CircleLoss(m=cfg.circle_m, gamma=cfg.circle_gamma)
+
+    def nt_xent(self, embeddings, labels):
+        """NT-Xent of labelled embeddings (the paired fast path when every label occurs twice)."""
+        if bool((torch.unique(labels, return_counts=True)[1] == 2).all()):
+            return self.paired(embeddings, labels)
+        return self.contrastive(embeddings, labels)
 
     def forward(self, embeddings, labels):
         total = embeddings.new_zeros(())
         parts = {}
         if self.l1:
-            parts["contrastive"] = self.contrastive(embeddings, labels)
+            parts["contrastive"] = self.nt_xent(embeddings, labels)
             total = total + self.l1 * parts["contrastive"]
         if self.l2:
             parts["circle"] = self.circle(embeddings, labels)

@@ -84,6 +84,22 @@ def test_loss_pulls_positive_pairs_together(l1, l2):
     assert positive_cosine() > before + 0.2
 
 
+@pytest.mark.parametrize("labels", [torch.arange(48).repeat(2),  # one positive each: the paired path
+                                    torch.tensor([0, 0, 0, 1, 1, 2, 2, 3, 4, 4])])  # NTXentLoss itself
+def test_contrastive_term_is_pytorch_metric_learnings_nt_xent(labels):
+    from pytorch_metric_learning import losses
+
+    torch.manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(len(labels), 32), dim=1)
+    ours, oracle = x.clone().requires_grad_(), x.clone().requires_grad_()
+    loss = align.AlignLoss(align.AlignConfig(temperature=0.07)).nt_xent(ours, labels)
+    expected = losses.NTXentLoss(temperature=0.07)(oracle, labels)
+    loss.backward()
+    expected.backward()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    assert torch.allclose(ours.grad, oracle.grad, atol=1e-7)
+
+
 def test_sampler_pairs_share_labels_and_bring_siblings(cat):
     sampler = align.PairSampler(cat, align.AlignConfig(batch_models=2))
     ids, labels = sampler.batch()
