@@ -1,10 +1,13 @@
-"""Settings dataclasses overridden from notebook parameters (``RENDER={...}``, ``ALIGN={...}``)."""
+"""Settings dataclasses overridden from notebook parameters (``RENDER={...}``, ``ALIGN={...}``), and
+the small process helpers every stage shares (threads, progress bars, exit with the parent)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
+import threading
+import time
 import types
 import typing
 
@@ -115,3 +118,17 @@ def one_torch_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this process once process ``parent`` is gone (a daemon thread watches for it).
+
+    A killed parent cannot shut down the workers or notebook processes it started, and they (render
+    workers ~700 MB each, a notebook's kernel) would otherwise live on, re-parented to init.
+    """
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()

@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 from . import resources
-from .config import matches_type, progress, with_overrides
+from .config import exit_with_parent, matches_type, progress, with_overrides
 from .data import folder, sh3d
 from .paths import project_root, runs_dir
 from .report import write
@@ -382,7 +382,7 @@ def _execute_in_child(nb: Notebook, params: dict, output: Path) -> tuple[str | N
     with tempfile.TemporaryDirectory(prefix="ovkit-run-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job.write_text(json.dumps({"notebook": str(nb.path), "output": str(output), "parameters": params,
-                                   "result": str(result)}, default=str))
+                                   "result": str(result), "parent": os.getpid()}, default=str))
         started = time.perf_counter()
         child = subprocess.Popen([sys.executable, "-m", "ovkit.runner", str(job)],
                                  env={**os.environ, resources.NOTEBOOK_ENV: nb.path.name})
@@ -404,6 +404,7 @@ def _papermill_job(job_file: str) -> None:
     from papermill.exceptions import PapermillExecutionError
 
     job = json.loads(Path(job_file).read_text())
+    exit_with_parent(job["parent"])  # a killed run leaves no notebook running on (its kernel follows it)
     output, failure = job["output"], None
     try:
         papermill.execute_notebook(job["notebook"], output, parameters=job["parameters"],

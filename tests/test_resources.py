@@ -139,3 +139,36 @@ def test_cli_prints_a_runs_table_or_says_what_is_missing(tmp_path, capsys):
     resources.write(tmp_path, {"00_a.ipynb": used})
     assert cli.main(["resources", str(tmp_path)]) == 0
     assert "| 00_a.ipynb | 1.0 | 2.0 | 0.1 | 0.50 | 0.50 |" in capsys.readouterr().out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return resources.psutil.Process(pid).status() != "zombie"
+    except resources.psutil.Error:
+        return False
+
+
+@pytest.mark.slow
+def test_killing_the_runner_ends_the_notebook_process(project, kit_home):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    write_notebook(project / "notebooks" / "00_heavy.ipynb", "SEED: int = 0\nDATA_SOURCE: str = ''",
+                   "import time\nopen('started', 'w').close()\ntime.sleep(300)")
+    command = [sys.executable, "-m", "ovkit", "run", "--profile", "tiny", "--only", "00"]
+    runner_process = subprocess.Popen(command, env={**os.environ})
+    started = project / "notebooks" / "started"
+    deadline = time.time() + 120
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    assert started.exists()
+    children = [p.pid for p in resources.psutil.Process(runner_process.pid).children(recursive=True)]
+    assert len(children) >= 2  # the notebook's process and its kernel
+    os.kill(runner_process.pid, signal.SIGKILL)  # no chance to clean up
+    runner_process.wait()
+    deadline = time.time() + 30
+    while any(map(_alive, children)) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not any(map(_alive, children))

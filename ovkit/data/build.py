@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_all_start_methods, get_context
@@ -14,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import progress
+from ..config import exit_with_parent, progress
 from . import render, sh3d, skus
 from .sh3d import DataError, FurnitureModel
 
@@ -132,22 +130,8 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     fork where the OS has it: spawn would re-run a user's script that lacks a __main__ guard.
     """
     method = "fork" if "fork" in get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=_exit_with_parent,
+    return ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=exit_with_parent,
                                initargs=(os.getpid(),))
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: a daemon thread ends the worker once its parent is gone.
-
-    A killed parent cannot shut its pool down, and its workers (~700 MB each while rendering)
-    would otherwise live on, re-parented to init.
-    """
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def render_models(order, n_models, colourways, query_views, cfg, seed, workers, keep=None):
