@@ -226,3 +226,10 @@ def test_bad_values_and_a_bad_folder_are_reported_together(project, kit_home):
     (shop / "items.csv").write_text("item_id,category\n")
     with pytest.raises(RunError, match=r"(?s)SIZE='x'.*DATA_SOURCE=.*items.csv has a header but no rows"):
         runner.run("tiny", overrides=["SIZE=x", f"DATA_SOURCE={shop}"])
+
+
+def test_kernels_get_a_passive_openmp_wait_policy_unless_the_user_set_one(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert runner.thread_env() == {"OMP_WAIT_POLICY": "PASSIVE"}
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert runner.thread_env() == {"OMP_WAIT_POLICY": "ACTIVE"}
