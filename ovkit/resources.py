@@ -5,15 +5,18 @@ resource usage when it ends (``os.wait4``): user and system CPU seconds of the c
 Jupyter kernel it started and reaped, and the peak resident set size (RSS) of the largest of them —
 the kernel, where the work happens. These are the numbers ``/usr/bin/time -v`` prints.
 
-The runner also samples the summed RSS of the child's whole process tree every :data:`SAMPLE_S`
-seconds (``peak_total_rss_gb``: kernel plus any worker processes alive at once — what the machine
-must hold; a spike shorter than a sample can be missed).
+The runner also samples the child's whole process tree every :data:`SAMPLE_S` seconds: its summed
+RSS (``peak_total_rss_gb``: kernel plus any worker processes alive at once) and its summed *private*
+memory (``peak_private_gb``: anonymous and shared memory, Linux only). RSS also counts the pages of
+memory-mapped files a notebook has read (the catalogue's pixels, the feature maps: several GB at the
+default profile), which the OS can drop and read again whenever memory is short; private memory is
+what the machine must really hold. A spike shorter than a sample can be missed.
 
 **Per stage build** (:func:`ovkit.store.cached` on a cache miss) the kernel records the CPU seconds of
 its whole process during the build (every thread: torch's and faiss's pools included) and of the
 worker processes the build started and finished (e.g. the renderers), the wall seconds, the RSS
-when the build started and the peak during it (process and workers, sampled as above). A stage
-read from the cache costs nothing and is not listed.
+when the build started and the peaks during it (process and workers, RSS and private memory, sampled
+as above). A stage read from the cache costs nothing and is not listed.
 
 Stage records go to ``runs/<run>/resources/stages.jsonl`` (one JSON object per line, written by the
 kernels); the runner merges both into ``runs/<run>/resources.json`` and a table in ``report.md``.
@@ -45,12 +48,14 @@ def maxrss_gb(usage: resource.struct_rusage) -> float:
     return usage.ru_maxrss * scale / GB
 
 
-def child_usage(usage: resource.struct_rusage, wall_s: float, peak_total: int) -> dict:
+def child_usage(usage: resource.struct_rusage, wall_s: float, peak_total: int,
+                peak_private: int | None = None) -> dict:
     """One notebook's resources from the rusage ``os.wait4`` returned for its child process and the
-    sampled peak of its process tree (bytes)."""
+    sampled peaks of its process tree (bytes: RSS, and private memory — file pages excluded)."""
     return {"wall_s": round(wall_s, 1), "user_s": round(usage.ru_utime, 1),
             "sys_s": round(usage.ru_stime, 1), "peak_rss_gb": round(maxrss_gb(usage), 3),
-            "peak_total_rss_gb": round(max(peak_total / GB, maxrss_gb(usage)), 3)}
+            "peak_total_rss_gb": round(max(peak_total / GB, maxrss_gb(usage)), 3),
+            "peak_private_gb": _gb(peak_private)}
 
 
 def wait_with_usage(pid: int) -> tuple[int, resource.struct_rusage]:
@@ -63,32 +68,59 @@ def wait_with_usage(pid: int) -> tuple[int, resource.struct_rusage]:
             continue
 
 
+def _private_bytes(pid: int) -> int | None:
+    """Anonymous + shared-memory resident bytes of a process (Linux ``/proc``; None elsewhere).
+
+    RSS also counts pages of memory-mapped files (the catalogue's pixels, the feature maps), which
+    the OS can drop and read again at any time; these pages it cannot drop without swap.
+    """
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        return sum(int(fields[name].split()[0]) * 1024 for name in ("RssAnon", "RssShmem"))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 class PeakSampler(threading.Thread):
-    """Samples the RSS of a process and its children (summed: what the machine must hold) every
-    ``SAMPLE_S`` seconds until stopped; keeps the largest. Default: this process."""
+    """Samples a process and its children every ``SAMPLE_S`` seconds until stopped, keeping the largest
+    summed RSS (what the machine holds for them) and summed private memory (anonymous + shared
+    memory: what it must hold; file pages excluded). Default: this process."""
 
     def __init__(self, pid: int | None = None):
         super().__init__(daemon=True)
         self.process = psutil.Process(pid)
-        self.peak = self.rss()
+        self.peak, self.peak_private = self.sample()
         self.stopped = threading.Event()
 
-    def rss(self) -> int:
-        total = 0
+    def sample(self) -> tuple[int, int | None]:
+        rss, private = 0, 0
         with contextlib.suppress(psutil.Error):  # a process may end between listing and reading
             for proc in [self.process, *self.process.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
-                    total += proc.memory_info().rss
-        return total
+                    rss += proc.memory_info().rss
+                    own = _private_bytes(proc.pid)
+                    private = None if own is None or private is None else private + own
+        return rss, private
 
     def run(self):
         while not self.stopped.wait(SAMPLE_S):
-            self.peak = max(self.peak, self.rss())
+            self._keep(*self.sample())
 
-    def stop(self) -> int:
+    def _keep(self, rss: int, private: int | None) -> None:
+        self.peak = max(self.peak, rss)
+        if private is not None and self.peak_private is not None:
+            self.peak_private = max(self.peak_private, private)
+
+    def stop(self) -> tuple[int, int | None]:
+        """(peak RSS, peak private bytes or None) in bytes."""
         self.stopped.set()
         self.join()
-        return max(self.peak, self.rss())
+        self._keep(*self.sample())
+        return self.peak, self.peak_private
+
+
+def _gb(n: int | None) -> float | None:
+    return None if n is None else round(n / GB, 3)
 
 
 @contextlib.contextmanager
@@ -107,11 +139,11 @@ def measure(stage: str, key: str = ""):
     try:
         yield record
     finally:
-        peak = sampler.stop()
+        peak, private = sampler.stop()
     after = _cpu()
     record.update(wall_s=round(time.perf_counter() - started, 2), user_s=round(after[0] - before[0], 2),
                   sys_s=round(after[1] - before[1], 2), rss_before_gb=round(rss_before / GB, 3),
-                  peak_rss_gb=round(peak / GB, 3))
+                  peak_rss_gb=round(peak / GB, 3), peak_private_gb=_gb(private))
     _append(stages_file(), {"notebook": os.environ.get(NOTEBOOK_ENV, "interactive"),
                             "stage": stage, "key": key, **record})
 
@@ -148,6 +180,8 @@ def summarise(folder: Path, notebooks: dict) -> dict:
     total = {k: round(sum(n[k] for n in notebooks.values()), 1) for k in ("wall_s", "user_s", "sys_s")}
     for key in ("peak_rss_gb", "peak_total_rss_gb"):
         total[key] = max((n.get(key, n["peak_rss_gb"]) for n in notebooks.values()), default=0.0)
+    private = [n.get("peak_private_gb") for n in notebooks.values()]
+    total["peak_private_gb"] = max(private) if private and None not in private else None
     total["sys_share"] = round(total["sys_s"] / total["user_s"], 3) if total["user_s"] else None
     machine = {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / GB, 1),
                "platform": sys.platform}
@@ -168,21 +202,26 @@ def read(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
 def markdown(summary: dict) -> list[str]:
     """Report lines: a per-notebook table (wall, CPU, peak RSS) and the stage builds beneath it."""
     if not summary.get("notebooks"):
         return []
-    lines = ["| notebook | wall s | user s | system s | peak RSS GiB | peak, all processes GiB |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| notebook | wall s | user s | system s | peak RSS GiB | peak, all processes GiB | "
+             "peak private GiB |", "|---|---:|---:|---:|---:|---:|---:|"]
     rows = sorted(summary["notebooks"].items()) + [("**total**", summary["total"])]
     lines += [f"| {name} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} | {r['peak_rss_gb']:.2f} "
-              f"| {r.get('peak_total_rss_gb', r['peak_rss_gb']):.2f} |" for name, r in rows]
+              f"| {r.get('peak_total_rss_gb', r['peak_rss_gb']):.2f} | {_cell(r.get('peak_private_gb'))} |"
+              for name, r in rows]
     if summary.get("stages"):
-        lines += ["", "Stage builds (cache misses; peak sampled every "
+        lines += ["", "Stage builds (cache misses; peaks sampled every "
                   f"{SAMPLE_S * 1000:.0f} ms):", "",
-                  "| notebook | stage | wall s | user s | system s | RSS before GiB | peak RSS GiB |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+                  "| notebook | stage | wall s | user s | system s | RSS before GiB | peak RSS GiB | "
+                  "peak private GiB |", "|---|---|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {s['notebook']} | {s['stage']} | {s['wall_s']:.1f} | {s['user_s']:.1f} | "
-                  f"{s['sys_s']:.1f} | {s['rss_before_gb']:.2f} | {s['peak_rss_gb']:.2f} |"
-                  for s in summary["stages"]]
+                  f"{s['sys_s']:.1f} | {s['rss_before_gb']:.2f} | {s['peak_rss_gb']:.2f} | "
+                  f"{_cell(s.get('peak_private_gb'))} |" for s in summary["stages"]]
     return lines

@@ -402,7 +402,7 @@ def _execute_in_child(nb: Notebook, params: dict, output: Path) -> tuple[str | N
         sampler.start()
         code, rusage = resources.wait_with_usage(child.pid)
         child.returncode = code  # reaped by wait4: Popen must not wait for it again
-        used = resources.child_usage(rusage, time.perf_counter() - started, sampler.stop())
+        used = resources.child_usage(rusage, time.perf_counter() - started, *sampler.stop())
         failure = json.loads(result.read_text())["failure"] if result.exists() else None
     if failure is None and code != 0:
         failure = (f"notebook {nb.path.name}: the process running it ended with exit code {code} "

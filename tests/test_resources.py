@@ -2,6 +2,7 @@
 
 import json
 import resource
+import sys
 import time
 
 import numpy as np
@@ -52,6 +53,8 @@ def test_run_records_cpu_and_peak_memory_per_notebook_and_stage(project, kit_hom
     assert heavy["user_s"] + heavy["sys_s"] >= 1.0  # the busy loop, plus the kernel's start
     assert heavy["peak_rss_gb"] >= 400 * MB / resources.GB
     assert heavy["peak_total_rss_gb"] >= heavy["peak_rss_gb"]
+    if sys.platform.startswith("linux"):
+        assert heavy["peak_private_gb"] >= 400 * MB / resources.GB
     assert heavy["wall_s"] >= heavy["user_s"] / 2  # 2 cores at most here
     assert light["peak_rss_gb"] >= 300 * MB / resources.GB
     [stage] = used["stages"]
@@ -80,6 +83,25 @@ def test_measure_records_cpu_and_peak_of_a_block(kit_home):
     assert entry == {"notebook": "interactive", "stage": "toy", "key": "k", **usage}
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="private memory is read from /proc")
+def test_private_memory_counts_arrays_but_not_pages_of_a_mapped_file(kit_home, tmp_path):
+    path = tmp_path / "big.npy"
+    np.save(path, np.ones(300 * MB, dtype=np.uint8))
+    with resources.measure("mapped") as mapped:
+        data = np.load(path, mmap_mode="r")
+        assert int(data[:: 4096].sum()) == len(data[:: 4096])  # touch every page: 300 MiB of RSS
+        time.sleep(3 * resources.SAMPLE_S)
+        del data
+    with resources.measure("array") as owned:
+        block = np.ones(300 * MB, dtype=np.uint8)
+        time.sleep(3 * resources.SAMPLE_S)
+        del block
+    size = 300 * MB / resources.GB
+    assert mapped["peak_rss_gb"] - mapped["rss_before_gb"] >= 0.9 * size  # RSS counts the file's pages,
+    assert mapped["peak_private_gb"] < owned["peak_private_gb"] - 0.8 * size  # private memory does not
+    assert owned["peak_private_gb"] >= 0.9 * size
+
+
 def test_measure_counts_worker_processes(kit_home):
     import multiprocessing
 
@@ -106,7 +128,7 @@ def test_failed_build_records_nothing_and_meta_keeps_the_resources(kit_home):
     assert not resources.stages_file().exists()
     artifact = store.cached("toy", {"a": 1}, lambda folder: (folder / "x").write_text("1") and None)
     assert set(artifact.meta["build_resources"]) == {"wall_s", "user_s", "sys_s", "rss_before_gb",
-                                                     "peak_rss_gb"}
+                                                     "peak_rss_gb", "peak_private_gb"}
     assert artifact.meta["build_seconds"] == artifact.meta["build_resources"]["wall_s"]
 
 
@@ -125,9 +147,10 @@ def test_report_table_lists_notebooks_total_and_stages(tmp_path):
     resources.write(tmp_path, notebooks)
     summary = resources.read(tmp_path)
     assert summary["total"] == {"wall_s": 15.0, "user_s": 19.0, "sys_s": 1.5, "peak_rss_gb": 2.5,
-                                "peak_total_rss_gb": 3.0, "sys_share": pytest.approx(1.5 / 19.0, abs=1e-3)}
+                                "peak_total_rss_gb": 3.0, "peak_private_gb": None,
+                                "sys_share": pytest.approx(1.5 / 19.0, abs=1e-3)}
     lines = resources.markdown(summary)
-    assert "| **total** | 15.0 | 19.0 | 1.5 | 2.50 | 3.00 |" in lines
+    assert "| **total** | 15.0 | 19.0 | 1.5 | 2.50 | 3.00 | — |" in lines
 
 
 def test_cli_prints_a_runs_table_or_says_what_is_missing(tmp_path, capsys):
@@ -138,7 +161,7 @@ def test_cli_prints_a_runs_table_or_says_what_is_missing(tmp_path, capsys):
     used = {"wall_s": 1.0, "user_s": 2.0, "sys_s": 0.1, "peak_rss_gb": 0.5}  # (no tree peak: older runs)
     resources.write(tmp_path, {"00_a.ipynb": used})
     assert cli.main(["resources", str(tmp_path)]) == 0
-    assert "| 00_a.ipynb | 1.0 | 2.0 | 0.1 | 0.50 | 0.50 |" in capsys.readouterr().out
+    assert "| 00_a.ipynb | 1.0 | 2.0 | 0.1 | 0.50 | 0.50 | — |" in capsys.readouterr().out
 
 
 def _alive(pid: int) -> bool:
