@@ -363,6 +363,7 @@ def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, devic
         head, history = train_head(catalogue, maps, cfg, device, tuned=copy.deepcopy(tuned), augmented=extra)
         seconds = time.perf_counter() - started
         emb, tok = embed(head, maps)
+        store.release_pages(maps, extra.maps if extra else None)  # training + embed mapped them all
         torch.save(head.state_dict(), folder / "head.pt")
         np.save(folder / "embeddings.npy", emb)
         np.save(folder / "tokens.npy", tok)
@@ -388,6 +389,7 @@ def pixel_embeddings(pixels, size: int = 32) -> np.ndarray:
 
     out = np.stack([np.asarray(Image.fromarray(np.asarray(p)).resize((size, size), Image.BILINEAR),
                                np.float32).ravel() for p in pixels])
+    store.release_pages(pixels)
     out -= out.mean(1, keepdims=True)
     return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-8)
 
@@ -396,6 +398,7 @@ def pooled_embeddings(maps, batch_size: int = 1024) -> np.ndarray:
     """Frozen-backbone baseline: global average pooling of the feature maps, L2-normalised."""
     out = np.concatenate([np.asarray(maps[i : i + batch_size], np.float32).mean((2, 3))
                           for i in range(0, len(maps), batch_size)])
+    store.release_pages(maps)
     return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-8)
 
 

@@ -159,6 +159,7 @@ def augmented(catalogue, maps_artifact, kinds, copies: int = 1, seed: int = 0, d
         trunk = backbone.split(model, made_with["tune_blocks"])
         images = AugmentedImages(catalogue, table, kinds, textures, seed)
         backbone.feature_maps(trunk, model, images, device=device, path=folder / "maps.npy")  # streamed
+        store.release_pages(catalogue.pixels)  # the photos were drawn from every catalogue image
         table.to_parquet(folder / "table.parquet", index=False)
         return {"n": len(table)}
 

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import mmap
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from filelock import FileLock, Timeout
 
 from . import resources
@@ -39,6 +41,27 @@ from .paths import artifacts_dir
 
 META = "meta.json"
 FOREIGN_BUILD_AGE_S = 24 * 3600  # clean_partial: another host's build folder untouched this long is left over
+
+
+def release_pages(*arrays) -> None:
+    """Drop the pages of memory-mapped arrays from this process's resident set (Linux).
+
+    A full pass over a memory-mapped artifact (the catalogue's pixels, 2.6 GB at the default profile;
+    the feature maps, 2.1 GB) leaves every page mapped in the process, so its RSS grows by the file's
+    size although the kernel could drop them. ``MADV_DONTNEED`` unmaps them; the data stays in the
+    file (written pages of a shared map included), and a later read maps it again. Only read-only
+    and shared writable maps are released (a copy-on-write map would lose its edits); other arrays
+    are ignored.
+    """
+    for array in arrays:
+        memmap, base = None, array
+        while base is not None and not isinstance(base, mmap.mmap):
+            if isinstance(base, np.memmap) and memmap is None:
+                memmap = base
+            base = getattr(base, "base", None)
+        if base is None or memmap is None or memmap.mode == "c" or not hasattr(mmap, "MADV_DONTNEED"):
+            continue
+        base.madvise(mmap.MADV_DONTNEED)  # a shared map's written pages are already the file's
 
 
 class DamagedArtifact(RuntimeError):

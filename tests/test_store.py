@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -201,3 +202,36 @@ def test_clean_partial_takes_a_folder_without_a_host_by_age(kit_home):
     old_name.mkdir(parents=True)  # named before hosts were recorded: its PID may be another host's
     assert store.clean_partial() == 0 and old_name.exists()
     assert store.clean_partial(max_age_s=-1) == 1 and not old_name.exists()
+
+
+def _mapped_mb(array) -> float:
+    """Resident MB of the mapping that holds ``array`` (Linux /proc/self/smaps)."""
+    address = array.__array_interface__["data"][0]
+    lines = open("/proc/self/smaps").read().splitlines()
+    for i, line in enumerate(lines):
+        header = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
+        if header and int(header[1], 16) <= address < int(header[2], 16):
+            rss = next(entry for entry in lines[i + 1 :] if entry.startswith("Rss:"))
+            return int(rss.split()[1]) / 1024
+    raise AssertionError("mapping not found")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc/self/smaps")
+def test_release_pages_unmaps_read_and_written_pages_and_keeps_the_data(tmp_path):
+    import numpy as np
+
+    written = np.lib.format.open_memmap(tmp_path / "a.npy", mode="w+", dtype=np.uint8, shape=(32 << 20,))
+    written[:] = 7
+    assert _mapped_mb(written) > 30
+    store.release_pages(written[5:])  # a view of the map releases the whole map
+    assert _mapped_mb(written) < 1
+    del written
+    read = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert int(read.sum(dtype=np.int64)) == 7 * (32 << 20)  # the written bytes reached the file
+    assert _mapped_mb(read) > 30
+    store.release_pages(read, np.zeros(3), None)  # arrays that are not maps are ignored
+    assert _mapped_mb(read) < 1 and read[-1] == 7
+    copy = np.load(tmp_path / "a.npy", mmap_mode="c")
+    copy[:] = 9
+    store.release_pages(copy)  # a copy-on-write map would lose its edits: left alone
+    assert copy[0] == 9 and _mapped_mb(copy) > 30
