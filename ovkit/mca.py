@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, timing
-from .align import VisualRecall
 from .config import with_overrides
+from .recall import VisualRecall
 from .vrq import catalogue_only_vectors
 from .vrq import item_vectors as fused_item_vectors
 

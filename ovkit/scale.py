@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import gen, timing, vrq
-from .align import recall_index
+from .recall import recall_index
 
 
 @dataclass

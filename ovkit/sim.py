@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .align import VisualRecall
 from .config import progress, with_overrides
 from .metrics import lift_ci, ratio_ci
+from .recall import VisualRecall
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import fake_world
 
-from ovkit import align, mca, vrq
+from ovkit import mca, vrq
 
 MCA = mca.MCAConfig(recall=40, prerank=20)
 
@@ -50,8 +50,6 @@ def test_given_fused_vectors_are_used_as_they_are(fake):
     cfg = mca.MCAConfig(recall=40, prerank=20, vectors="fused")
     cascade = mca.Cascade(cat, emb, cfg, fused_vectors=given)
     np.testing.assert_array_equal(cascade.item_vectors, given)
-    with pytest.raises(ValueError, match="item vectors for"):
-        align.VisualRecall(cat, emb, item_vectors=given[:-1])
 
 
 def test_vectors_setting_is_validated():

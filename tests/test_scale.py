@@ -8,7 +8,7 @@ import torch
 from test_gen import random_codes, tiny_model, tiny_queries
 
 from ovkit import config, gen, kmeans, mca, scale, vrq
-from ovkit.align import recall_index
+from ovkit.recall import recall_index
 
 
 @pytest.fixture(autouse=True)

@@ -70,7 +70,7 @@ class TopPrior:
 def ivf_prior_index(base: np.ndarray, neighbours: int):
     """faiss IVF inner-product index of ``base`` (n, D) for top-``neighbours`` searches.
 
-    √n lists, as the cascade's recall index (:func:`ovkit.align.recall_index`): 4·√n lists of
+    √n lists, as the cascade's recall index (:func:`ovkit.recall.recall_index`): 4·√n lists of
     ~15 SKUs cost 10× the build time for no better recall at the same number of SKUs scanned.
     """
     from ..kmeans import ivf_index
