@@ -13,26 +13,16 @@ Kit choices (the paper gives no sizes or recipes): the model size, the trie-norm
 pretraining examples during SFT, the DPO pair grades and its NLL anchor. All are fields of
 :class:`GenConfig`.
 
-The package reads in three parts: :mod:`.model` (SID tokens and the trie, the transformer,
-constrained beam search), :mod:`.prior` (the vision-aligned output prior, exact or from the query's
-top-M SKUs) and :mod:`.train` (examples, losses, training loops, evaluation and the cached stages).
+The package reads in five parts: :mod:`.trie` (SID tokens and their prefix trie), :mod:`.model`
+(the transformer), :mod:`.prior` (the vision-aligned output prior, exact or from the query's top-M
+SKUs), :mod:`.search` (trie-constrained beam search) and :mod:`.train` (examples, losses, training
+loops, evaluation and the cached stages).
 Everything a notebook uses is importable as ``gen.<name>``.
 """
 
-from .model import (
-    BOS,
-    GenConfig,
-    Memory,
-    OneVision,
-    Queries,
-    Trie,
-    beam_batch,
-    beam_search,
-    codes_fingerprint,
-    make_queries,
-    score_all,
-)
+from .model import GenConfig, Memory, OneVision, Queries, make_queries
 from .prior import DensePrior, TopPrior
+from .search import beam_batch, beam_search, score_all
 from .train import (
     STAGE_VERSION,
     STAGES,
@@ -53,6 +43,7 @@ from .train import (
     train_likelihood,
     train_stages,
 )
+from .trie import BOS, Trie, codes_fingerprint
 
 __all__ = [
     "BOS", "DensePrior", "GenConfig", "Memory", "OneVision", "Queries", "TopPrior", "Trie", "beam_batch",

@@ -1,10 +1,10 @@
-"""OneVision's model: SID tokens and their prefix trie, the encoder–decoder transformer and
-trie-constrained beam search (see the package docstring)."""
+"""OneVision's network: the encoder–decoder transformer over query-photo, history and task tokens,
+with its output prior and an incremental decoder for beam search (see the package docstring; the
+SID trie is in :mod:`.trie`, the search over it in :mod:`.search`)."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -15,8 +15,7 @@ from torch import nn
 
 from .. import config
 from .prior import DensePrior, TopPrior, ivf_prior_index, top_recall
-
-BOS = 0  # the decoder's start token; SID tokens follow (level l's codes at offsets[l])
+from .trie import BOS, Trie, expand_children
 
 
 @dataclass(frozen=True)
@@ -64,102 +63,6 @@ class GenConfig:
         for name in ("d_model", "heads", "batch", "beam", "history", "eval_every", "prior_neighbours"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GEN {name} must be >= 1, got {getattr(self, name)}")
-
-
-# --------------------------------------------------------------------------- tokens and trie
-
-
-def codes_fingerprint(codes: np.ndarray) -> str:
-    """Hash of a SID table: a checkpoint is only valid for the SIDs it was trained on."""
-    codes = np.ascontiguousarray(codes, dtype=np.int64)
-    return hashlib.sha256(codes.tobytes() + str(codes.shape).encode()).hexdigest()[:16]
-
-
-class Trie:
-    """Prefix trie of every SKU's SID in sparse (CSR) arrays, so beam search masks a batch at once.
-
-    Level ``l`` has ``n_l`` prefix nodes (node 0 of level 0 is the root), numbered in sorted prefix
-    order. The children of node ``v`` are the edges ``indptr[l][v] : indptr[l][v+1]``: edge ``e``
-    reads code ``code[l][e]`` and leads to node ``e`` of level ``l+1`` (nodes are numbered in
-    (parent, code) order, so an edge's index *is* its child). ``leaf_item`` maps the nodes after
-    the last level to SKU ids; ``path[item, l]`` is the node an item passes at level l. A dense
-    (n_l × codebook) child table would take 3.5 GB at a million SKUs with 4096/1024/512 codes.
-    """
-
-    def __init__(self, codes: np.ndarray, sizes):
-        codes = np.asarray(codes, np.int64)
-        n, depth = codes.shape
-        if len(sizes) != depth:
-            raise ValueError(f"{depth} code levels but {len(sizes)} level sizes")
-        if codes.min() < 0 or (codes >= np.asarray(sizes)).any():
-            raise ValueError("a SID code is outside its level's codebook")
-        self.sizes = tuple(int(s) for s in sizes)
-        self.offsets = 1 + np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
-        self.n_tokens = 1 + sum(self.sizes)
-        self.codes = codes
-        self.path = np.zeros((n, depth + 1), np.int64)
-        for level in range(1, depth + 1):
-            self.path[:, level] = np.unique(codes[:, :level], axis=0, return_inverse=True)[1].ravel()
-        self.indptr, self.code = [], []
-        for level in range(depth):
-            child, first = np.unique(self.path[:, level + 1], return_index=True)
-            parent = self.path[first, level]  # nondecreasing, as children are numbered by (parent, code)
-            n_nodes = int(self.path[:, level].max()) + 1
-            self.indptr.append(np.searchsorted(parent, np.arange(n_nodes + 1)).astype(np.int32))
-            self.code.append(codes[first, level].astype(np.int32))
-        leaves = self.path[:, depth]
-        if len(np.unique(leaves)) != n:
-            raise ValueError("two SKUs share a semantic ID: the trie needs unique SIDs (VRQ dedup)")
-        self.leaf_item = np.empty(n, np.int64)
-        self.leaf_item[leaves] = np.arange(n)
-
-    @property
-    def depth(self) -> int:
-        return len(self.sizes)
-
-    @property
-    def nodes_after(self) -> list:
-        """How many nodes each level leads to (the next level's prefixes; SKUs after the last)."""
-        return [len(ptr) - 1 for ptr in self.indptr[1:]] + [len(self.codes)]
-
-    @property
-    def nbytes(self) -> int:
-        """Memory of the trie's tables (CSR levels, item paths, leaf map)."""
-        return sum(a.nbytes for a in (*self.indptr, *self.code, self.path, self.leaf_item))
-
-    def children(self, level: int, nodes) -> np.ndarray:
-        """Dense child rows (len(nodes), size_l) of ``nodes`` at ``level``: child node or -1."""
-        return expand_children(torch.from_numpy(self.indptr[level]), torch.from_numpy(self.code[level]),
-                               torch.as_tensor(np.asarray(nodes, np.int64)), self.sizes[level]).numpy()
-
-    def tokens(self, items) -> np.ndarray:
-        """Decoder tokens (…, L) of SKU ids (…)."""
-        return self.codes[np.asarray(items)] + self.offsets
-
-    def contains(self, codes: np.ndarray) -> np.ndarray:
-        """Whether each code path (…, L) is the SID of some SKU."""
-        shape = np.shape(codes)[:-1]
-        codes = np.asarray(codes).reshape(-1, self.depth)
-        node = np.zeros(len(codes), np.int64)
-        for level in range(self.depth):  # edges sorted by (parent, code): one binary search per level
-            size, indptr = self.sizes[level], self.indptr[level]
-            keys = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr)) * size + self.code[level]
-            want = np.maximum(node, 0) * size + codes[:, level]
-            edge = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-            known = (node >= 0) & (codes[:, level] >= 0) & (codes[:, level] < size)
-            node = np.where(known & (keys[edge] == want), edge, -1)
-        return (node >= 0).reshape(shape)
-
-
-def expand_children(indptr: torch.Tensor, code: torch.Tensor, nodes: torch.Tensor, size: int) -> torch.Tensor:
-    """Dense child rows (R, size) of ``nodes`` (R,) from one CSR level: child node id, or -1."""
-    start, count = indptr[nodes].long(), (indptr[nodes + 1] - indptr[nodes]).long()
-    row = torch.repeat_interleave(torch.arange(len(nodes), device=nodes.device), count)
-    first = torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
-    edge = torch.repeat_interleave(start, count) + torch.arange(len(row), device=nodes.device) - first
-    out = torch.full((len(nodes), size), -1, dtype=torch.long, device=nodes.device)
-    out[row, code[edge].long()] = edge
-    return out
 
 
 # --------------------------------------------------------------------------- the model
@@ -550,130 +453,3 @@ class OneVision(nn.Module):
     def forward(self, q: Queries, items, noise: float = 0.0):
         """log π of ``items`` (B, M) for queries ``q``."""
         return self.sequence_logprob(self.encode(q, noise), items)
-
-
-# --------------------------------------------------------------------------- constrained beam search
-
-
-@torch.inference_mode()
-def beam_search(model: OneVision, q: Queries, k: int = 10, beam: int | None = None, batch_size: int = 256,
-                constrained: bool = True, visual_keep=None, width=None, stats: dict | None = None):
-    """Top-``k`` SKUs per query by beam search masked with the SID trie (every result is a real SKU).
-
-    Every query is searched on its own terms: its results do not depend on the batch it is in.
-
-    Args:
-        model: the generative model.
-        q: B queries.
-        k: results per query.
-        beam: beams kept after each level (default ``model.cfg.beam``).
-        batch_size: queries searched together.
-        constrained: False drops the trie mask (to show why it is there): a decoded path that is no
-            SKU's SID comes back as -1.
-        visual_keep: (B, K) bool, the visual tokens each query encodes (token pruning, ``ovkit.prune``).
-        width: ``width(level, score (b, n) sorted best first) -> (b,)`` int widths (an int: every
-            row), how many of each query's best beams live on after a level (beam pruning); the
-            others die (score -inf). None: all ``beam`` live.
-        stats: collects ``encoder_tokens`` and ``decoder_rows`` (live beams × levels), summed
-            over queries; both are per query, so the same for a query alone or in a batch.
-    Returns:
-        (items (B, k) int64, log-probabilities (B, k)), best first; a slot no live beam could fill
-        holds -1 / -inf.
-    """
-    beam = beam or model.cfg.beam
-    if beam < k:
-        raise ValueError(f"beam width {beam} is smaller than k={k}: the search keeps only {beam} "
-                         f"sequences, so it cannot return {k} SKUs; raise GEN beam or lower k")
-    if model.training:  # (eval() walks every submodule: a cost at batch 1 when it is already in eval)
-        model.eval()
-    items, scores = [], []
-    for start in range(0, len(q), batch_size):
-        part = slice(start, start + batch_size)
-        keep = None if visual_keep is None else np.asarray(visual_keep)[part]
-        i, s = beam_batch(model, q.take(part), k, beam, constrained, keep, width, stats)
-        items.append(i)
-        scores.append(s)
-    return np.concatenate(items), np.concatenate(scores)
-
-
-def _count(stats, key: str, value: int) -> None:
-    """Add ``value`` to ``stats[key]`` (no-op without stats)."""
-    if stats is not None:
-        stats[key] = stats.get(key, 0) + value
-
-
-def _prune_beams(score, flat, level: int, width):
-    """Kill each row's beams beyond its width, then drop the columns no row keeps alive.
-
-    Args:
-        score: (b, n) beam log-probabilities, sorted best first per row.
-        flat: (b, n) the beams' flat (parent, code) indices.
-        level: the SID level just decoded.
-        width: the pruning hook, or None (only beams that are dead already are dropped).
-    Returns:
-        (score (b, m), flat (b, m)) with m ≤ n; dead beams score -inf.
-    """
-    b, n = score.shape
-    if width is not None:
-        w = torch.as_tensor(width(level, score), dtype=torch.long, device=score.device).expand(b)
-        dead = torch.arange(n, device=score.device)[None] >= w.clamp(1, n)[:, None]
-        score = score.masked_fill(dead, float("-inf"))
-    # rows are sorted, so live beams lead; columns dead in every row need no decoding (at batch 1
-    # this is what makes pruning cheaper, and -inf beams could only produce -inf children anyway)
-    m = max(1, int(torch.isfinite(score).sum(1).max()))
-    return score[:, :m], flat[:, :m]
-
-
-def beam_batch(model: OneVision, q: Queries, k: int, beam: int, constrained: bool = True, visual_keep=None,
-                width=None, stats=None):
-    """:func:`beam_search` of one batch: (items (b, k), log-probabilities (b, k)) as numpy."""
-    trie, dev = model.trie, model.device
-    mem = model.encode(q, visual_keep=visual_keep)
-    b = len(q)
-    score = torch.full((b, 1), 0.0, device=dev)  # one live beam per query: the root
-    node = torch.zeros(b, 1, dtype=torch.long, device=dev)  # -1: a prefix no SKU has (unconstrained)
-    tokens = torch.full((b, 1), BOS, dtype=torch.long, device=dev)  # each beam's next decoder input
-    cache = model.start_decoding(mem)
-    _count(stats, "encoder_tokens", int((~mem.mask).sum()))
-    for level in range(trie.depth):
-        n = score.shape[1]  # beams carried into this level
-        # only live beams count: a query's work must not depend on its batch's widest query
-        _count(stats, "decoder_rows", int(torch.isfinite(score).sum()))
-        rows = torch.arange(b, device=dev).repeat_interleave(n)
-        hidden = model.decode_step(cache, tokens).reshape(b * n, -1)
-        child = model.child_rows(level, node.clamp(min=0).reshape(-1))  # (b·n, size): child node or -1
-        logp = model.level_logprobs(hidden, level, node.reshape(-1), mem.prior, rows, constrained, child)
-        logp = logp.view(b, n, -1)
-        total = (score[..., None] + logp).reshape(b, -1)  # invalid codes and dead beams' children: -inf
-        score, flat = total.topk(min(beam, total.shape[1]), dim=1)
-        if level < trie.depth - 1:
-            score, flat = _prune_beams(score, flat, level, width)
-        parent, code = flat // logp.shape[-1], flat % logp.shape[-1]
-        was = node.gather(1, parent)
-        child = child.view(b, n * trie.sizes[level]).gather(1, flat)  # the chosen (parent, code) children
-        node = torch.where(was >= 0, child, -1)
-        if level < trie.depth - 1:
-            cache.reorder(parent)
-            tokens = code + int(trie.offsets[level])
-    leaf = model.leaf_item[node.clamp(min=0)]
-    items = torch.where(torch.isfinite(score) & (node >= 0), leaf, torch.full_like(leaf, -1))
-    if items.shape[1] < k:  # fewer SKUs than k under the live beams
-        pad = k - items.shape[1]
-        items = F.pad(items, (0, pad), value=-1)
-        score = F.pad(score, (0, pad), value=float("-inf"))
-    return items[:, :k].cpu().numpy(), score[:, :k].cpu().numpy()
-
-
-@torch.no_grad()
-def score_all(model: OneVision, q: Queries, chunk: int = 512) -> np.ndarray:
-    """log π of every SKU for every query (B, n_items), by teacher forcing (the exhaustive oracle)."""
-    model.eval()
-    n = len(model.trie.codes)
-    mem = model.encode(q)
-    out = np.zeros((len(q), n), np.float32)
-    for row in range(len(q)):
-        for start in range(0, n, chunk):
-            items = torch.arange(start, min(start + chunk, n), device=model.device)[None]
-            out[row, start : start + items.shape[1]] = model.sequence_logprob(
-                mem.rows(slice(row, row + 1)), items).cpu().numpy()
-    return out

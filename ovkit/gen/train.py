@@ -16,15 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import align, backbone, config, metrics, store
-from .model import (
-    GenConfig,
-    OneVision,
-    Queries,
-    Trie,
-    beam_search,
-    codes_fingerprint,
-    make_queries,
-)
+from .model import GenConfig, OneVision, Queries, make_queries
+from .search import beam_search
+from .trie import Trie, codes_fingerprint
 
 # --------------------------------------------------------------------------- training data
 
