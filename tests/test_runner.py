@@ -2,7 +2,10 @@
 
 import json
 import os
+import platform
 import shutil
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -228,8 +231,33 @@ def test_bad_values_and_a_bad_folder_are_reported_together(project, kit_home):
         runner.run("tiny", overrides=["SIZE=x", f"DATA_SOURCE={shop}"])
 
 
-def test_kernels_get_a_passive_openmp_wait_policy_unless_the_user_set_one(monkeypatch):
+def test_kernel_defaults_keep_what_the_user_set(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert runner.thread_env() == {"OMP_WAIT_POLICY": "PASSIVE"}
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert runner.kernel_defaults() == {"OMP_WAIT_POLICY": "PASSIVE",
+                                        "GLIBC_TUNABLES": runner.MALLOC_TUNABLES}
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    assert runner.thread_env() == {"OMP_WAIT_POLICY": "ACTIVE"}
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    assert runner.kernel_defaults() == {"OMP_WAIT_POLICY": "ACTIVE",
+                                        "GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+
+
+ALLOCATE_AND_FREE = """
+import resource, numpy as np
+for _ in range(20):
+    block = np.ones(40 << 20, np.uint8)  # 40 MB: above glibc's largest default mmap threshold
+    del block
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc tunables")
+def test_malloc_tunables_stop_large_blocks_faulting_in_again_on_every_allocation():
+    def faults(tunables):
+        # numpy backs large arrays with 2 MB pages where it can, which hides the count: not here
+        env = {**os.environ, "GLIBC_TUNABLES": tunables, "NUMPY_MADVISE_HUGEPAGE": "0"}
+        return int(subprocess.run([sys.executable, "-c", ALLOCATE_AND_FREE], env=env, check=True,
+                                  capture_output=True, text=True).stdout)
+
+    default, tuned = faults(""), faults(runner.MALLOC_TUNABLES)
+    assert default - tuned > 15 * (40 << 20) // 4096  # ≥ 15 of the 20 blocks no longer fault in afresh
