@@ -6,6 +6,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .seedstats import per_seed
+
 STYLE = {
     "figure.dpi": 80,
     "savefig.dpi": 80,
@@ -137,9 +139,7 @@ def seed_strips(summary: dict, keys, cols: int = 4):
     """One panel per metric: each seed's value (a dot, labelled by seed) per group of pooled points
     (a grid cell, or a cell and a source of variation), with the estimate over seeds as a bar and its
     95% interval — random-effects pooled where the runs recorded intervals, else a t-interval.
-    ``summary`` is :func:`ovkit.sweep.load`'s dict."""
-    from .sweep import per_seed
-
+    ``summary`` is :func:`ovkit.seedstats.load`'s dict."""
     data_of = {k: per_seed(summary, k) for k in keys}
     keys = [k for k in keys if not data_of[k].empty]
     rows = max(1, int(np.ceil(len(keys) / cols)))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import fake_catalogue, write_notebook
 
-from ovkit import align, pipeline, seeds, sim, sweep
+from ovkit import align, pipeline, seeds, seedstats, sim, sweep
 from ovkit.runner import RunError
 
 
@@ -142,7 +142,7 @@ def test_summary_records_seeds_pooling_and_which_source_moves_each_effect(projec
     row = next(r for r in summary["cells"]["models"]["ledger"] if r["key"] == key)
     assert row["method"] == "random-effects" and row["tau2"] > 0
     assert set(row["seed_verdicts"]) == {"1", "2", "3"}
-    variance = sweep.variance_table(summary)
+    variance = seedstats.variance_table(summary)
     assert variance.loc["SFT adds personalisation", "largest"] == "models"
     assert variance.loc["SFT adds personalisation", "τ² models"] > variance.loc["SFT adds personalisation",
                                                                                   "τ² shoppers"]

@@ -2,16 +2,13 @@
 sweeps of a tiny notebook on both engines (a failed point, a killed point, resume)."""
 
 import json
-import math
 import multiprocessing
 import time
 
-import numpy as np
 import pytest
 from conftest import REPO, write_notebook
-from scipy import stats
 
-from ovkit import cli, meta, report, store, sweep
+from ovkit import cli, seedstats, store, sweep
 from ovkit.runner import RunError
 
 # A point fails when SEED is in FAIL_SEEDS; it kills its own process (the Ray worker running it: the
@@ -96,66 +93,6 @@ def test_cli_reports_a_bad_spec(project, capsys):
 # --- aggregation maths ---------------------------------------------------------------------------------
 
 
-def test_t_interval_matches_scipy():
-    values = [0.31, 0.27, 0.35, 0.29]
-    mean, low, high = sweep.t_interval(values)
-    ref = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
-    assert mean == pytest.approx(np.mean(values)) and (low, high) == pytest.approx(ref)
-    assert math.isnan(sweep.t_interval([0.3])[1])
-
-
-def test_across_seeds_pools_run_intervals_by_random_effects():
-    runs = [{"a": 1.0, "a_ci_low": 0.0, "a_ci_high": 9.0, "p": "x", "n": 5.0},
-            {"a": 2.0, "a_ci_low": 1.5, "a_ci_high": 2.5, "p": "y", "n": 6.0},
-            {"a": 3.0, "a_ci_low": 2.5, "a_ci_high": 3.5, "p": "y", "n": 7.0}]
-    combined, per_metric = sweep.across_seeds(runs)
-    pooled = meta.pool([1.0, 2.0, 3.0], [0.0, 1.5, 2.5], [9.0, 2.5, 3.5])
-    assert combined["a"] == pooled.estimate and pooled.method == "random-effects"
-    assert (combined["a_ci_low"], combined["a_ci_high"]) == (pooled.ci_low, pooled.ci_high)
-    assert per_metric["a"]["tau2"] == pooled.tau2 > 0 and per_metric["a"]["method"] == "random-effects"
-    assert 2.0 < combined["a"] < 3.0  # the precise runs weigh more than the vague first one
-    assert combined["p"] == "y"
-    assert per_metric["a"]["min"] == 1.0 and per_metric["a"]["max"] == 3.0 and per_metric["a"]["n"] == 3
-    assert combined["n"] == 6.0 and (per_metric["n"]["ci_low"], per_metric["n"]["ci_high"]) == pytest.approx(
-        sweep.t_interval([5.0, 6.0, 7.0])[1:])  # no run interval: a t-interval describes the spread
-    assert "tau2" not in per_metric["n"]
-
-
-def _sft(value, half=0.002):
-    key = "04.hr@10_diff.sft_vs_pretrain"
-    return {key: value, f"{key}_ci_low": value - half, f"{key}_ci_high": value + half}
-
-
-@pytest.mark.parametrize("values, half, verdict, alone", [
-    ([0.030, 0.032, 0.034], 0.002, report.REPRODUCED, 3),  # every seed and the pooled interval clear MINIMUM
-    ([0.030, -0.020, 0.040], 0.002, report.INCONCLUSIVE, 2),  # two seeds reproduce; pooled: 0 included
-    ([0.004, 0.005, 0.006], 0.002, report.PARTLY, 0),  # an effect, smaller than the smallest of interest
-    ([0.003, -0.004, 0.001], 0.002, report.NOT, 0),
-    # the review's case: each seed inconclusive alone (CI [−2%, +3%]); agreeing point estimates must not
-    # turn that into an effect — a t-interval over the 3 estimates alone would say "partly"
-    ([0.005, 0.005, 0.006], 0.025, report.INCONCLUSIVE, 0),
-])
-def test_seed_ledger_judges_the_pooled_interval(values, half, verdict, alone):
-    table = sweep.seed_ledger([_sft(v, half) for v in values], seeds_=[4, 5, 6]).set_index("claim")
-    row = table.loc["SFT adds personalisation"]
-    assert row["verdict"] == verdict and row["reproduced_alone"] == alone and row["n_seeds"] == 3
-    pooled = meta.pool(values, [v - half for v in values], [v + half for v in values])
-    assert row["mean"] == pytest.approx(pooled.estimate) and row["tau2"] == pytest.approx(pooled.tau2)
-    assert row["method"] == "random-effects"
-    alone_verdicts = [report.judge_effect(v, v - half, v + half, minimum=report.MINIMUM) for v in values]
-    assert row["seed_verdicts"] == dict(zip(["4", "5", "6"], alone_verdicts, strict=True))
-    assert table.loc["online: CVR", "verdict"] == report.MISSING
-
-
-def test_t_over_seed_means_would_have_overstated_the_review_case():
-    """The old rule (a t-interval of the seeds' estimates) on the same runs: decisive where none is."""
-    _, low, _ = sweep.t_interval([0.005, 0.005, 0.006])
-    assert low > 0
-
-
-# --- the shared stage cache under concurrent builders --------------------------------------------------
-
-
 def _build_stage(counter: str, barrier, keys) -> None:
     barrier.wait()  # both processes ask for the stage at the same moment
 
@@ -199,7 +136,7 @@ def test_local_sweep_reports_a_failed_point_and_resumes(project, kit_home, capsy
     assert json.loads((folder / "seed-0" / "metrics.json").read_text())["04.scale"] == 2
     assert (folder / "seed-0" / "notebooks" / "04_tiny.ipynb").exists()
     assert (folder / "seed-0" / "report.md").exists()
-    summary = sweep.load("two-tiny")
+    summary = seedstats.load("two-tiny")
     assert summary["seeds.n"] == 1 and summary["points"]["seed-1"]["status"] == "failed"
 
     first = (folder / "seed-0" / "status.json").read_text()
@@ -209,13 +146,13 @@ def test_local_sweep_reports_a_failed_point_and_resumes(project, kit_home, capsy
     assert "0 finished earlier, 2 to run" in out
     sweep.run("two", overrides=["FAIL_SEEDS=[2]"], engine="local")
     assert "2 finished earlier, 0 to run" in capsys.readouterr().out
-    summary = sweep.load(folder)
+    summary = seedstats.load(folder)
     assert summary["seeds.n"] == 2
     assert summary["seeds.04.hr@10_diff.sft_vs_pretrain.mean"] == pytest.approx(0.025)
     assert summary["seeds.04.scale.ci_low"] == 2 and summary["seeds.04.hr@10_diff.sft_vs_pretrain.verdict"]
     assert "## Across seeds" in path.read_text() and (folder / "figures" / "seeds.png").exists()
     sweep.write_summary(sweep.load_spec("two", overrides=["FAIL_SEEDS=[2]"]))  # a rewrite by newer code
-    assert sweep.load(folder)["last_call"]["engine"] == "local"
+    assert seedstats.load(folder)["last_call"]["engine"] == "local"
     assert "| 04.scale | 2 | 2.0000 |" in path.read_text()  # n is a count
 
 
@@ -235,17 +172,17 @@ def test_ray_sweep_survives_a_killed_point_and_resumes(project, kit_home, capsys
 
     sweep.run("two", overrides=overrides, engine="ray", cpus_per_run=1)  # resume: only the failed point
     assert "1 finished earlier, 1 to run" in capsys.readouterr().out
-    summary = sweep.load("two-tiny")
+    summary = seedstats.load("two-tiny")
     assert summary["seeds.n"] == 2 and summary["last_call"]["engine"] == "ray"
     assert {p["status"] for p in summary["points"].values()} == {"ok"}
 
 
 def test_summary_warns_when_points_ran_different_code():
-    point = {"cell": sweep.BASE_CELL, "status": "ok", "seconds": 60.0, "metrics": {}}
+    point = {"cell": seedstats.BASE_CELL, "status": "ok", "seconds": 60.0, "metrics": {}}
     summary = {"sweep": "s-tiny", "profile": "tiny", "seeds": [0, 1], "grid": {}, "parameters": {},
                "points": {"seed-0": {**point, "seed": 0, "commit": "abc1234"},
                           "seed-1": {**point, "seed": 1, "commit": "def5678"}},
-               "cells": {sweep.BASE_CELL: {"points": []}}}
+               "cells": {seedstats.BASE_CELL: {"points": []}}}
     assert "ran different code (commits abc1234, def5678)" in sweep.summary_markdown(summary)
     summary["points"]["seed-1"]["commit"] = "abc1234"
     text = sweep.summary_markdown(summary)
