@@ -23,7 +23,7 @@ from torch import nn
 from . import augment, backbone, config, store
 from .config import with_overrides
 from .data.render import FACTORS
-from .recall import rank_items
+from .recall import l2_normalise, rank_items
 
 STAGE_VERSION = 3  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
@@ -381,6 +381,25 @@ def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, devic
                    train_seconds=artifact.meta["train_seconds"], artifact=artifact, config=cfg)
 
 
+def photo_features(catalogue, align_run: Aligned, pixels, backbone_name: str = "tf_efficientnet_lite0",
+                   weights: str = "offline", device: str = "cpu"):
+    """Global embeddings (N, D) and visual tokens (N, K, D) of new query photos (N, H, W, 3) uint8,
+    computed as notebook 01 computed them (frozen backbone + the alignment head)."""
+    pixels = np.asarray(pixels)
+    size = catalogue.pixels.shape[1]
+    if pixels.ndim == 3:
+        pixels = pixels[None]
+    if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+        raise ValueError(f"query photos must be {size}×{size} RGB arrays (N, {size}, {size}, 3) like the "
+                         f"catalogue's images, got shape {pixels.shape}: resize or crop them first")
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"query photos must be uint8 pixels (0–255), got {pixels.dtype}")
+    model = backbone.create(backbone_name, weights)
+    trunk = backbone.split(model, align_run.config.tune_blocks)
+    maps = backbone.feature_maps(trunk, model, pixels, device=device)
+    return embed(align_run.head, maps)
+
+
 # --------------------------------------------------------------------------- baselines
 
 
@@ -392,7 +411,7 @@ def pixel_embeddings(pixels, size: int = 32) -> np.ndarray:
                                np.float32).ravel() for p in pixels])
     store.release_pages(pixels)
     out -= out.mean(1, keepdims=True)
-    return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-8)
+    return l2_normalise(out)
 
 
 def pooled_embeddings(maps, batch_size: int = 1024) -> np.ndarray:
@@ -400,7 +419,7 @@ def pooled_embeddings(maps, batch_size: int = 1024) -> np.ndarray:
     out = np.concatenate([np.asarray(maps[i : i + batch_size], np.float32).mean((2, 3))
                           for i in range(0, len(maps), batch_size)])
     store.release_pages(maps)
-    return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-8)
+    return l2_normalise(out)
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -9,6 +9,12 @@ import numpy as np
 from .kmeans import ivf_index
 
 
+def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows (N, d) scaled to unit length (inner product = cosine); rows shorter than ``eps`` stay ~0."""
+    x = np.asarray(x)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
 def recall_index(vectors: np.ndarray, kind: str = "auto", exact_max: int = 50_000, probe: int = 32):
     """A faiss inner-product index holding ``vectors``: ``flat`` (exact), ``ivf`` (√n lists,
     ``probe`` searched), ``hnsw`` (32 links, efSearch 128), or ``auto`` (flat up to ``exact_max``

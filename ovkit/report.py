@@ -25,7 +25,7 @@ import pandas as pd
 from . import resources
 from .paths import current_profile, current_run, runs_dir
 from .results import (
-    _write_atomic,
+    format_value,
     is_timing,
     load_figures,
     load_metrics,
@@ -34,6 +34,7 @@ from .results import (
     provenance_warning,
     read_timings,
     run_commits,
+    write_atomic,
 )
 from .results import (
     interval_keys as _ci_keys,
@@ -391,19 +392,14 @@ def write(profile: str | None = None, parameters: dict | None = None, failure: s
         lines += ["", f"## Table `{key}`", "", text.strip()]
     lines += ["", "## Quality metrics", "", "Bit-reproducible by a re-run with the same parameters on "
               "one machine (`ovkit compare`).", "", "| key | value |", "|---|---:|"]
-    lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(metrics.items()) if not is_timing(k)]
+    lines += [f"| `{k}` | {format_value(v)} |" for k, v in sorted(metrics.items()) if not is_timing(k)]
     lines += ["", "## Timings", "", "Wall-clock measurements: they vary between runs and machines.", "",
               "| key | value |", "|---|---:|"]
-    lines += [f"| `{k}` | {_fmt(v)} |" for k, v in sorted(metrics.items()) if is_timing(k)]
+    lines += [f"| `{k}` | {format_value(v)} |" for k, v in sorted(metrics.items()) if is_timing(k)]
     if parameters is not None:
         dump = yaml.safe_dump(parameters, sort_keys=True).strip()
         lines += ["", "## Parameters", "", "```yaml", dump, "```"]
     path = folder / "report.md"
-    _write_atomic(path, "\n".join(lines) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
     return path
 
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)

@@ -36,7 +36,7 @@ from pathlib import Path
 import psutil
 
 from .paths import current_run, runs_dir
-from .results import _write_atomic
+from .results import write_atomic
 
 SAMPLE_S = 0.1  # seconds between RSS samples (a process tree: ~1 ms of CPU each)
 NOTEBOOK_ENV = "OVKIT_NOTEBOOK"  # the runner names the notebook a kernel runs, for its stage records
@@ -192,7 +192,7 @@ def summarise(folder: Path, notebooks: dict) -> dict:
 def write(folder: Path, notebooks: dict) -> Path:
     """Write ``resources.json`` into a run folder; returns its path."""
     path = folder / "resources.json"
-    _write_atomic(path, json.dumps(summarise(folder, notebooks), indent=1, sort_keys=True))
+    write_atomic(path, json.dumps(summarise(folder, notebooks), indent=1, sort_keys=True))
     return path
 
 

@@ -120,7 +120,7 @@ def record(key: str, value) -> None:
         metrics = {}
     metrics[key] = _plain(value)
     metrics[PROVENANCE_KEY] = provenance
-    _write_atomic(path, json.dumps(metrics, indent=1, sort_keys=True))
+    write_atomic(path, json.dumps(metrics, indent=1, sort_keys=True))
 
 
 def record_interval(key: str, interval) -> None:
@@ -139,7 +139,12 @@ def read_timings(folder: Path) -> dict:
     return {"notebooks": saved.get("notebooks", {}), "metrics": saved.get("metrics", {})}
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def format_value(value) -> str:
+    """A metric as a report shows it: floats to 4 significant digits, anything else as text."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(text)
@@ -156,7 +161,7 @@ def record_table(key: str, table, digits: int = 3) -> Path:
         raise ValueError(f"table key {key!r} must look like '<notebook>.<name>', e.g. '02.sid_report'")
     path = runs_dir() / current_run() / "tables" / f"{key}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, markdown_table(table, digits))
+    write_atomic(path, markdown_table(table, digits))
     return path
 
 
@@ -174,7 +179,7 @@ def record_figure(key: str, fig, caption: str) -> Path:
     tmp = folder / f".{key}.tmp{os.getpid()}.png"
     fig.savefig(tmp, dpi=100, bbox_inches="tight")
     os.replace(tmp, path)
-    _write_atomic(folder / f"{key}.txt", caption.strip())
+    write_atomic(folder / f"{key}.txt", caption.strip())
     return path
 
 

@@ -305,7 +305,7 @@ def kernel_defaults() -> dict:
 
 
 @contextlib.contextmanager
-def _kernel_env(values: dict):
+def kernel_env(values: dict):
     """Set the variables the kernels inherit (so record() writes to this run), restoring them after."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -368,7 +368,7 @@ def run(profile: str, only: list[str] | None = None, start: str | None = None,
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     env = {"OVKIT_PROFILE": profile, "OVKIT_RUN": name, PARAMS_ENV: params_hash(values),
            COMMIT_ENV: git_commit(), **kernel_defaults()}
-    with _kernel_env(env):
+    with kernel_env(env):
         failure = _execute(chosen, values, out_dir, name)
     quality = load_metrics(name, "quality")
     (out_dir / "metrics.json").write_text(json.dumps(quality, indent=1, sort_keys=True))

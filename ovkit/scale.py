@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import gen, timing, vrq
-from .recall import recall_index
+from .recall import l2_normalise, recall_index
 
 
 @dataclass
@@ -41,8 +41,8 @@ class Synthetic:
 
 def _jitter(x: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
     """``normalise(x + scale · u)`` with ``u`` a random unit vector per row."""
-    u = vrq._normalise(rng.standard_normal(x.shape, dtype=np.float32))
-    return vrq._normalise(x + scale * u).astype(np.float32)
+    u = l2_normalise(rng.standard_normal(x.shape, dtype=np.float32))
+    return l2_normalise(x + scale * u).astype(np.float32)
 
 
 def synthetic_catalogue(n_items: int, dim: int = 256, views: int = 2, n_types: int = 32, colourways: int = 4,
@@ -59,7 +59,7 @@ def synthetic_catalogue(n_items: int, dim: int = 256, views: int = 2, n_types: i
     with ``u`` a fresh random unit vector each time. Built ``chunk`` SKUs at a time (float32).
     """
     rng = np.random.default_rng(seed)
-    centres = vrq._normalise(rng.standard_normal((n_types, dim), dtype=np.float32))
+    centres = l2_normalise(rng.standard_normal((n_types, dim), dtype=np.float32))
     n_products = -(-n_items // colourways)
     product_type = rng.integers(0, n_types, n_products)
     items = np.zeros((n_items, dim), np.float32)

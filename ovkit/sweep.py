@@ -51,7 +51,7 @@ from . import meta, runner, seeds, seedstats
 from .config import progress
 from .data import folder
 from .paths import project_root, runs_dir
-from .results import _write_atomic, markdown_table, run_commits, run_metrics
+from .results import format_value, markdown_table, run_commits, run_metrics, write_atomic
 from .runner import RunError
 from .seedstats import BASE_CELL, WORLD
 
@@ -262,7 +262,7 @@ def run_point(profile: str, name: str, overrides: dict, env: dict) -> dict:
     """
     started = time.perf_counter()
     error = None
-    with runner._kernel_env(env):
+    with runner.kernel_env(env):
         try:
             runner.run(profile, overrides=overrides, name=name)
         except Exception as err:  # a failed point is reported; the sweep goes on
@@ -369,7 +369,7 @@ def run(spec: str | Path, profile: str | None = None, overrides: list[str] | Non
     values = validate(sweep)
     runner.check_kernel()
     sweep.folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(sweep.folder / "sweep.json", json.dumps(
+    write_atomic(sweep.folder / "sweep.json", json.dumps(
         {"name": sweep.name, "profile": sweep.profile, "seeds": sweep.seeds, "grid": sweep.grid,
          "parameters": sweep.parameters, "vary": list(sweep.vary)}, indent=1, default=str))
     points = sweep.points()
@@ -385,7 +385,7 @@ def run(spec: str | Path, profile: str | None = None, overrides: list[str] | Non
     for point, outcome in progress(outcomes, total=len(todo), desc=f"ovkit sweep {sweep.name}", unit="point"):
         outcome["params"] = runner.params_hash(values[point.id])
         _status_file(sweep, point).parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(_status_file(sweep, point), json.dumps(outcome, indent=1, sort_keys=True))
+        write_atomic(_status_file(sweep, point), json.dumps(outcome, indent=1, sort_keys=True))
         print(_point_line(point, outcome), flush=True)
     wall = round(time.perf_counter() - started, 1)
     path = write_summary(sweep, engine=engine, seconds=wall)
@@ -408,12 +408,9 @@ POOLING = ("Each claim's effect is pooled over the seeds by a random-effects met
 def _point_line(point: Point, outcome: dict) -> str:
     if outcome["status"] != "ok":
         return f"✗ {point.id} failed: {outcome['error']}"
-    shown = [f"{k} {_fmt(outcome['metrics'][k])}" for k in HEADLINE if k in outcome["metrics"]]
+    shown = [f"{k} {format_value(outcome['metrics'][k])}" for k in HEADLINE if k in outcome["metrics"]]
     return f"✓ {point.id} ({outcome['seconds'] / 60:.1f} min): " + (" · ".join(shown) or "no headline metric")
 
-
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def summarise(sweep: Sweep) -> dict:
@@ -471,10 +468,10 @@ def write_summary(sweep: Sweep, engine: str | None = None, seconds: float | None
         summary["last_call"] = {"engine": engine, "seconds": seconds}
     elif old.exists() and "last_call" in (previous := json.loads(old.read_text())):  # a rewrite keeps it
         summary["last_call"] = previous["last_call"]
-    _write_atomic(sweep.folder / "summary.json", json.dumps(summary, indent=1, default=str))
+    write_atomic(sweep.folder / "summary.json", json.dumps(summary, indent=1, default=str))
     figure = _strip_figure(summary, sweep.folder / "figures")
     path = sweep.folder / "summary.md"
-    _write_atomic(path, summary_markdown(summary, figure))
+    write_atomic(path, summary_markdown(summary, figure))
     return path
 
 

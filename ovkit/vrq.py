@@ -45,6 +45,7 @@ from .kmeans import (
     squared_distances,
     top_inner_product,
 )
+from .recall import l2_normalise
 
 STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
@@ -145,10 +146,6 @@ def catalogue_fingerprint(catalogue) -> str:
 # --------------------------------------------------------------------------- item vectors
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def item_views(catalogue, train_queries: bool = True) -> list[np.ndarray]:
     """For every SKU, the view ids that describe it: catalogue views (+ its training query views)."""
     views = catalogue.views
@@ -174,7 +171,7 @@ def item_vectors(catalogue, view_embeddings: np.ndarray, query_weight: float = 0
         sums, counts = np.zeros((n, d), np.float64), np.zeros(n)
         np.add.at(sums, item_of[mask], emb[mask])
         np.add.at(counts, item_of[mask], 1)
-        return _normalise(sums / np.maximum(counts, 1)[:, None]), counts > 0
+        return l2_normalise(sums / np.maximum(counts, 1)[:, None]), counts > 0
 
     catalog, has_catalog = mean_of((views["kind"] == "catalog").to_numpy())
     if not has_catalog.all():
@@ -182,7 +179,7 @@ def item_vectors(catalogue, view_embeddings: np.ndarray, query_weight: float = 0
                          f"{np.flatnonzero(~has_catalog)[0]}): every product needs a shop image")
     query, has_query = mean_of(((views["kind"] == "query") & (views["split"] == "train")).to_numpy())
     w = np.where(has_query, query_weight, 0.0)[:, None]
-    return _normalise((1 - w) * catalog + w * query).astype(np.float32)
+    return l2_normalise((1 - w) * catalog + w * query).astype(np.float32)
 
 
 def category_labels(catalogue, column: str) -> tuple[np.ndarray, list[str]]:

@@ -1,6 +1,7 @@
 """Alignment: retrieval metrics against brute force, loss behaviour, training determinism."""
 
 import dataclasses
+import types
 
 import numpy as np
 import pytest
@@ -179,3 +180,11 @@ def test_every_align_setting_is_in_the_cache_key(monkeypatch):
     with pytest.raises(LookupError):
         align.aligned(None, None, maps_artifact)
     assert {f.name for f in dataclasses.fields(align.AlignConfig)} <= set(seen)
+
+
+def test_photos_of_the_wrong_size_are_refused():
+    cat = types.SimpleNamespace(pixels=np.zeros((1, 128, 128, 3), np.uint8))
+    with pytest.raises(ValueError, match="128×128"):
+        align.photo_features(cat, {}, np.zeros((2, 96, 96, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        align.photo_features(cat, {}, np.zeros((2, 128, 128, 3), np.float32))

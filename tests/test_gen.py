@@ -293,14 +293,6 @@ def test_empty_history_and_no_user_still_give_real_skus(world):
         gen.make_queries(emb, run.tokens, [0, 1], [[], [], []], 4)
 
 
-def test_photos_of_the_wrong_size_are_refused():
-    cat = types.SimpleNamespace(pixels=np.zeros((1, 128, 128, 3), np.uint8))
-    with pytest.raises(ValueError, match="128×128"):
-        gen.photo_features(cat, {}, np.zeros((2, 96, 96, 3), np.uint8))
-    with pytest.raises(ValueError, match="uint8"):
-        gen.photo_features(cat, {}, np.zeros((2, 128, 128, 3), np.float32))
-
-
 def test_bad_settings():
     for override, message in (({"dpo": "ranked"}, "pairwise"), ({"d_model": 30, "heads": 4}, "multiple"),
                                ({"sft_replay": 1.0}, "sft_replay"), ({"depth": 3}, "unknown GEN")):

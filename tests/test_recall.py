@@ -39,3 +39,10 @@ def test_every_index_kind_finds_a_vector_itself(kind):
     index = recall.recall_index(vectors, kind)
     _, hits = index.search(vectors[:50], 1)
     assert (hits[:, 0] == np.arange(50)).mean() >= 0.9
+
+
+def test_l2_normalise_gives_unit_rows_and_leaves_zero_rows_at_zero():
+    x = np.array([[3.0, 4.0], [0.0, 0.0], [1e-3, 0.0]], np.float32)
+    out = recall.l2_normalise(x)
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0], [1.0, 0.0]], rtol=1e-6)
+    assert out.dtype == np.float32

@@ -7,8 +7,7 @@ import pytest
 import torch
 from test_gen import random_codes, tiny_model, tiny_queries
 
-from ovkit import config, gen, kmeans, mca, scale, vrq
-from ovkit.recall import recall_index
+from ovkit import config, gen, kmeans, mca, recall, scale, vrq
 
 
 @pytest.fixture(autouse=True)
@@ -164,7 +163,7 @@ def test_a_prefix_with_more_near_duplicates_than_codes_gets_an_appended_token():
 
 def test_vrq_never_fails_on_a_catalogue_of_identical_products():
     rng = np.random.default_rng(0)
-    x = vrq._normalise(rng.normal(size=(100, 16)).astype(np.float32))
+    x = recall.l2_normalise(rng.normal(size=(100, 16)).astype(np.float32))
     x[:40] = x[0]  # 40 identical SKUs: one prefix, 16 last codes
     cfg = vrq.VRQConfig(levels=(8, 16), opq_codes=0, alpha=0.0, consensus_levels=0)
     out = vrq.quantize(x, np.zeros(100, int), 0, x[:0], np.zeros(0, int), np.zeros(100, bool), cfg)
@@ -186,8 +185,8 @@ def test_onesearch_sized_budget_on_a_small_catalogue():
 
 def test_cascade_recall_index_auto_switches_to_ivf_and_keeps_recall():
     cat = scale.synthetic_catalogue(6000, dim=32, n_types=16)
-    flat = recall_index(cat.items, "auto", exact_max=10_000)
-    auto = recall_index(cat.items, "auto", exact_max=1000)
+    flat = recall.recall_index(cat.items, "auto", exact_max=10_000)
+    auto = recall.recall_index(cat.items, "auto", exact_max=1000)
     assert type(flat).__name__ == "IndexFlatIP" and type(auto).__name__ == "IndexIVFFlat"
     photos, _ = cat.queries(100)
     assert scale.recall_agreement(auto, flat, photos, 50) >= 0.9

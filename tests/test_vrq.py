@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import fake_catalogue
 
-from ovkit import store, vrq
+from ovkit import recall, store, vrq
 
 SMALL = {"levels": (8, 8), "opq_codes": 2, "opq_size": 8}
 
@@ -51,7 +51,7 @@ def test_fitted_round_trip_is_stable(fake):
     q = ids["quantizer"]
     x = ids["item_vectors"]
     codes = q.encode(x, vrq.category_labels(cat, "fine_type")[0])
-    again = q.encode(vrq._normalise(q.decode(codes)), vrq.category_labels(cat, "fine_type")[0])
+    again = q.encode(recall.l2_normalise(q.decode(codes)), vrq.category_labels(cat, "fine_type")[0])
     assert (again[:, 0] == codes[:, 0]).mean() > 0.95
 
 

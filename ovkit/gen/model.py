@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import config
+from ..recall import l2_normalise
 from .prior import DensePrior, TopPrior, ivf_prior_index, top_recall
 from .trie import BOS, Trie, expand_children
 
@@ -171,11 +172,6 @@ def _prior_query(g: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([g, np.ones((len(g), 1), np.float32)], 1))
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-9)
-
-
 class OneVision(nn.Module):
     """Encoder–decoder transformer over image tokens and user tokens that decodes SIDs.
 
@@ -188,7 +184,8 @@ class OneVision(nn.Module):
         self.cfg, self.trie = cfg, trie
         self.register_buffer("sid_tokens", torch.from_numpy(trie.tokens(np.arange(len(trie.codes)))))
         # the output prior scores a trie node by its best SKU: max cosine of the query with their vectors
-        self.register_buffer("item_vectors", torch.from_numpy(_unit(item_vectors)))
+        unit = l2_normalise(np.asarray(item_vectors, np.float32))
+        self.register_buffer("item_vectors", torch.from_numpy(unit))
         self.register_buffer("node_of", torch.from_numpy(trie.path[:, 1:].T.copy()))  # (L, n_items)
         # the trie lives on the model's device (moved with it), not converted at every decoding step
         for level, (indptr, code) in enumerate(zip(trie.indptr, trie.code, strict=True)):
@@ -241,7 +238,8 @@ class OneVision(nn.Module):
             raise ValueError(f"item vectors must have the shape of the model's buffer (n_items, d) = "
                              f"{tuple(self.item_vectors.shape)}, got {vectors.shape}")
         twin = self._twin()
-        twin.item_vectors = torch.from_numpy(_unit(vectors)).to(self.item_vectors.device)
+        unit = l2_normalise(np.asarray(vectors, np.float32))
+        twin.item_vectors = torch.from_numpy(unit).to(self.item_vectors.device)
         twin._prior_index = None
         return twin
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import align, backbone, config, metrics, store
+from .. import align, config, metrics, store
 from .model import GenConfig, OneVision, Queries, make_queries
 from .search import beam_search
 from .trie import Trie, codes_fingerprint
@@ -278,26 +278,6 @@ def evaluate(ranked: np.ndarray, logs, split: str = "test") -> dict:
 
 
 # --------------------------------------------------------------------------- new photos
-
-
-def photo_features(catalogue, align_run: align.Aligned, pixels, backbone_name: str = "tf_efficientnet_lite0",
-                   weights: str = "offline", device: str = "cpu"):
-    """Global embeddings (N, D) and visual tokens (N, K, D) of new query photos (N, H, W, 3) uint8,
-    computed as notebook 01 computed them (frozen backbone + the alignment head)."""
-
-    pixels = np.asarray(pixels)
-    size = catalogue.pixels.shape[1]
-    if pixels.ndim == 3:
-        pixels = pixels[None]
-    if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
-        raise ValueError(f"query photos must be {size}×{size} RGB arrays (N, {size}, {size}, 3) like the "
-                         f"catalogue's images, got shape {pixels.shape}: resize or crop them first")
-    if pixels.dtype != np.uint8:
-        raise ValueError(f"query photos must be uint8 pixels (0–255), got {pixels.dtype}")
-    model = backbone.create(backbone_name, weights)
-    trunk = backbone.split(model, align_run.config.tune_blocks)
-    maps = backbone.feature_maps(trunk, model, pixels, device=device)
-    return align.embed(align_run.head, maps)
 
 
 # --------------------------------------------------------------------------- the stages
