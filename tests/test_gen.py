@@ -350,6 +350,11 @@ def test_cold_prior_sweep_chooses_on_validation_within_the_warm_tolerance(kit_ho
 @pytest.mark.parametrize("steps", [1, 9, 10, 11, 20])
 def test_the_learning_rate_schedule_runs_for_any_number_of_steps(steps):
     opt, sched = gen.train._optimiser(tiny_model(), 1e-3, steps)
-    for _ in range(steps):
+    rates = []
+    for _ in range(steps):  # OneCycleLR divided by zero at 10 steps before the warm-up fix
+        rates.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
+    assert all(0 < r <= 1e-3 * (1 + 1e-9) for r in rates)
+    if steps >= 10:  # warm-up (at least one step) to the peak, then annealed well below it
+        assert max(rates) > 0.9e-3 and rates[-1] < 0.1 * max(rates) and rates[0] < max(rates)
