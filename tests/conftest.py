@@ -173,3 +173,8 @@ def fake_world():
     cascade = mca.Cascade(cat, emb, mca.MCAConfig(recall=40, prerank=20))
     return cat, emb, sim.simulate(cat, emb, cfg, retrieve=cascade.retrieve)
 
+
+@pytest.fixture(scope="module")
+def fake_views():
+    """The default fake catalogue and its view embeddings (test_vrq, test_sids)."""
+    return fake_catalogue()

@@ -7,16 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import fake_catalogue
 
 from ovkit import sids, vrq
 
-SMALL = {"levels": (8, 8), "opq_codes": 2, "opq_size": 8}
-
-
-@pytest.fixture(scope="module")
-def fake():
-    return fake_catalogue()
+SMALL = {"levels": (8, 8), "opq_codes": 2, "opq_size": 8}  # a VRQ small enough for the fake catalogue
 
 
 def test_residual_kmeans_matches_faiss_residual_quantizer():
@@ -60,8 +54,8 @@ def test_metrics_on_a_hand_computed_example():
     assert m["candidates@1"] == 2.0 and m["candidates@2"] == pytest.approx((1 + 1 + 0 + 1) / 4)
 
 
-def test_consistency_hits_are_the_per_photo_terms_of_consistency(fake):
-    cat, emb = fake
+def test_consistency_hits_are_the_per_photo_terms_of_consistency(fake_views):
+    cat, emb = fake_views
     ids = vrq.build_ids(cat, emb, vrq.VRQConfig.from_overrides(SMALL))
     codes = sids.Codes("vrq", ids["raw"], tuple(ids["sizes"]), ids["quantizer"].encode, 0.0, "aligned")
     views = cat.views

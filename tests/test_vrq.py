@@ -10,12 +10,7 @@ from conftest import fake_catalogue
 
 from ovkit import recall, store, vrq
 
-SMALL = {"levels": (8, 8), "opq_codes": 2, "opq_size": 8}
-
-
-@pytest.fixture(scope="module")
-def fake():
-    return fake_catalogue()
+SMALL = {"levels": (8, 8), "opq_codes": 2, "opq_size": 8}  # a VRQ small enough for the fake catalogue
 
 
 def test_error_falls_level_by_level_on_training_data():
@@ -43,10 +38,10 @@ def test_encode_decode_round_trip_is_exact_on_sums_of_codewords():
     np.testing.assert_allclose(q.decode(q.encode(x)), x, atol=1e-3)
 
 
-def test_fitted_round_trip_is_stable(fake):
+def test_fitted_round_trip_is_stable(fake_views):
     """Re-encoding a decoded SID gives the SID back (shallow codes at least), and saving/loading the
     quantizer changes nothing."""
-    cat, emb = fake
+    cat, emb = fake_views
     ids = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL))
     q = ids["quantizer"]
     x = ids["item_vectors"]
@@ -55,8 +50,8 @@ def test_fitted_round_trip_is_stable(fake):
     assert (again[:, 0] == codes[:, 0]).mean() > 0.95
 
 
-def test_opq_tail_decodes_what_it_encodes(fake):
-    cat, emb = fake
+def test_opq_tail_decodes_what_it_encodes(fake_views):
+    cat, emb = fake_views
     ids = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL))
     q = ids["quantizer"]
     assert np.allclose(q.rotation @ q.rotation.T, np.eye(len(q.rotation)), atol=1e-4)  # orthogonal
@@ -70,8 +65,8 @@ def test_opq_tail_decodes_what_it_encodes(fake):
 
 
 @pytest.mark.parametrize("dedup", ["reassign", "append"])
-def test_every_sku_unique_after_disambiguation(fake, dedup):
-    cat, emb = fake
+def test_every_sku_unique_after_disambiguation(fake_views, dedup):
+    cat, emb = fake_views
     tight = {"levels": (2, 2), "opq_codes": 1, "opq_size": 4, "dedup": dedup}  # 16 SIDs for 120 SKUs
     if dedup == "reassign":
         with pytest.raises(ValueError, match="code space holds 16 SIDs for 120 SKUs"):
@@ -100,8 +95,8 @@ def test_disambiguate_keeps_existing_ids_and_the_closest_item():
     assert sorted(out[:3, 2].tolist()) == [0, 1, 2] and out[3, 2] == 0
 
 
-def test_same_seed_same_ids_other_seed_other_ids(fake):
-    cat, emb = fake
+def test_same_seed_same_ids_other_seed_other_ids(fake_views):
+    cat, emb = fake_views
     a = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, seed=3))
     b = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, seed=3))
     c = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, seed=4))
@@ -110,8 +105,8 @@ def test_same_seed_same_ids_other_seed_other_ids(fake):
     assert not np.array_equal(a["codes"], c["codes"])
 
 
-def test_cold_skus_get_ids_without_moving_warm_ones(fake):
-    cat, emb = fake
+def test_cold_skus_get_ids_without_moving_warm_ones(fake_views):
+    cat, emb = fake_views
     ids = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL))
     warm = ~cat.items["cold"].to_numpy()
     expected, _, _ = vrq.disambiguate(*ids["quantizer"].assign_items(
@@ -127,8 +122,8 @@ def _views(cat, emb, rows):
     return emb[np.concatenate(ids)], np.repeat(np.arange(len(rows)), [len(v) for v in ids])
 
 
-def test_item_vectors_fuse_catalogue_and_training_queries(fake):
-    cat, emb = fake
+def test_item_vectors_fuse_catalogue_and_training_queries(fake_views):
+    cat, emb = fake_views
     catalogue_only = vrq.item_vectors(cat, emb, 0.0)
     view0 = cat.views[(cat.views["item_id"] == 0) & (cat.views["kind"] == "catalog")]["view_id"]
     np.testing.assert_allclose(catalogue_only[0], emb[view0].mean(0) / np.linalg.norm(emb[view0].mean(0)),
@@ -139,8 +134,8 @@ def test_item_vectors_fuse_catalogue_and_training_queries(fake):
     assert not np.allclose(fused[~cold], catalogue_only[~cold])
 
 
-def test_category_injection_makes_level_one_type_pure(fake):
-    cat, emb = fake
+def test_category_injection_makes_level_one_type_pure(fake_views):
+    cat, emb = fake_views
     base = {**SMALL, "levels": (4, 8)}
     with_cat = vrq.build_ids(cat, emb, vrq.VRQConfig(**base, alpha=3.0))
     types_ = vrq.category_labels(cat, "fine_type")[0]
@@ -158,8 +153,8 @@ def test_balanced_level_respects_capacity():
 # --------------------------------------------------------------------------- bad input
 
 
-def test_bad_embeddings_are_named(fake):
-    cat, emb = fake
+def test_bad_embeddings_are_named(fake_views):
+    cat, emb = fake_views
     broken = emb.copy()
     broken[3] = np.nan
     broken[7] = 0
@@ -167,15 +162,15 @@ def test_bad_embeddings_are_named(fake):
         vrq.build_ids(cat, broken, vrq.VRQConfig(**SMALL))
 
 
-def test_missing_category_column(fake):
-    cat, emb = fake
+def test_missing_category_column(fake_views):
+    cat, emb = fake_views
     with pytest.raises(ValueError, match="no column 'colour_family'.*alpha=0"):
         vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, category_column="colour_family"))
     vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, category_column="colour_family", alpha=0.0))
 
 
-def test_more_codes_than_the_data_can_fill(fake):
-    cat, emb = fake
+def test_more_codes_than_the_data_can_fill(fake_views):
+    cat, emb = fake_views
     with pytest.raises(ValueError, match="asks for 256 codes but only 108 SKUs"):
         vrq.build_ids(cat, emb, vrq.VRQConfig(levels=(256,), opq_codes=0))
     with pytest.warns(UserWarning, match="fewer than 2 SKUs per code"):
@@ -190,8 +185,8 @@ def test_bad_config(override, message):
         vrq.VRQConfig.from_overrides(override)
 
 
-def test_ids_refuse_another_catalogue(kit_home, fake):
-    cat, emb = fake
+def test_ids_refuse_another_catalogue(kit_home, fake_views):
+    cat, emb = fake_views
     ids = vrq.semantic_ids(cat, emb, cat.artifact, SMALL)
     again = vrq.semantic_ids(cat, emb, cat.artifact, SMALL)
     assert not again.artifact.fresh and np.array_equal(ids.codes, again.codes)
@@ -201,9 +196,9 @@ def test_ids_refuse_another_catalogue(kit_home, fake):
         vrq.load_ids(ids.artifact, other)
 
 
-def test_every_vrq_setting_is_in_the_cache_key(fake, monkeypatch):
+def test_every_vrq_setting_is_in_the_cache_key(fake_views, monkeypatch):
     """The stage is keyed on its whole settings dataclass: a new field cannot be left out silently."""
-    cat, emb = fake
+    cat, emb = fake_views
     seen = {}
 
     def cached(stage, params, build, **kwargs):
