@@ -123,17 +123,3 @@ def test_no_systems_is_an_error():
 def test_rows_turns_an_index_into_a_batch_of_one():
     assert timing.rows(3) == slice(3, 4) and timing.rows(np.int64(0)) == slice(0, 1)
     assert timing.rows(slice(2, 9)) == slice(2, 9)
-
-
-def test_threads_limits_torch_and_the_openmp_pools_then_restores():
-    import torch
-    from threadpoolctl import threadpool_info
-
-    from ovkit import config
-
-    before = torch.get_num_threads()
-    with config.threads(1):
-        assert torch.get_num_threads() == 1
-        pools = [p for p in threadpool_info() if p["user_api"] in ("openmp", "blas")]
-        assert pools and all(p["num_threads"] == 1 for p in pools)  # faiss, scikit-learn, numpy too
-    assert torch.get_num_threads() == before
