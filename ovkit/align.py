@@ -343,9 +343,9 @@ class Aligned:
     config: AlignConfig
 
 
-def aligned(catalogue, maps, maps_artifact, overrides: dict | None = None, device: str = "cpu") -> Aligned:
+def aligned(catalogue, maps, maps_artifact, cfg: AlignConfig | None = None, device: str = "cpu") -> Aligned:
     """Stage ``align``: a trained head and the embeddings/tokens of every view (cached)."""
-    cfg = AlignConfig.from_overrides(overrides)
+    cfg = config.expect(cfg, AlignConfig, "ALIGN")
     made_with = maps_artifact.meta["params"]
     if made_with["tune_blocks"] != cfg.tune_blocks:
         raise ValueError(f"these feature maps were cached for tune_blocks={made_with['tune_blocks']}, "

@@ -21,12 +21,12 @@ import pandas as pd
 
 import ovkit
 
-from . import align, backbone, data, gen, mca, seeds, sim, vrq
+from . import align, backbone, config, data, gen, mca, seeds, sim, vrq
 
 STAGES = ("catalogue", "align", "vrq", "sim", "gen")
-REQUIRED = ("N_MODELS", "COLOURWAYS", "QUERY_VIEWS", "COLD_FRACTION", "SEED")
-DEFAULTS = {"RENDER": {}, "DATA_SOURCE": "", "BACKBONE": "tf_efficientnet_lite0", "WEIGHTS": "offline",
-            "ALIGN": {}, "DEVICE": "", "VRQ": {}, "SIM": {}, "MCA": {}, "GEN": {}}
+# the notebook parameters notebooks 00-04 read (defaults: ovkit.config.PARAMETERS, as in the notebooks)
+USED = ("N_MODELS", "COLOURWAYS", "QUERY_VIEWS", "COLD_FRACTION", "RENDER", "DATA_SOURCE", "SEED",
+        "BACKBONE", "WEIGHTS", "DEVICE", "ALIGN", "VRQ", "SIM", "MCA", "GEN")
 
 
 @dataclass
@@ -113,40 +113,37 @@ def load(params, upto: str = "gen") -> Pipeline:
     Args:
         params: a mapping with the notebooks' parameter names; names the pipeline does not use
             (``PRUNE_GRID``, a notebook's other globals) are ignored, so a whole profile or a
-            notebook's ``globals()`` can be passed.
+            notebook's ``globals()`` can be passed; absent ones take the registry's defaults
+            (:data:`ovkit.config.PARAMETERS`, the notebooks' own).
         upto: the last stage to load, one of :data:`STAGES`.
     """
     if upto not in STAGES:
         raise ValueError(f"upto must be one of {', '.join(STAGES)}, got {upto!r}")
-    if missing := [name for name in REQUIRED if name not in params]:
-        raise ValueError(f"pipeline.load needs the parameter(s) {missing} (see params/default.yaml)")
-    p = {**DEFAULTS, **{k: params[k] for k in (*DEFAULTS, *REQUIRED) if k in params}}
+    p = {**config.defaults(USED), **{k: params[k] for k in USED if k in params}}
     p = seeds.seed_all(p)  # every component's seed derives from SEED unless its dict sets one
     reach = STAGES.index(upto)
-    # settings first: a typo fails before anything is built
-    gen_cfg, sim_cfg = gen.GenConfig.from_overrides(p["GEN"]), sim.SimConfig.from_overrides(p["SIM"])
-    mca_cfg, align_cfg = mca.MCAConfig.from_overrides(p["MCA"]), align.AlignConfig.from_overrides(p["ALIGN"])
-    vrq.VRQConfig.from_overrides(p["VRQ"])
+    # every settings dict parsed once, before anything is built: a typo fails first
+    cfg = {name: config.settings(name, p[name]) for name in ("ALIGN", "VRQ", "SIM", "MCA", "GEN")}
     device = ovkit.device(p["DEVICE"])
     cat = data.from_parameters(p)
-    built = Pipeline(p, device, gen_cfg, cat)
+    built = Pipeline(p, device, cfg["GEN"], cat)
     if reach < STAGES.index("align"):
         return built
     built.frozen_maps, artifact = backbone.cached_maps(cat, p["BACKBONE"], p["WEIGHTS"], device=device)
     built.maps = built.frozen_maps
-    if align_cfg.tune_blocks:  # the head was trained on the partly fine-tuned trunk's maps (notebook 01)
+    if cfg["ALIGN"].tune_blocks:  # the head was trained on the partly fine-tuned trunk's maps (notebook 01)
         built.maps, artifact = backbone.cached_maps(cat, p["BACKBONE"], p["WEIGHTS"],
-                                                    tune_blocks=align_cfg.tune_blocks, device=device)
-    built.align_run = align.aligned(cat, built.maps, artifact, p["ALIGN"], device)
+                                                    tune_blocks=cfg["ALIGN"].tune_blocks, device=device)
+    built.align_run = align.aligned(cat, built.maps, artifact, cfg["ALIGN"], device)
     if reach < STAGES.index("vrq"):
         return built
-    built.ids = vrq.semantic_ids(cat, built.embeddings, built.align_run.artifact, p["VRQ"])
+    built.ids = vrq.semantic_ids(cat, built.embeddings, built.align_run.artifact, cfg["VRQ"])
     if reach < STAGES.index("sim"):
         return built
-    built.cascade = mca.Cascade(cat, built.embeddings, mca_cfg, fused_vectors=built.ids.item_vectors)
-    built.logs = sim.simulate(cat, built.embeddings, sim_cfg, retrieve=built.cascade.retrieve)
+    built.cascade = mca.Cascade(cat, built.embeddings, cfg["MCA"], fused_vectors=built.ids.item_vectors)
+    built.logs = sim.simulate(cat, built.embeddings, cfg["SIM"], retrieve=built.cascade.retrieve)
     built.cascade.fit(built.logs.train_log, built.logs.train_histories)
     if reach < STAGES.index("gen"):
         return built
-    built.stages = gen.train_stages(cat, built.align_run, built.ids, built.logs, p["GEN"], device)
+    built.stages = gen.train_stages(cat, built.align_run, built.ids, built.logs, cfg["GEN"], device)
     return built

@@ -22,9 +22,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
-import importlib
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -37,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from . import resources
-from .config import exit_with_parent, matches_type, progress, with_overrides
+from .config import PARAMETERS, exit_with_parent, matches_type, progress, settings, with_overrides
 from .data import folder, sh3d
 from .paths import project_root, runs_dir
 from .report import write
@@ -116,12 +114,6 @@ def validate_parameters(values: dict, notebooks: list[Notebook], origin: str) ->
         )
 
 
-# Parameters that override a settings dataclass: checked (names, types, ranges) before any notebook runs.
-SETTINGS = {"RENDER": ("ovkit.data", "RenderConfig"), "ALIGN": ("ovkit.align", "AlignConfig"),
-            "VRQ": ("ovkit.vrq", "VRQConfig"), "SIM": ("ovkit.sim", "SimConfig"),
-            "MCA": ("ovkit.mca", "MCAConfig"), "GEN": ("ovkit.gen", "GenConfig"),
-            "AB": ("ovkit.sim", "ABConfig"), "SCALE_GEN": ("ovkit.gen", "GenConfig"),
-            "SCALE_VRQ": ("ovkit.vrq", "VRQConfig")}
 _ANNOTATIONS = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "list": list}
 
 
@@ -165,37 +157,19 @@ def check_values(values: dict, notebooks: list[Notebook]) -> None:
         raise RunError("bad parameter value(s):\n- " + "\n- ".join(problems))
 
 
-def _bonuses(value) -> bool:
-    def ok(b):
-        return isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) and b >= 0
-    return isinstance(value, list) and all(map(ok, value))
-
-
-# Values a notebook would take without complaint but turn into nonsense (REPEATS=0: no timing to take
-# a median of, so NaN speed-ups that the ledger calls "inconclusive"): name → (test, what it must be).
-RANGES = {
-    "REPEATS": (lambda v: v >= 1, ">= 1 (timings per query and system)"),
-    "LATENCY_QUERIES": (lambda v: v >= 1, ">= 1 (test sessions timed)"),
-    "PRUNE_QUERIES": (lambda v: v >= 1, ">= 1 (sessions timed per pruning policy)"),
-    "MAX_LOSS": (lambda v: 0 <= v < 1, "in [0, 1) (the share of HR@10 the chosen pruning policy may lose)"),
-    "COLD_BONUSES": (_bonuses, "a list of finite numbers >= 0 (prior bonuses tried for cold SKUs)"),
-}
-
-
 def value_problems(name: str, value) -> list[str]:
     """What is wrong with one value of the right type: a settings dict, a range, pruning policies."""
-    if name in SETTINGS and isinstance(value, dict):
-        module, cls = SETTINGS[name]
+    registered = PARAMETERS.get(name)
+    if registered and registered.settings and isinstance(value, dict):
         try:
-            getattr(importlib.import_module(module), cls).from_overrides(value)
+            settings(name, value)
         except (ValueError, TypeError) as err:
             return [f"{name}: {err}"]
-    if name in RANGES:
-        test, wanted = RANGES[name]
+    if registered and registered.check:  # values a notebook would take but turn into nonsense
         with contextlib.suppress(TypeError):  # a value of another type fails the test
-            if test(value):
+            if registered.check(value):
                 return []
-        return [f"{name}={value!r} must be {wanted}"]
+        return [f"{name}={value!r} must be {registered.wanted}"]
     if name == "PRUNE_GRID" and isinstance(value, list):
         return [p for i, entry in enumerate(value) for p in _policy_problems(f"{name}[{i}]", entry)]
     if name == "PRUNE_POLICY" and isinstance(value, str) and value:

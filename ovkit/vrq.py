@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import store
-from .config import with_overrides
+from .config import expect, with_overrides
 from .dedup import LastDistances, disambiguate  # noqa: F401  (vrq.disambiguate is part of the API)
 from .kmeans import (
     CHUNK,
@@ -532,7 +532,7 @@ class SemanticIDs:
         return out
 
 
-def semantic_ids(catalogue, embeddings: np.ndarray, embeddings_artifact, overrides: dict | None = None,
+def semantic_ids(catalogue, embeddings: np.ndarray, embeddings_artifact, cfg: VRQConfig | None = None,
                  rebuild: bool = False) -> SemanticIDs:
     """Stage ``vrq``: fit VRQ on the warm SKUs, assign SIDs to every SKU (cold ones without refitting).
 
@@ -540,9 +540,9 @@ def semantic_ids(catalogue, embeddings: np.ndarray, embeddings_artifact, overrid
         catalogue: the :class:`ovkit.data.Catalogue`.
         embeddings: (n_views, d) view embeddings from notebook 01 (``align.aligned(...)["embeddings"]``).
         embeddings_artifact: the artifact they came from (its key enters the cache key).
-        overrides: :class:`VRQConfig` fields.
+        cfg: the :class:`VRQConfig` (``VRQConfig.from_overrides(VRQ)``; None: its defaults).
     """
-    cfg = VRQConfig.from_overrides(overrides)
+    cfg = expect(cfg, VRQConfig, "VRQ")
     fingerprint = catalogue_fingerprint(catalogue)
 
     def build(folder):

@@ -128,14 +128,16 @@ def test_tuned_blocks_train_with_the_head(cat):
 
     maps, artifact = backbone.cached_maps(cat, tune_blocks=1)
     assert maps.shape[1] == 192  # input of lite0's last block stage, not the 1280-channel output
-    overrides = dict(dim=16, n_tokens=2, heads=2, steps=3, eval_every=3, batch_models=2, tune_blocks=1)
-    run = align.aligned(cat, maps, artifact, overrides)
+    cfg = align.AlignConfig(dim=16, n_tokens=2, heads=2, steps=3, eval_every=3, batch_models=2, tune_blocks=1)
+    run = align.aligned(cat, maps, artifact, cfg)
     start = backbone.split(backbone.create(), 1).tuned.state_dict()
     trained = {k[len("tuned."):]: v for k, v in run.head.state_dict().items() if k.startswith("tuned.")}
     assert trained.keys() == start.keys()
     assert any(not torch.equal(trained[k], start[k]) for k in start if start[k].is_floating_point())
     with pytest.raises(ValueError, match="cached for tune_blocks=1"):
-        align.aligned(cat, maps, artifact, {**overrides, "tune_blocks": 0})
+        align.aligned(cat, maps, artifact, dataclasses.replace(cfg, tune_blocks=0))
+    with pytest.raises(TypeError, match=r"pass ALIGN as a AlignConfig \(e.g. AlignConfig.from_overrides"):
+        align.aligned(cat, maps, artifact, {"steps": 3})  # settings are parsed once, where they enter
 
 
 def test_stage_version_bump_rebuilds_the_head(cat, monkeypatch):
@@ -143,11 +145,11 @@ def test_stage_version_bump_rebuilds_the_head(cat, monkeypatch):
     from ovkit import backbone
 
     maps, artifact = backbone.cached_maps(cat)
-    overrides = dict(dim=16, n_tokens=2, heads=2, steps=3, eval_every=3, batch_models=2)
-    first = align.aligned(cat, maps, artifact, overrides)
-    assert not align.aligned(cat, maps, artifact, overrides).artifact.fresh  # same code: the cache
+    cfg = align.AlignConfig(dim=16, n_tokens=2, heads=2, steps=3, eval_every=3, batch_models=2)
+    first = align.aligned(cat, maps, artifact, cfg)
+    assert not align.aligned(cat, maps, artifact, cfg).artifact.fresh  # same code: the cache
     monkeypatch.setattr(align, "STAGE_VERSION", align.STAGE_VERSION + 1)
-    bumped = align.aligned(cat, maps, artifact, overrides)
+    bumped = align.aligned(cat, maps, artifact, cfg)
     assert bumped.artifact.fresh and bumped.artifact.key != first.artifact.key
     assert bumped.artifact.meta["version"] == align.STAGE_VERSION
 

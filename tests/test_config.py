@@ -106,3 +106,31 @@ def _watched(parent: int) -> None:
 
     config.exit_with_parent(parent)
     time.sleep(60)  # ended after ~0.5 s by the watcher once the parent is gone
+
+
+def test_the_registry_holds_every_notebook_parameter_with_the_notebooks_default():
+    """One place for each default: the notebooks' parameters cells must say what the registry says."""
+    import ast
+
+    from conftest import REPO
+
+    from ovkit import runner
+
+    declared = {}
+    for nb in runner.discover(REPO / "notebooks"):
+        for name, spec in nb.parameters.items():
+            value = ast.literal_eval(spec["default"])
+            declared.setdefault(name, value)
+            assert value == config.PARAMETERS[name].default, f"{nb.path.name}: {name}"
+    assert set(declared) == set(config.PARAMETERS)
+
+
+def test_settings_parameters_name_real_dataclasses_and_parse_their_defaults():
+    for name, parameter in config.PARAMETERS.items():
+        if parameter.settings:
+            assert dataclasses.is_dataclass(config.settings_class(name))
+            config.settings(name)  # the registered default is valid
+    assert config.settings_class("SEED") is None
+    assert config.expect(None, Settings, "X") == Settings()
+    with pytest.raises(TypeError, match=r"pass X as a Settings \(e.g. Settings.from_overrides\(X\)\), not a"):
+        config.expect({"steps": 2}, Settings, "X")

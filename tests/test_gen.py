@@ -219,35 +219,41 @@ def world():
 
 
 STEPS = {**TINY, "pretrain_steps": 6, "sft_steps": 4, "dpo_steps": 3, "eval_every": 3}
+SIDS = vrq.VRQConfig(levels=(4, 4), opq_codes=2, opq_size=8)
+
+
+def staged(**change) -> gen.GenConfig:
+    """The staged-training settings of these tests, with some fields changed."""
+    return gen.GenConfig.from_overrides({**STEPS, **change})
 
 
 def test_stages_train_cache_and_refuse_other_sids(kit_home, world):
     cat, emb, logs, run = world
-    ids = vrq.semantic_ids(cat, emb, cat.artifact, {"levels": (4, 4), "opq_codes": 2, "opq_size": 8})
-    stages = gen.train_stages(cat, run, ids, logs, STEPS, progress=False)
+    ids = vrq.semantic_ids(cat, emb, cat.artifact, SIDS)
+    stages = gen.train_stages(cat, run, ids, logs, staged(), progress=False)
     assert list(stages) == ["pretrain", "sft", "dpo"] and all(s.artifact.fresh for s in stages.values())
     assert "val_hr@10" in stages["sft"].history.dropna().columns
     q = gen.session_queries(logs, emb, run.tokens, 4)
     items, _ = gen.beam_search(stages["dpo"].model, q, 5)
     assert (items >= 0).all()
-    again = gen.train_stages(cat, run, ids, logs, STEPS, progress=False)  # read back, not retrained
+    again = gen.train_stages(cat, run, ids, logs, staged(), progress=False)  # read back, not retrained
     assert not any(s.artifact.fresh for s in again.values())
     assert np.array_equal(gen.beam_search(again["dpo"].model, q, 5)[0], items)
-    changed = gen.train_stages(cat, run, ids, logs, {**STEPS, "dpo_steps": 2}, progress=False)
+    changed = gen.train_stages(cat, run, ids, logs, staged(dpo_steps=2), progress=False)
     assert not changed["sft"].artifact.fresh and changed["dpo"].artifact.fresh  # only DPO reruns
-    other = vrq.semantic_ids(cat, emb, cat.artifact, {"levels": (8, 4), "opq_codes": 2, "opq_size": 8})
+    other = vrq.semantic_ids(cat, emb, cat.artifact, dataclasses.replace(SIDS, levels=(8, 4)))
     with pytest.raises(ValueError, match="other semantic IDs"):
         gen.load_model(stages["sft"].artifact / "model.pt", other)
 
 
 def test_beam_and_eval_every_choose_the_kept_checkpoint_so_every_stage_key_holds_them(kit_home, world):
     cat, emb, logs, run = world
-    ids = vrq.semantic_ids(cat, emb, cat.artifact, {"levels": (4, 4), "opq_codes": 2, "opq_size": 8})
-    gen.train_stages(cat, run, ids, logs, STEPS, progress=False)
+    ids = vrq.semantic_ids(cat, emb, cat.artifact, SIDS)
+    gen.train_stages(cat, run, ids, logs, staged(), progress=False)
     for change in ({"beam": 12}, {"eval_every": 2}):
-        again = gen.train_stages(cat, run, ids, logs, {**STEPS, **change}, progress=False)
+        again = gen.train_stages(cat, run, ids, logs, staged(**change), progress=False)
         assert all(s.artifact.fresh for s in again.values()), change
-        assert again["pretrain"].model.cfg == gen.GenConfig.from_overrides({**STEPS, **change})
+        assert again["pretrain"].model.cfg == staged(**change)
 
 
 def _other(value):
@@ -332,8 +338,8 @@ def test_prior_bonus_lifts_the_chosen_skus_and_leaves_the_model_alone():
 
 def test_cold_prior_sweep_chooses_on_validation_within_the_warm_tolerance(kit_home, world):
     cat, emb, logs, run = world
-    ids = vrq.semantic_ids(cat, emb, cat.artifact, {"levels": (4, 4), "opq_codes": 2, "opq_size": 8})
-    model = gen.train_stages(cat, run, ids, logs, {**STEPS, "beam": 10}, progress=False)["dpo"].model
+    ids = vrq.semantic_ids(cat, emb, cat.artifact, SIDS)
+    model = gen.train_stages(cat, run, ids, logs, staged(beam=10), progress=False)["dpo"].model
     cold = cat.items["cold"].to_numpy()
     bonus, table = gen.cold_prior_sweep(model, logs, emb, run.tokens, cold, [0.1, 5.0], 4, tolerance=0.02)
     assert list(table.index) == [0.0, 0.1, 5.0] and table.loc[0.0, "allowed"]

@@ -1,5 +1,6 @@
 """pipeline.load: every stopping point, the cache reused, settings checked before anything is built."""
 
+import dataclasses
 import types
 
 import numpy as np
@@ -40,16 +41,30 @@ def test_each_stopping_point_loads_its_stages_and_reuses_the_cache(kit_home, sho
 
 
 def test_settings_and_names_are_checked_before_anything_is_built(kit_home):
-    with pytest.raises(ValueError, match="needs the parameter"):
-        pipeline.load({"N_MODELS": 10})
-    required = dict.fromkeys(pipeline.REQUIRED, 0)
     for bad, message in (({"GEN": {"stepz": 1}}, "unknown GEN"), ({"VRQ": {"levels": "x"}}, "VRQ levels"),
                          ({"ALIGN": {"steps": "many"}}, "ALIGN steps")):
         with pytest.raises(ValueError, match=message):
-            pipeline.load({**required, **bad})
+            pipeline.load({"N_MODELS": 10, **bad})
     with pytest.raises(ValueError, match="upto must be one of catalogue, align, vrq, sim, gen"):
-        pipeline.load(required, upto="mca")
+        pipeline.load({}, upto="mca")
     assert not (kit_home / "artifacts").exists()
+
+
+def test_a_parameter_left_out_takes_the_registrys_default_as_the_notebooks_do(kit_home, shop, monkeypatch):
+    """One registry (ovkit.config.PARAMETERS): a default changed there reaches pipeline.load, the
+    catalogue's arguments and the runner's checks."""
+    from ovkit import config, runner
+
+    registry = config.PARAMETERS
+    monkeypatch.setitem(registry, "COLOURWAYS", dataclasses.replace(registry["COLOURWAYS"], default=1))
+    monkeypatch.setitem(registry, "MCA", dataclasses.replace(registry["MCA"], default={"recall": 70}))
+    monkeypatch.setitem(registry, "REPEATS", dataclasses.replace(registry["REPEATS"], check=lambda v: v >= 5,
+                                                                 wanted=">= 5"))
+    params = {k: v for k, v in TINY.items() if k not in ("COLOURWAYS", "MCA")}
+    built = pipeline.load({**params, "DATA_SOURCE": str(shop)}, upto="catalogue")
+    assert built.params["COLOURWAYS"] == 1 and built.params["MCA"]["recall"] == 70
+    assert config.settings("MCA").recall == 70
+    assert runner.value_problems("REPEATS", 3) == ["REPEATS=3 must be >= 5"]
 
 
 @pytest.fixture(scope="module")

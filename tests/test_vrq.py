@@ -187,8 +187,8 @@ def test_bad_config(override, message):
 
 def test_ids_refuse_another_catalogue(kit_home, fake_views):
     cat, emb = fake_views
-    ids = vrq.semantic_ids(cat, emb, cat.artifact, SMALL)
-    again = vrq.semantic_ids(cat, emb, cat.artifact, SMALL)
+    ids = vrq.semantic_ids(cat, emb, cat.artifact, vrq.VRQConfig.from_overrides(SMALL))
+    again = vrq.semantic_ids(cat, emb, cat.artifact, vrq.VRQConfig.from_overrides(SMALL))
     assert not again.artifact.fresh and np.array_equal(ids.codes, again.codes)
     assert len(ids.table(cat)) == len(cat.items)
     other, _ = fake_catalogue(n_models=41)
@@ -207,5 +207,5 @@ def test_every_vrq_setting_is_in_the_cache_key(fake_views, monkeypatch):
 
     monkeypatch.setattr(store, "cached", cached)
     with pytest.raises(LookupError):
-        vrq.semantic_ids(cat, emb, cat.artifact, SMALL)
+        vrq.semantic_ids(cat, emb, cat.artifact, vrq.VRQConfig.from_overrides(SMALL))
     assert {f.name for f in dataclasses.fields(vrq.VRQConfig)} <= set(seen)

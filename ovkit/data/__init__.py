@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import store
+from ..config import PARAMETERS, defaults
 from . import build as _build
 from . import folder as _folder
 from . import sh3d
@@ -149,15 +150,13 @@ def catalogue(
     return result
 
 
-# The notebooks' catalogue parameters (params/*.yaml) and the catalogue() arguments they set.
-PARAMETERS = {"N_MODELS": "n_models", "COLOURWAYS": "colourways", "QUERY_VIEWS": "query_views",
-              "COLD_FRACTION": "cold_fraction", "RENDER": "render", "DATA_SOURCE": "source", "SEED": "seed"}
-
-
 def from_parameters(params: dict) -> Catalogue:
-    """The catalogue for notebook-style parameters (``N_MODELS``, ``RENDER``, …); other names are
-    ignored and absent ones take :func:`catalogue`'s defaults."""
-    return catalogue(**{arg: params[name] for name, arg in PARAMETERS.items() if name in params})
+    """The catalogue for notebook-style parameters (``N_MODELS``, ``RENDER``, …): the registered
+    catalogue parameters (:data:`ovkit.config.PARAMETERS` with an ``argument``); other names are
+    ignored and absent ones take the registry's defaults, as a notebook run without them would."""
+    names = [name for name, p in PARAMETERS.items() if p.argument]
+    values = {**defaults(names), **{name: params[name] for name in names if name in params}}
+    return catalogue(**{PARAMETERS[name].argument: value for name, value in values.items()})
 
 
 def _check_counts(n_models, colourways, query_views, cold_fraction, val_fraction, test_fraction):

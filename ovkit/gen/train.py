@@ -403,7 +403,7 @@ def _build(s: _Stages, stage: str, previous, catalogue_fp: str, folder) -> dict:
     return {"train_seconds": round(seconds, 2)}
 
 
-def train_stages(catalogue, align_run: align.Aligned, ids, logs, overrides: dict | None = None,
+def train_stages(catalogue, align_run: align.Aligned, ids, logs, cfg: GenConfig | None = None,
                  device: str = "cpu", progress: bool = True, rebuild: bool = False) -> dict[str, Trained]:
     """Stages ``gen_pretrain`` → ``gen_sft`` → ``gen_dpo``, each cached with its checkpoint.
 
@@ -412,11 +412,11 @@ def train_stages(catalogue, align_run: align.Aligned, ids, logs, overrides: dict
         align_run: ``align.aligned(...)`` (embeddings and visual tokens of every view).
         ids: ``vrq.semantic_ids(...)`` — the SIDs the model decodes.
         logs: ``sim.simulate(...)`` — SFT/DPO data and the validation sessions of the curves.
-        overrides: :class:`GenConfig` fields.
+        cfg: the :class:`GenConfig` (``GenConfig.from_overrides(GEN)``; None: its defaults).
     Returns:
         ``{"pretrain": Trained, "sft": Trained, "dpo": Trained}``.
     """
-    cfg = GenConfig.from_overrides(overrides)
+    cfg = config.expect(cfg, GenConfig, "GEN")
     ids.check(catalogue)
     s = _Stages(catalogue, cfg, ids, logs, align_run.embeddings, np.asarray(align_run.tokens, np.float32),
                 device, progress)
