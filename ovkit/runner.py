@@ -194,7 +194,8 @@ def _policy_problems(name: str, entry) -> list[str]:
 
 
 def check_data_source(values: dict) -> None:
-    """``DATA_SOURCE`` is checked before notebook 00: a dataset folder fully (every image opened)."""
+    """``DATA_SOURCE`` is checked before notebook 00: a dataset folder fully (every image opened);
+    without one, an ``OVKIT_SH3D`` the catalogue would read."""
     source = values.get("DATA_SOURCE") or ""
     try:
         if folder.is_folder_dataset(source):
@@ -203,6 +204,11 @@ def check_data_source(values: dict) -> None:
             sh3d.resolve_sh3f(source, fetch=False)
     except sh3d.DataError as err:
         raise RunError(f"DATA_SOURCE={source}: {err}") from err
+    if not source and (env := os.environ.get(sh3d.ENV_SOURCE)):
+        try:
+            sh3d.resolve_sh3f(env, fetch=False)
+        except sh3d.DataError as err:
+            raise RunError(f"{sh3d.ENV_SOURCE}={env}: {err}") from err
 
 
 def select(notebooks: list[Notebook], only: list[str] | None, start: str | None) -> list[Notebook]:
@@ -297,20 +303,27 @@ def prepare(profile: str, extra: dict | None = None, origin: str = "-p",
             notebooks: list[Notebook] | None = None, check_data: bool = True, verbose: bool = True) -> dict:
     """The profile's parameters merged with ``extra`` overrides, every name and value checked.
 
-    Bad names, bad values and (with ``check_data``) a bad dataset folder are reported together,
-    before anything runs. ``verbose`` prints what each dict override kept from the profile.
+    Unknown names, bad values and (with ``check_data``) a bad data source — ``DATA_SOURCE``, or
+    ``OVKIT_SH3D`` when it is set — are reported together, before anything runs. Relative paths in
+    them are resolved against the current directory here, once (the kernels run in ``notebooks/``).
+    ``verbose`` prints what each dict override kept from the profile.
     """
     notebooks = notebooks or discover()
     values = load_profile(profile)
-    validate_parameters(values, notebooks, f"params/{profile}.yaml")
-    validate_parameters(extra or {}, notebooks, origin)
+    errors = []
+    for given, where in ((values, f"params/{profile}.yaml"), (extra or {}, origin)):
+        try:
+            validate_parameters(given, notebooks, where)
+        except RunError as err:
+            errors.append(str(err))
     values, notes = merge_overrides(values, extra or {})
     for note in notes if verbose else ():
         print(note)
+    declared = {name for nb in notebooks for name in nb.parameters}
+    values = resolve_sources({k: v for k, v in values.items() if k in declared})
     checks = [lambda: check_values(values, notebooks)]
     if check_data:
         checks.append(lambda: check_data_source(values))
-    errors = []
     for check in checks:
         try:
             check()
@@ -318,6 +331,20 @@ def prepare(profile: str, extra: dict | None = None, origin: str = "-p",
             errors.append(str(err))
     if errors:
         raise RunError("\n".join(errors))
+    return values
+
+
+def resolve_sources(values: dict) -> dict:
+    """``DATA_SOURCE`` and ``OVKIT_SH3D`` as absolute paths when they are relative ones that exist
+    here: the shell's directory is what a user means, but a kernel reads them from ``notebooks/``."""
+    def absolute(path):
+        relative = isinstance(path, str) and path and not Path(path).expanduser().is_absolute()
+        return str(Path(path).resolve()) if relative and Path(path).exists() else path
+
+    if values.get("DATA_SOURCE"):
+        values = {**values, "DATA_SOURCE": absolute(values["DATA_SOURCE"])}
+    if os.environ.get(sh3d.ENV_SOURCE):
+        os.environ[sh3d.ENV_SOURCE] = absolute(os.environ[sh3d.ENV_SOURCE])  # the kernels inherit it
     return values
 
 

@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,6 +303,19 @@ def _local(sweep: Sweep, todo: list[Point], threads: int | None):
         yield point, run_point(sweep.profile, name, point.overrides, _point_env(threads))
 
 
+def check_address(address: str | None, timeout: float = 3.0) -> None:
+    """A ``host:port`` (or ``ray://host:port``) Ray address must answer before ``ray.init`` tries it:
+    Ray retries an unreachable address for about 30 s and logs each attempt before its own error."""
+    if not address or address == "auto" or ":" not in address:
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as err:
+        raise RunError(f"no Ray cluster at --address {address} ({err}): start one there with "
+                       "'ray start --head' (see the README), or leave --address out for a local Ray") from err
+
+
 def _ray(sweep: Sweep, todo: list[Point], address: str | None, cpus: int | None, gpus: float):
     try:
         import ray
@@ -310,6 +324,7 @@ def _ray(sweep: Sweep, todo: list[Point], address: str | None, cpus: int | None,
                        "or run with --engine local") from err
     started_here = not ray.is_initialized()
     if started_here:
+        check_address(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": _point_env(None)})

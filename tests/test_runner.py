@@ -49,6 +49,28 @@ def test_unknown_parameter_lists_valid_names(project):
         runner.run("typo")
 
 
+def test_an_unknown_name_and_bad_values_are_reported_together(project, monkeypatch, tmp_path):
+    monkeypatch.setenv("OVKIT_SH3D", str(tmp_path / "missing.deb"))
+    with pytest.raises(RunError) as raised:
+        runner.prepare("tiny", {"SIZ": 1, "SIZE": "abc", "VRQ": {"levels": "x"}}, verbose=False)
+    message = str(raised.value)
+    for problem in ("'SIZ' (did you mean 'SIZE'?)", "SIZE='abc' (str) should be int", "VRQ: VRQ levels",
+                    "OVKIT_SH3D=", "missing.deb does not exist"):
+        assert problem in message, problem
+
+
+def test_relative_sources_are_resolved_once_against_the_shells_directory(project, monkeypatch, tmp_path):
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "furniture.deb").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OVKIT_SH3D", "furniture.deb")
+    values = runner.prepare("tiny", {"DATA_SOURCE": "shop"}, check_data=False, verbose=False)
+    assert values["DATA_SOURCE"] == str(tmp_path / "shop")  # the kernels run in notebooks/
+    assert os.environ["OVKIT_SH3D"] == str(tmp_path / "furniture.deb")
+    assert runner.prepare("tiny", {"DATA_SOURCE": "elsewhere"}, check_data=False,
+                          verbose=False)["DATA_SOURCE"] == "elsewhere"  # not here: left for the check to name
+
+
 def test_unknown_profile_andwrite_notebook(project):
     with pytest.raises(RunError, match="Profiles: tiny"):
         runner.run("nope")

@@ -212,3 +212,13 @@ def test_ray_engine_without_ray_or_cluster_says_what_to_do(project, monkeypatch)
     assert sweep.default_engine() == "local"
     with pytest.raises(RunError, match=r"--engine ray needs Ray: pip install -e '.\[sweep\]'"):
         sweep.run("two", engine="ray")
+
+
+def test_an_unreachable_ray_address_fails_at_once_with_the_fix():
+    started = time.perf_counter()
+    with pytest.raises(RunError, match=r"no Ray cluster at --address 127.0.0.1:9 .*ray start --head"):
+        sweep.check_address("127.0.0.1:9", timeout=1)
+    assert time.perf_counter() - started < 5
+    for address in (None, "auto"):
+        sweep.check_address(address)  # local Ray, or Ray's own discovery: nothing to check here
+
