@@ -13,7 +13,7 @@ SWEEP_FLAGS ?=
 # Tests and CI: no progress bars, no display, stable hashing.
 TEST_ENV := TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0 OVKIT_PROFILE=test
 
-.PHONY: setup data reproduce smoke profile seeds test unit nbval lab bench bench-scale notebooks lint clean distclean
+.PHONY: setup data reproduce smoke profile seeds test unit nbval lab ui bench bench-scale notebooks lint clean distclean
 
 setup: $(STAMP)
 
@@ -25,9 +25,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ovkit)"
 	touch $(STAMP)
 
-# Ray, for `ovkit sweep --engine ray`: only `make seeds` and `make test` install it.
+# Ray (`ovkit sweep --engine ray`) and MLflow (`--track`, `make ui`): only `make seeds`, `make ui` and
+# `make test` install them.
 $(SWEEP_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,sweep]'
+	$(PY) -m pip install --quiet -e '.[dev,sweep,track]'
 	touch $(SWEEP_STAMP)
 
 data: setup
@@ -69,6 +70,10 @@ LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 lab: setup
 	$(BIN)/jupyter lab notebooks $(LAB_FLAGS)
+
+# MLflow's UI on the runs that `ovkit run/sweep --track` logged (OVKIT_TRACKING_URI, else runs/mlflow.db).
+ui: $(SWEEP_STAMP)
+	$(BIN)/mlflow ui --backend-store-uri "$${OVKIT_TRACKING_URI:-sqlite:///$${OVKIT_RUNS:-$(CURDIR)/runs}/mlflow.db}"
 
 bench: data
 	$(PY) benchmarks/catalogue.py

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from . import data, resources
+from . import data, resources, track
 from .data import folder, sh3d
 from .data.sh3d import DataError
 from .paths import runs_dir
@@ -17,6 +18,9 @@ from .runner import run as run_profile
 from .store import clean_partial
 from .sweep import ENGINES
 from .sweep import run as run_sweep
+
+TRACK_HELP = ("log to MLflow (pip install -e '.[track]'): OVKIT_TRACKING_URI, else runs/mlflow.db; "
+              "on when OVKIT_TRACKING_URI is set")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--from", dest="start", metavar="NN", help="start at this notebook")
     run.add_argument("-p", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a parameter (value read as YAML); repeatable")
+    run.add_argument("--track", action="store_true", help=TRACK_HELP)
 
     sweep = sub.add_parser("sweep", help="run seeds x a parameter grid, each point a full run (Ray or local)")
     sweep.add_argument("spec", help="a sweep spec (sweeps/seeds.yaml) or its name in sweeps/ (seeds)")
@@ -41,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--address", help="join a running Ray cluster: auto or host:port (default: local Ray)")
     sweep.add_argument("--cpus-per-run", type=int, help="CPUs (and torch threads) per point (default 2)")
     sweep.add_argument("--gpus-per-run", type=float, default=0, help="GPUs per point (Ray; default 0)")
+    sweep.add_argument("--track", action="store_true", help=TRACK_HELP)
 
     fetch = sub.add_parser("fetch", help="download and unpack the Sweet Home 3D furniture package")
     fetch.add_argument("--source", default="", help="a .deb, .sh3f or folder to use instead of apt-get")
@@ -65,13 +71,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a catalogue parameter (N_MODELS, COLOURWAYS, ...); repeatable")
 
     args = parser.parse_args(argv)
+    tracking = getattr(args, "track", False) or bool(os.environ.get(track.TRACKING_ENV))
     try:
+        if tracking and args.command in ("run", "sweep"):
+            track.require()  # before the run, not after an hour of it
         if args.command == "run":
             report = run_profile(args.profile, args.only, args.start, args.overrides)
             print(f"report: {report}")
+            if tracking:
+                run_id = track.log_run(report.parent, report.parent.name)
+                print(f"MLflow: run {run_id} in {track.default_uri()}")
         elif args.command == "sweep":
             summary = run_sweep(args.spec, args.profile, args.overrides, args.engine, args.address,
-                                args.cpus_per_run, args.gpus_per_run)
+                                args.cpus_per_run, args.gpus_per_run,
+                                track=tracking)
             print(f"summary: {summary}")
         elif args.command == "fetch":
             files = sh3d.resolve_sh3f(args.source)

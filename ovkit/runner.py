@@ -367,6 +367,7 @@ def run(profile: str, only: list[str] | None = None, start: str | None = None,
     if not only and not start:  # a full run: no numbers of an earlier run may mix into this one
         clear_results(out_dir)
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    (out_dir / "params.json").write_text(json.dumps(values, indent=1, sort_keys=True, default=str))
     env = {"OVKIT_PROFILE": profile, "OVKIT_RUN": name, PARAMS_ENV: params_hash(values),
            COMMIT_ENV: git_commit(), **kernel_defaults()}
     with kernel_env(env):

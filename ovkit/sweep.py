@@ -368,8 +368,10 @@ def default_engine() -> str:
 
 def run(spec: str | Path, profile: str | None = None, overrides: list[str] | None = None,
         engine: str | None = None, address: str | None = None, cpus_per_run: int | None = None,
-        gpus_per_run: float = 0) -> Path:
+        gpus_per_run: float = 0, track: bool = False) -> Path:
     """Run a sweep's unfinished points and write its summary; returns ``runs/<sweep>/summary.md``.
+
+    ``track``: log the sweep to MLflow (:func:`ovkit.track.log_sweep`) once its summary is written.
 
     Raises:
         RunError: before anything runs, for a bad spec or parameter; after the summary is written, when
@@ -404,6 +406,12 @@ def run(spec: str | Path, profile: str | None = None, overrides: list[str] | Non
         print(_point_line(point, outcome), flush=True)
     wall = round(time.perf_counter() - started, 1)
     path = write_summary(sweep, engine=engine, seconds=wall)
+    if track:
+        from . import track as tracking
+
+        summary = json.loads((sweep.folder / "summary.json").read_text())
+        run_id = tracking.log_sweep(sweep.folder, summary, values)
+        print(f"MLflow: sweep run {run_id} in {tracking.default_uri()}")
     failed = [p.id for p in points if json.loads(_status_file(sweep, p).read_text())["status"] != "ok"]
     if failed:
         raise RunError(f"{len(failed)} of {len(points)} points failed ({', '.join(failed)}); the summary "

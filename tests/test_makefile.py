@@ -18,9 +18,18 @@ def test_make_seeds_sweeps_the_profile_and_installs_ray_first():
     done = subprocess.run(["make", "-n", "-W", "pyproject.toml", "seeds", "PROFILE=smoke"], cwd=REPO,
                           capture_output=True, text=True, check=True)
     lines = done.stdout.splitlines()
-    install = next(i for i, line in enumerate(lines) if "[dev,sweep]" in line)
+    install = next(i for i, line in enumerate(lines) if "[dev,sweep,track]" in line)
     sweep = next(i for i, line in enumerate(lines) if "ovkit sweep sweeps/seeds.yaml --profile smoke" in line)
     assert install < sweep
+
+
+def test_make_ui_installs_mlflow_and_opens_the_kits_store():
+    done = subprocess.run(["make", "-n", "-W", "pyproject.toml", "ui"], cwd=REPO, capture_output=True,
+                          text=True, check=True, env={**os.environ, "OVKIT_TRACKING_URI": ""})
+    lines = done.stdout.splitlines()
+    install = next(i for i, line in enumerate(lines) if "[dev,sweep,track]" in line)
+    ui = next(i for i, line in enumerate(lines) if "mlflow ui --backend-store-uri" in line)
+    assert install < ui and "/mlflow.db" in lines[ui]
 
 
 def test_make_profile_runs_on_empty_caches_of_its_own_then_prints_resources():

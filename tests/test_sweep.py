@@ -157,6 +157,29 @@ def test_local_sweep_reports_a_failed_point_and_resumes(project, kit_home, capsy
 
 
 @pytest.mark.slow
+def test_ovkit_sweep_track_leaves_a_parent_run_with_a_child_per_point(project, kit_home, monkeypatch, capsys):
+    mlflow = pytest.importorskip("mlflow", reason="the track extra (pip install -e '.[track]')")
+    from ovkit import track
+
+    uri = f"sqlite:///{kit_home / 'mlflow.db'}"
+    monkeypatch.setenv(track.TRACKING_ENV, uri)  # as a user would point the kit at a store
+    assert cli.main(["sweep", "two", "--engine", "local"]) == 0
+    assert "MLflow: sweep run" in capsys.readouterr().out
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=[track.EXPERIMENT])
+    parent = runs[runs["tags.mlflow.runName"] == "two-tiny"]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]]
+    assert len(parent) == 1 and len(children) == 2
+    for _, child in children.iterrows():
+        point = kit_home / "runs" / "two-tiny" / child["tags.mlflow.runName"].split("/")[-1]
+        metrics = json.loads((point / "metrics.json").read_text())
+        for key, value in metrics.items():
+            if not isinstance(value, str):
+                assert child[f"metrics.{track.mlflow_key(key)}"] == value, key
+        assert child["params.SCALE"] == "2" and child["params.SEED"] == point.name.split("-")[1]
+
+
+@pytest.mark.slow
 def test_ray_sweep_survives_a_killed_point_and_resumes(project, kit_home, capsys):
     pytest.importorskip("ray")
     flag = kit_home / "kill-once"
