@@ -13,7 +13,7 @@ SWEEP_FLAGS ?=
 # Tests and CI: no progress bars, no display, stable hashing.
 TEST_ENV := TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0 OVKIT_PROFILE=test
 
-.PHONY: setup data reproduce smoke profile seeds test unit nbval lab ui bench bench-scale notebooks lint clean distclean
+.PHONY: setup data reproduce smoke profile seeds test unit unit-all nbval lab ui bench bench-scale notebooks lint clean distclean
 
 setup: $(STAMP)
 
@@ -56,9 +56,13 @@ seeds: data $(SWEEP_STAMP)
 	$(BIN)/ovkit sweep sweeps/seeds.yaml --profile $(PROFILE) $(SWEEP_FLAGS)
 
 test: data $(SWEEP_STAMP)
-	$(MAKE) lint unit nbval
+	$(MAKE) lint unit-all nbval
 
+# The fast tier (tests not marked slow: no papermill runs, no sweeps; under 2 minutes) while you work.
 unit: setup
+	$(TEST_ENV) $(PY) -m pytest -q -m "not slow" tests
+
+unit-all: setup
 	$(TEST_ENV) $(PY) -m pytest -q tests
 
 nbval: setup

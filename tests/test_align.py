@@ -64,6 +64,7 @@ def test_empty_split_is_an_error(cat):
         align.evaluate(cat, np.zeros((len(cat.views), 4), np.float32), [])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("l1,l2", [(1.0, 0.0), (0.0, 1.0), (1.0, 0.5)])
 def test_loss_pulls_positive_pairs_together(l1, l2):
     torch.manual_seed(0)

@@ -22,6 +22,7 @@ OVERRIDES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.notebooks
 def test_every_notebook_runs_on_a_folder_dataset(kit_home, tmp_path, monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")

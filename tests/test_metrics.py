@@ -8,6 +8,7 @@ from ranx import Qrels, Run, evaluate
 from ovkit import metrics
 
 
+@pytest.mark.slow
 def test_metrics_match_ranx():
     rng = np.random.default_rng(0)
     ranked = np.stack([rng.permutation(50)[:10] for _ in range(200)])
@@ -28,6 +29,7 @@ def test_padding_and_empty_input():
         metrics.ranking_report(np.zeros((0, 10), int), np.zeros(0, int))
 
 
+@pytest.mark.slow
 def test_confidence_intervals_cover_the_mean_and_shrink_with_data():
     rng = np.random.default_rng(0)
     small, large = rng.random(100) < 0.3, rng.random(10_000) < 0.3

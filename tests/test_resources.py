@@ -83,6 +83,7 @@ def test_measure_records_cpu_and_peak_of_a_block(kit_home):
     assert entry == {"notebook": "interactive", "stage": "toy", "key": "k", **usage}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="private memory is read from /proc")
 def test_private_memory_counts_arrays_but_not_pages_of_a_mapped_file(kit_home, tmp_path):
     path = tmp_path / "big.npy"
@@ -102,6 +103,7 @@ def test_private_memory_counts_arrays_but_not_pages_of_a_mapped_file(kit_home, t
     assert owned["peak_private_gb"] >= 0.9 * size
 
 
+@pytest.mark.slow
 def test_measure_counts_worker_processes(kit_home):
     import multiprocessing
 

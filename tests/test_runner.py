@@ -93,6 +93,7 @@ def test_params_hash_is_stable_and_tracks_values():
     assert a != runner.params_hash({"SIZE": 3, "SEED": 7, "RENDER": {"x": 1, "y": [2, 1]}})  # order of a list
 
 
+@pytest.mark.slow
 def test_full_run_starts_afresh_and_partial_run_keeps_results(project, kit_home, monkeypatch):
     monkeypatch.delenv(results.PARAMS_ENV, raising=False)
     monkeypatch.delenv(results.COMMIT_ENV, raising=False)
@@ -124,6 +125,7 @@ def test_full_run_starts_afresh_and_partial_run_keeps_results(project, kit_home,
     assert results.PARAMS_ENV not in os.environ  # the run's variables don't outlive it
 
 
+@pytest.mark.slow
 def test_run_executes_merges_metrics_and_reports(project, kit_home):
     report = runner.run("tiny", overrides=["SIZE=4"])
     out = kit_home / "runs" / "tiny"
@@ -136,6 +138,7 @@ def test_run_executes_merges_metrics_and_reports(project, kit_home):
     assert not any(c.get("outputs") for c in src.cells if c.cell_type == "code")
 
 
+@pytest.mark.slow
 def test_failing_notebook_names_notebook_and_cell(project, kit_home):
     with pytest.raises(RunError, match=r"01_second.ipynb failed in cell \d+ .*AssertionError: asked to fail"):
         runner.run("tiny", overrides=["FAIL=true"])
@@ -168,6 +171,7 @@ def test_all_bad_values_are_listed_at_once(project):
         runner.run("tiny", overrides=["SIZE=x", "FAIL=x"])
 
 
+@pytest.mark.slow
 def test_dict_override_merges_into_the_profile(project, kit_home, capsys):
     merged, notes = runner.merge_overrides({"VRQ": {"levels": [8, 8], "opq_size": 8}, "SIZE": 3},
                                            {"VRQ": {"levels": [4]}, "SIZE": 5})
@@ -189,6 +193,7 @@ def test_bad_dataset_folder_stops_the_run_before_anywrite_notebook(project, kit_
         runner.run("tiny", overrides=[f"DATA_SOURCE={kit_home / 'nowhere'}"])
 
 
+@pytest.mark.slow
 def test_compare_two_runs(project, kit_home, capsys):
     runner.run("tiny")
     first = kit_home / "first"

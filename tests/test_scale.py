@@ -127,6 +127,7 @@ def test_sparse_vote_and_blocked_search_equal_the_dense_formulas():
     np.testing.assert_allclose(faiss_best, dist.min(1), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_above_type_knn_max_a_linear_classifier_predicts_types_as_well_as_the_knn(tmp_path):
     cat = scale.synthetic_catalogue(3000, dim=32, n_types=8)
     photos, truth = cat.queries(500)

@@ -8,6 +8,7 @@ from PIL import Image
 from ovkit.data import folder, shapes
 
 
+@pytest.mark.slow
 def test_shapes_folder_is_valid_seeded_and_has_colourways(tmp_path):
     a = shapes.write(tmp_path / "a", n_models=6, colourways=2, query_views=4, seed=3)
     b = shapes.write(tmp_path / "b", n_models=6, colourways=2, query_views=4, seed=3)

@@ -82,6 +82,7 @@ def test_rq_vae_module_quantizes_residually_and_passes_gradients_straight_throug
     np.testing.assert_array_equal(model.encode(x.numpy()), codes.numpy())
 
 
+@pytest.mark.slow
 def test_rq_vae_baseline_learns_and_is_seeded():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 8)).astype(np.float32)

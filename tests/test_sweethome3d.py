@@ -26,6 +26,7 @@ def test_library_has_746_products_in_9_categories(sh3f_files):
     assert all(m.width > 0 and m.height > 0 and m.model_path.endswith(".obj") for m in products)
 
 
+@pytest.mark.slow
 def test_a_few_real_models_render(kit_home, sh3f_files):
     cat = data.catalogue(n_models=4, colourways=2, query_views=3, source=sh3f_files[0].parent, workers=1)
     s = cat.summary()
