@@ -13,7 +13,7 @@ SWEEP_FLAGS ?=
 # Tests and CI: no progress bars, no display, stable hashing.
 TEST_ENV := TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0 OVKIT_PROFILE=test
 
-.PHONY: setup data reproduce smoke profile seeds test unit unit-all nbval lab ui bench bench-scale notebooks lint clean distclean
+.PHONY: setup data reproduce smoke profile seeds test unit unit-all test-browser nbval lab ui bench bench-scale notebooks lint clean distclean
 
 setup: $(STAMP)
 
@@ -56,14 +56,22 @@ seeds: data $(SWEEP_STAMP)
 	$(BIN)/ovkit sweep sweeps/seeds.yaml --profile $(PROFILE) $(SWEEP_FLAGS)
 
 test: data $(SWEEP_STAMP)
-	$(MAKE) lint unit-all nbval
+	$(MAKE) lint unit-all nbval test-browser
 
 # The fast tier (tests not marked slow: no papermill runs, no sweeps; under 2 minutes) while you work.
 unit: setup
 	$(TEST_ENV) $(PY) -m pytest -q -m "not slow" tests
 
 unit-all: setup
-	$(TEST_ENV) $(PY) -m pytest -q tests
+	$(TEST_ENV) $(PY) -m pytest -q -m "not browser" tests
+
+# JupyterLab in headless Chromium (Debian's package, installed here when root) driven by Playwright:
+# notebook 06's explorer and notebook 00's figures; after nbval, whose smoke stage cache it reuses.
+test-browser: setup
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "no chromium (apt-get install chromium): the browser tests will say so and skip"
+	$(TEST_ENV) $(PY) -m pytest -q -m browser -rs tests/test_browser.py
 
 nbval: setup
 	$(TEST_ENV) $(PY) -m pytest -q --nbval-lax --nbval-current-env \

@@ -42,3 +42,12 @@ def test_make_profile_runs_on_empty_caches_of_its_own_then_prints_resources():
     for env in (f"OVKIT_ARTIFACTS={cold}/artifacts", f"OVKIT_DATA={cold}/data", f"OVKIT_RUNS={cold}"):
         assert env in run
     assert f"ovkit resources {cold}/smoke" in text
+
+
+def test_make_test_ends_with_the_browser_tests_after_nbval():
+    done = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, check=True)
+    steps = next(line for line in done.stdout.splitlines() if "lint unit-all nbval" in line)
+    assert steps.rstrip().endswith("lint unit-all nbval test-browser")  # nbval builds the smoke cache first
+    browser = subprocess.run(["make", "-n", "test-browser"], cwd=REPO, capture_output=True, text=True,
+                             check=True)
+    assert "apt-get install -y -qq chromium" in browser.stdout and "-m browser" in browser.stdout
