@@ -41,6 +41,20 @@ def default_uri() -> str:
     return os.environ.get(TRACKING_ENV) or f"sqlite:///{runs_dir() / 'mlflow.db'}"
 
 
+def _experiment(mlflow, uri: str) -> str:
+    """The ``ovkit`` experiment's id in store ``uri``, created with its artifacts beside a local SQLite
+    store (``runs/mlartifacts``; MLflow's own default is ``./mlruns`` under whatever directory the
+    command ran in)."""
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(EXPERIMENT)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+
+
 def mlflow_key(key: str) -> str:
     """A metric or parameter key as MLflow accepts it (``@`` is not allowed: ``hr@10`` → ``hr_at_10``)."""
     return key.replace("@", "_at_")
@@ -101,8 +115,7 @@ def log_run(folder: Path, name: str, params: dict | None = None, parent: str | N
     """Log one run folder as an MLflow run (a child of run id ``parent`` if given); returns its run id."""
     mlflow = require()
     records = run_records(folder, params)
-    mlflow.set_tracking_uri(uri or default_uri())
-    experiment = mlflow.set_experiment(EXPERIMENT).experiment_id
+    experiment = _experiment(mlflow, uri or default_uri())
     run_tags = {**records["tags"], **(tags or {}), "ovkit.folder": str(Path(folder).resolve())}
     if parent:
         run_tags["mlflow.parentRunId"] = parent
@@ -121,8 +134,7 @@ def log_sweep(folder: Path, summary: dict, points: dict, uri: str | None = None)
     ``points``: point id → its parameters (the sweep's own record of what each point ran with).
     """
     mlflow = require()
-    mlflow.set_tracking_uri(uri or default_uri())
-    experiment = mlflow.set_experiment(EXPERIMENT).experiment_id
+    experiment = _experiment(mlflow, uri or default_uri())
     records = {k: v for k, v in summary.items() if k.startswith("seeds.")}
     pooled = {k: v for k, v in records.items() if _number(v)}
     verdicts = {f"verdict.{k}": v for k, v in records.items() if isinstance(v, str)}

@@ -65,7 +65,9 @@ def test_flatten_and_keys_by_hand():
     assert track.mlflow_key("04.hr@10_rel_diff.dpo_vs_mca") == "04.hr_at_10_rel_diff.dpo_vs_mca"
 
 
-def test_a_run_is_logged_with_every_parameter_metric_timing_and_artifact(tmp_path):
+def test_a_run_is_logged_with_every_parameter_metric_timing_and_artifact(tmp_path, monkeypatch):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # MLflow's default artifact root is ./mlruns: not here
     folder = tmp_path / "runs" / "smoke"
     metrics = _run_folder(folder)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -93,6 +95,7 @@ def test_a_run_is_logged_with_every_parameter_metric_timing_and_artifact(tmp_pat
     )
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
     assert {"report.md", "params.json", "notebooks", "figures"} <= artifacts
+    assert not (tmp_path / "cwd" / "mlruns").exists() and any((tmp_path / "mlartifacts").rglob("report.md"))
     found = mlflow.search_runs(
         experiment_names=[track.EXPERIMENT], filter_string="tags.`ovkit.commit` = 'abc1234'"
     )
