@@ -170,7 +170,9 @@ def test_notebook_00s_stored_figures_render(lab):
     browser, url, token = lab
     page = _open(browser, url, token, "00_catalogue.ipynb")
     images = page.locator(".jp-OutputArea-output img")
-    expect(images.first).to_be_visible(timeout=60_000)
+    page.wait_for_function(
+        "document.querySelectorAll('.jp-OutputArea-output img').length >= 3", timeout=60_000
+    )
     # JupyterLab renders cells lazily as they scroll into view (and may hide off-screen ones), so the
     # check reads every figure the page holds, decoded by the browser, without needing it on screen
     page.wait_for_function(
