@@ -19,8 +19,9 @@ import math
 import os
 from pathlib import Path
 
+from . import resources
 from .paths import runs_dir
-from .results import read_timings
+from .results import read_timings, run_commits
 from .runner import RunError
 
 TRACKING_ENV = "OVKIT_TRACKING_URI"
@@ -90,24 +91,15 @@ def run_records(folder: Path, params: dict | None = None) -> dict:
     metrics |= {f"timing.{k}": v for k, v in timings["metrics"].items() if _number(v)}
     metrics |= {f"timing.notebook_seconds.{nb}": entry["seconds"]
                 for nb, entry in timings["notebooks"].items() if _number(entry.get("seconds"))}
-    used_file = folder / "resources.json"
-    resources = json.loads(used_file.read_text()) if used_file.exists() else {}
-    for nb, used in resources.get("notebooks", {}).items():
+    for nb, used in resources.read(folder).get("notebooks", {}).items():
         metrics |= {f"resources.{nb}.{k}": v for k, v in used.items() if _number(v)}
     tags = {f"metric.{k}": str(v) for k, v in quality.items() if isinstance(v, str)}
-    commits = sorted({p.get("commit") for p in _provenance(folder) if p.get("commit")})
+    commits = [c for c in run_commits(str(folder)) if c != "?"]  # an absolute folder: any run
     if commits:
         tags["ovkit.commit"] = ",".join(commits)
     artifacts = [p for p in (folder / "report.md", folder / "params.json") if p.exists()]
     artifacts += sorted((folder / "notebooks").glob("*.ipynb")) + sorted((folder / "figures").glob("*.png"))
     return {"params": flatten(params or {}), "metrics": metrics, "tags": tags, "artifacts": artifacts}
-
-
-def _provenance(folder: Path) -> list[dict]:
-    found = []
-    for path in sorted((folder / "metrics").glob("*.json")):
-        found.append(json.loads(path.read_text()).get("_provenance") or {})
-    return found
 
 
 def log_run(folder: Path, name: str, params: dict | None = None, parent: str | None = None,
