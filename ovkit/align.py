@@ -25,7 +25,7 @@ from .config import with_overrides
 from .data.render import FACTORS
 from .recall import l2_normalise, rank_items
 
-STAGE_VERSION = 3  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
+STAGE_VERSION = 4  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,31 @@ class AlignConfig:
 # --------------------------------------------------------------------------- model
 
 
+class BitDropout(nn.Module):
+    """Inverted dropout whose mask is cut from random 64-bit words, 16 bits per element.
+
+    Why not ``nn.Dropout``: on the CPU it draws one Bernoulli sample per element, ~70 ms for a
+    default batch of 3,200 map positions × 1,280 channels, a quarter of a training step; four
+    16-bit slices of each random word give the same distribution (the drop probability rounded to
+    a multiple of 1/65,536) in ~5 ms. Seeded by torch's global generator, like ``nn.Dropout``.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        self.threshold = -(2**15) + round(p * 2**16)  # int16 bits below it are dropped
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        n = x.numel()
+        words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+        keep = words.view(torch.int16)[:n].view(x.shape) >= self.threshold
+        return x * (keep * (1.0 / (1.0 - self.p)))
+
+
 class AlignHead(nn.Module):
     """Attention pooling over spatial tokens → global embedding (dim) + K visual tokens (K, dim).
 
@@ -77,7 +102,7 @@ class AlignHead(nn.Module):
                  heads: int = 4, hidden: int = 0, dropout: float = 0.0, tuned: nn.Module | None = None):
         super().__init__()
         self.tuned = tuned or nn.Identity()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = BitDropout(dropout)
         layers = [nn.Linear(in_channels, hidden), nn.GELU(), nn.Linear(hidden, dim)] if hidden else [
             nn.Linear(in_channels, dim)]
         self.proj = nn.Sequential(nn.LayerNorm(in_channels), *layers)
@@ -267,8 +292,8 @@ def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress:
         if selection and (step % cfg.eval_every == 0 or step == cfg.steps):
             emb = np.zeros((len(maps), cfg.dim), np.float32)  # only the views the metric reads
             emb[scored] = embed(head, maps, scored)[0]
-            for name, views in selection.items():
-                row[f"{name}_recall@1"] = evaluate(catalogue, emb, views)["recall@1"]
+            for name, views in selection.items():  # Recall@1 only: the view gap would double the cost
+                row[f"{name}_recall@1"] = float(recall_hits(catalogue, emb, views, 1).mean())
             score = np.mean([row[f"{name}_recall@1"] for name in selection])
             if score > best[0]:
                 best = (score, {k: v.clone() for k, v in head.state_dict().items()})
@@ -304,7 +329,7 @@ def choose_on_validation(catalogue, embeddings: dict, baseline: str, tie: float 
     views = selection_views(catalogue, "both")
     table = pd.DataFrame({name: {f"{part} R@1": evaluate(catalogue, emb, ids)["recall@1"]
                                  for part, ids in views.items()} for name, emb in embeddings.items()}).T
-    table["score"] = table.mean(1)
+    table["score"] = table.mean(axis=1)
     best = table["score"].idxmax()
     return (best if table.loc[best, "score"] >= table.loc[baseline, "score"] + tie else baseline), table
 

@@ -25,7 +25,7 @@ import torch
 from . import backbone, store
 from .data import render
 
-STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
+STAGE_VERSION = 2  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 KINDS = ("photometric", "geometric", "background")
 
 

