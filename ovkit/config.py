@@ -11,6 +11,7 @@ import threading
 import time
 import types
 import typing
+import warnings
 
 
 def with_overrides(cls, overrides: dict | None, what: str):
@@ -78,6 +79,12 @@ def matches_type(value, hint) -> bool:
 
 def _type_name(hint) -> str:
     return getattr(hint, "__name__", None) if not typing.get_args(hint) else str(hint).replace("typing.", "")
+
+
+def warn(message: str) -> None:
+    """A UserWarning attributed to the kit, not to a file: notebooks that show it (and commit it)
+    carry no path of the machine that ran them."""
+    warnings.warn_explicit(message, UserWarning, "ovkit", 0, module="ovkit")
 
 
 def progress(iterable=None, enabled: bool = True, **kwargs):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
+
+from . import config
 
 
 def one_thread():
@@ -147,7 +147,7 @@ def _warn_once(message: str) -> None:
     """A warning shown once per process (the ablations would repeat it for every variant)."""
     if message not in _WARNED:
         _WARNED.add(message)
-        warnings.warn(message, stacklevel=4)
+        config.warn(message)
 
 
 def fit_opq(r: np.ndarray, m: int, size: int, seed: int, sample: int = 262_144):

@@ -26,9 +26,9 @@ import pandas as pd
 
 from . import metrics, timing
 from .config import with_overrides
+from .fusion import catalogue_only_vectors
+from .fusion import item_vectors as fused_item_vectors
 from .recall import VisualRecall
-from .vrq import catalogue_only_vectors
-from .vrq import item_vectors as fused_item_vectors
 
 CHEAP = ["visual", "visual_rank", "type_vote", "model_vote", "popularity"]
 RICH = CHEAP + ["hist_type", "hist_colour", "hist_creator", "hist_model", "hist_price_gap", "hist_len",
@@ -50,6 +50,7 @@ class MCAConfig:
     depth: int = 3  # depth of each tree (shallow: ~1,000 clicks to learn from)
     sibling_expand: int = 10  # add the other colourways of the best k visual matches to recall (0: off)
     rank_on: str = "exposures"  # ranker training rows: logged exposures, or every recalled "candidates"
+    user_features: bool = True  # the ranker reads the shopper's history features (hist_*); False: an ablation
     seed: int = 0
 
     @classmethod
@@ -119,7 +120,7 @@ class Cascade:
     def __init__(self, catalogue, view_embeddings: np.ndarray, cfg: MCAConfig,
                  fused_vectors: np.ndarray | None = None):
         """``fused_vectors`` (n_items, d): the SKU vectors of ``vectors="fused"`` (default: VRQ's
-        fusion, ``vrq.item_vectors``; pass ``ids.item_vectors`` to index exactly OneVision's)."""
+        fusion, ``fusion.item_vectors``; pass ``ids.item_vectors`` to index exactly OneVision's)."""
         if cfg.recall > len(catalogue.items):
             raise ValueError(f"asked for {cfg.recall} recall candidates but the catalogue has "
                              f"{len(catalogue.items)} SKUs: lower MCA recall")
@@ -137,7 +138,7 @@ class Cascade:
         self.model_of = catalogue.items["model_id"].to_numpy()
         self.skus_of_model = catalogue.items.groupby("model_id")["item_id"].apply(np.asarray).to_dict()
         self.prerank_model = self.rank_model = None
-        self.rank_features = list(RICH)
+        self.rank_features = [f for f in RICH if cfg.user_features or not f.startswith("hist_")]
 
     def fit(self, log: pd.DataFrame, histories: dict) -> Cascade:
         """Train both rankers on the training log (clicked = label, orders weighted higher)."""

@@ -21,7 +21,7 @@ import pandas as pd
 
 import ovkit
 
-from . import align, backbone, config, data, gen, mca, seeds, sim, vrq
+from . import align, backbone, config, data, fusion, gen, mca, seeds, sim, vrq
 
 STAGES = ("catalogue", "align", "vrq", "sim", "gen")
 # the notebook parameters notebooks 00-04 read (defaults: ovkit.config.PARAMETERS, as in the notebooks)
@@ -99,7 +99,20 @@ class Pipeline:
             return model
         if vectors != "catalogue":
             raise ValueError(f"vectors must be 'catalogue' or 'fused', got {vectors!r}")
-        return model.with_item_vectors(vrq.catalogue_only_vectors(self.catalogue, self.embeddings))
+        return model.with_item_vectors(fusion.catalogue_only_vectors(self.catalogue, self.embeddings))
+
+    def train_stages(self, progress: bool = True) -> dict:
+        """Train OneVision's three stages (or load them from the stage cache) and serve them from now
+        on (:attr:`model`, :meth:`model_on`); returns them, stage name → gen.Trained."""
+        self.stages = gen.train_stages(self.catalogue, self.align_run, self.ids, self.logs, self.gen_cfg,
+                                       self.device, progress=progress)
+        return self.stages
+
+    def ranked(self, stage: str, split: str = "test", k: int = 10) -> np.ndarray:
+        """Top-``k`` SKUs (Q, k) of a stage's beam search on the sessions of ``split``; pretraining
+        never saw a user, so it is served without history (as it was validated)."""
+        queries = self.queries(split, with_user=stage != "pretrain")
+        return gen.beam_search(self.stages[stage].model, queries, k)[0]
 
     def queries(self, split: str = "test", with_user: bool = True):
         """gen.Queries of the sessions of ``split`` (test, val, cold_test or cold_val)."""
@@ -145,5 +158,5 @@ def load(params, upto: str = "gen") -> Pipeline:
     built.cascade.fit(built.logs.train_log, built.logs.train_histories)
     if reach < STAGES.index("gen"):
         return built
-    built.stages = gen.train_stages(cat, built.align_run, built.ids, built.logs, cfg["GEN"], device)
+    built.train_stages()
     return built

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from . import store
+from . import config, store
 from .config import expect, with_overrides
 from .dedup import LastDistances, disambiguate  # noqa: F401  (vrq.disambiguate is part of the API)
+from .fusion import check_embeddings, item_vectors, item_views
 from .kmeans import (
     CHUNK,
     FAISS_CELLS,
@@ -45,7 +45,6 @@ from .kmeans import (
     squared_distances,
     top_inner_product,
 )
-from .recall import l2_normalise
 
 STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
@@ -105,17 +104,6 @@ class VRQConfig:
 # --------------------------------------------------------------------------- input checks
 
 
-def check_embeddings(x: np.ndarray, what: str) -> np.ndarray:
-    """float32 copy of ``x``; NaN/inf or all-zero rows are an error naming how many and which."""
-    x = np.asarray(x, np.float32)
-    bad = ~np.isfinite(x).all(1) | (np.abs(x).sum(1) == 0)
-    if bad.any():
-        raise ValueError(f"{what}: {bad.sum()} of {len(x)} vectors are NaN, infinite or all zero "
-                         f"(rows {np.flatnonzero(bad)[:5].tolist()}...). Rebuild the upstream embeddings "
-                         f"(notebook 01) or drop those items.")
-    return x
-
-
 def check_budget(sizes, n_fit: int) -> None:
     """Every codebook must be fillable by the items it is fitted on."""
     for level, size in enumerate(sizes, start=1):
@@ -124,8 +112,8 @@ def check_budget(sizes, n_fit: int) -> None:
             raise ValueError(f"code position {level} asks for {size} codes but only {n_fit} SKUs are there "
                              f"to fit them: use smaller codebooks (e.g. sizes {smaller})")
         if 2 * size > n_fit:
-            warnings.warn(f"code position {level}: {size} codes for {n_fit} SKUs leaves fewer than 2 SKUs "
-                          f"per code", stacklevel=3)
+            config.warn(f"code position {level}: {size} codes for {n_fit} SKUs leaves fewer than 2 SKUs "
+                        f"per code")
 
 
 def check_space(sizes, n_items: int, dedup: str) -> None:
@@ -143,43 +131,7 @@ def catalogue_fingerprint(catalogue) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-# --------------------------------------------------------------------------- item vectors
-
-
-def item_views(catalogue, train_queries: bool = True) -> list[np.ndarray]:
-    """For every SKU, the view ids that describe it: catalogue views (+ its training query views)."""
-    views = catalogue.views
-    keep = views["kind"] == "catalog"
-    if train_queries:
-        keep |= (views["kind"] == "query") & (views["split"] == "train")
-    groups = views[keep].groupby("item_id")["view_id"].apply(np.asarray)
-    return [groups.get(i, np.zeros(0, int)) for i in range(len(catalogue.items))]
-
-
-def item_vectors(catalogue, view_embeddings: np.ndarray, query_weight: float = 0.5) -> np.ndarray:
-    """Multi-view item vector per SKU (n_items, d), L2-normalised.
-
-    ``normalise((1 − w)·mean(catalogue views) + w·mean(training query views))``; SKUs without
-    training queries (cold ones) use their catalogue views alone.
-    """
-    views = catalogue.views
-    emb = check_embeddings(view_embeddings, "view embeddings")
-    item_of = views["item_id"].to_numpy()
-    n, d = len(catalogue.items), emb.shape[1]
-
-    def mean_of(mask):
-        sums, counts = np.zeros((n, d), np.float64), np.zeros(n)
-        np.add.at(sums, item_of[mask], emb[mask])
-        np.add.at(counts, item_of[mask], 1)
-        return l2_normalise(sums / np.maximum(counts, 1)[:, None]), counts > 0
-
-    catalog, has_catalog = mean_of((views["kind"] == "catalog").to_numpy())
-    if not has_catalog.all():
-        raise ValueError(f"{(~has_catalog).sum()} SKUs have no catalogue view (e.g. item "
-                         f"{np.flatnonzero(~has_catalog)[0]}): every product needs a shop image")
-    query, has_query = mean_of(((views["kind"] == "query") & (views["split"] == "train")).to_numpy())
-    w = np.where(has_query, query_weight, 0.0)[:, None]
-    return l2_normalise((1 - w) * catalog + w * query).astype(np.float32)
+# --------------------------------------------------------------------------- category injection
 
 
 def category_labels(catalogue, column: str) -> tuple[np.ndarray, list[str]]:
@@ -632,8 +584,3 @@ def quantize(vectors: np.ndarray, types: np.ndarray, n_types: int, views_x: np.n
             "config": dataclasses.asdict(cfg), "n_moved": int(moved.sum()), "n_appended": int(appended.sum()),
             "cold_collision_rate": cold_collisions,
             "unique_after_dedup": len(set(map(tuple, codes.tolist()))) / len(codes)}
-
-
-def catalogue_only_vectors(catalogue, view_embeddings: np.ndarray) -> np.ndarray:
-    """Item vectors from catalogue views alone (the baselines' input: no multi-view fusion)."""
-    return item_vectors(catalogue, view_embeddings, query_weight=0.0)

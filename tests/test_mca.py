@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import fake_world
 
-from ovkit import mca, vrq
+from ovkit import fusion, mca
 
 MCA = mca.MCAConfig(recall=40, prerank=20)
 
@@ -21,7 +21,7 @@ def fake():
 def test_fused_index_ranks_skus_by_their_fused_vector(fake):
     cat, emb, _ = fake
     fused = mca.Cascade(cat, emb, mca.MCAConfig(recall=40, prerank=20, vectors="fused", sibling_expand=0))
-    vectors = vrq.item_vectors(cat, emb)
+    vectors = fusion.item_vectors(cat, emb)
     np.testing.assert_allclose(fused.item_vectors, vectors)
     queries = emb[_test_photos(cat).to_numpy()[:25]]
     items, scores = fused.recall.search(queries, 10)
@@ -118,3 +118,10 @@ def test_recall_adds_the_other_colourways_of_the_best_matches(fake):
         siblings = set(cat.items[np.isin(model, model[top[:3]])]["item_id"])
         assert siblings <= set(row) and len(set(row)) == 12
     assert (np.diff(scores, axis=1) <= 1e-6).all()  # still best first
+
+
+def test_without_user_features_the_ranker_reads_no_history(fake):
+    cat, emb, _ = fake
+    assert {f for f in mca.Cascade(cat, emb, MCA).rank_features if f.startswith("hist_")}
+    plain = mca.Cascade(cat, emb, mca.MCAConfig(recall=40, prerank=20, user_features=False))
+    assert plain.rank_features == [f for f in mca.RICH if not f.startswith("hist_")]

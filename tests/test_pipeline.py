@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import fake_world
 
-from ovkit import mca, pipeline, vrq
+from ovkit import fusion, gen, mca, pipeline
 from ovkit.data import shapes
 
 MCA = mca.MCAConfig(recall=40, prerank=20)
@@ -38,6 +38,12 @@ def test_each_stopping_point_loads_its_stages_and_reuses_the_cache(kit_home, sho
     assert not again.catalogue.artifact.fresh and not again.align_run.artifact.fresh
     assert not again.ids.artifact.fresh and not again.stages["dpo"].artifact.fresh
     np.testing.assert_array_equal(again.ids.codes, built.ids.codes)
+    # a stage's ranked lists: pretraining served without history (as validated), SFT/DPO with it
+    without_user = built.queries("val", with_user=False)
+    np.testing.assert_array_equal(built.ranked("pretrain", "val"),
+                                  gen.beam_search(built.stages["pretrain"].model, without_user, 10)[0])
+    with_user = gen.beam_search(built.model, built.queries("val"), 10)[0]
+    np.testing.assert_array_equal(built.ranked("dpo", "val"), with_user)
 
 
 def test_settings_and_names_are_checked_before_anything_is_built(kit_home):
@@ -75,7 +81,7 @@ def fake():
 def test_pipeline_compares_both_indexes_and_picks_the_reference_on_validation(fake):
     cat, emb, logs = fake
     cascade = mca.Cascade(cat, emb, MCA).fit(logs.train_log, logs.train_histories)
-    ids = types.SimpleNamespace(item_vectors=vrq.item_vectors(cat, emb))
+    ids = types.SimpleNamespace(item_vectors=fusion.item_vectors(cat, emb))
     built = pipeline.Pipeline({}, "cpu", None, cat, align_run=types.SimpleNamespace(embeddings=emb), ids=ids,
                               cascade=cascade, logs=logs)
     table, ranked = built.cascade_results()

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import fake_catalogue
 
-from ovkit import recall, store, vrq
+from ovkit import fusion, recall, store, vrq
 
 SMALL = {"levels": (8, 8), "opq_codes": 2, "opq_size": 8}  # a VRQ small enough for the fake catalogue
 
@@ -117,18 +117,18 @@ def test_cold_skus_get_ids_without_moving_warm_ones(fake_views):
 
 
 def _views(cat, emb, rows):
-    per_item = vrq.item_views(cat)
+    per_item = fusion.item_views(cat)
     ids = [per_item[i] for i in rows]
     return emb[np.concatenate(ids)], np.repeat(np.arange(len(rows)), [len(v) for v in ids])
 
 
 def test_item_vectors_fuse_catalogue_and_training_queries(fake_views):
     cat, emb = fake_views
-    catalogue_only = vrq.item_vectors(cat, emb, 0.0)
+    catalogue_only = fusion.item_vectors(cat, emb, 0.0)
     view0 = cat.views[(cat.views["item_id"] == 0) & (cat.views["kind"] == "catalog")]["view_id"]
     np.testing.assert_allclose(catalogue_only[0], emb[view0].mean(0) / np.linalg.norm(emb[view0].mean(0)),
                                rtol=1e-5)
-    fused = vrq.item_vectors(cat, emb, 0.5)
+    fused = fusion.item_vectors(cat, emb, 0.5)
     cold = cat.items["cold"].to_numpy()
     np.testing.assert_allclose(fused[cold], catalogue_only[cold], rtol=1e-6)  # no training queries
     assert not np.allclose(fused[~cold], catalogue_only[~cold])
