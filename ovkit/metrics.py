@@ -154,6 +154,21 @@ def cluster_mean_ci(values, groups, baseline=None, relative: bool = False, level
     return float(stat(units)), float(ci.low), float(ci.high)
 
 
+def paired_table(values: dict, groups, pairs: dict, relative: bool = False,
+                 name: str = "difference") -> pd.DataFrame:
+    """Paired differences ``values[a] − values[b]`` (or relative ones) with user-resampled 95% CIs.
+
+    Args:
+        values: per-session values (e.g. hits) of each system, aligned with ``groups``.
+        groups: one label per session (the user): the unit :func:`cluster_mean_ci` resamples.
+        pairs: row label → (system a, system b).
+    Returns:
+        One row per pair: ``name``, ``95% low``, ``95% high``.
+    """
+    return pd.DataFrame({label: cluster_mean_ci(values[a], groups, values[b], relative=relative)
+                         for label, (a, b) in pairs.items()}, index=[name, "95% low", "95% high"]).T
+
+
 def slice_table(ranked: dict, sessions: dict, k: int = 10) -> pd.DataFrame:
     """HR@k (ordered SKU) and exact-SKU recall@k, with user-resampled 95% intervals, per system
     and session slice (e.g. warm and cold).

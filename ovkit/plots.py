@@ -135,6 +135,59 @@ def slice_bars(table, metric: str = "hr@10", title: str | None = None):
     return fig
 
 
+def stage_curves(histories: dict, metric: str = "val_hr@10"):
+    """Training curves of consecutive stages (name → history with ``step``, ``loss`` and ``metric``
+    on the rows where it was checked), one after the other on a shared step axis. Returns the figure."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3))
+    offset = 0
+    for name, h in histories.items():
+        axes[0].plot(h["step"] + offset, h["loss"].rolling(10, min_periods=1).mean(), label=name)
+        checks = h.dropna(subset=[metric])
+        axes[1].plot(checks["step"] + offset, checks[metric], marker="o", label=name)
+        offset += len(h)
+    axes[0].set(title="training loss (rolling mean)", xlabel="step")
+    axes[1].set(title=f"{metric.removeprefix('val_')} on validation sessions", xlabel="step")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def pruning_pareto(sweep, chosen, max_loss: float):
+    """Latency at batch 1 vs HR@10 of every policy in ``sweep`` (:func:`ovkit.prune.sweep`'s table,
+    unpruned first), the ``chosen`` row (its index label) in red and the HR@10 floor that
+    ``max_loss`` allows. Returns the figure."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(sweep["latency_ms"], sweep["hr@10"], c=["C3" if i == chosen else "C0" for i in sweep.index])
+    for label, x, y in zip(sweep["policy"], sweep["latency_ms"], sweep["hr@10"], strict=True):
+        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    floor = sweep["hr@10"].iloc[0] * (1 - max_loss)
+    ax.axhline(floor, ls="--", c="grey", lw=0.8, label=f"−{max_loss:.0%} HR@10")
+    ax.set(xlabel="latency per query, batch 1 (ms, p50)", ylabel="HR@10 (ordered SKU)",
+           title="validation sessions: latency vs quality over the pruning grid (red: chosen)")
+    ax.legend()
+    return fig
+
+
+def ab_lifts(lift, kinds, control: str):
+    """Left: the treatment's lifts over ``control`` with 95% CIs beside the paper's (``lift``: rows
+    ctr, cvr, orders_per_session; columns lift, ci_low, ci_high, paper). Right: clicks per 100
+    sessions by kind, per arm (``kinds``, from ``ABTest.clicks_by_kind``). Returns the figure."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    x = np.arange(len(lift))
+    errors = [(lift["lift"] - lift["ci_low"]) * 100, (lift["ci_high"] - lift["lift"]) * 100]
+    axes[0].errorbar(x, lift["lift"] * 100, yerr=errors, fmt="o", capsize=4, label="kit (95% CI)")
+    axes[0].scatter(x, lift["paper"] * 100, marker="x", c="C3", zorder=3, label="paper")
+    axes[0].axhline(0, c="grey", lw=0.8)
+    axes[0].set(xticks=x, xticklabels=["item CTR", "CVR", "orders / session"],
+                ylabel=f"lift over {control} (%)", title="OneVision vs the reference cascade")
+    axes[0].legend()
+    kinds.drop(columns="found").plot.barh(stacked=True, ax=axes[1], title="what the shoppers clicked")
+    axes[1].set(xlabel="clicks per 100 sessions", ylabel="")
+    axes[1].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3)
+    fig.tight_layout()
+    return fig
+
+
 def seed_strips(summary: dict, keys, cols: int = 4):
     """One panel per metric: each seed's value (a dot, labelled by seed) per group of pooled points
     (a grid cell, or a cell and a source of variation), with the estimate over seeds as a bar and its

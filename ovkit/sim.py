@@ -422,6 +422,16 @@ class ABTest:
         return pd.DataFrame(rows).T
 
 
+def session_dice(design: str, step: int, arm: int) -> int:
+    """Seed of the click and order dice of an A/B test's sessions at ``step`` in ``arm``.
+
+    ``paired``: the same dice in every arm (common random numbers), so a shopper who would click
+    position 3 of a relevant list does so in both arms and the arms differ only by what they
+    serve; ``split``: each arm its own dice, as two groups of real shoppers.
+    """
+    return 100 + step if design == "paired" else 100 + step + 10_000 * (arm + 1)
+
+
 def ab_test(catalogue, arms: dict, sim_cfg: SimConfig, ab: ABConfig, retrieve) -> ABTest:
     """Serve fresh shoppers' sessions with each arm and let the simulator react.
 
@@ -466,9 +476,7 @@ def ab_test(catalogue, arms: dict, sim_cfg: SimConfig, ab: ABConfig, retrieve) -
             if served.shape != (len(part), sim_cfg.list_size):
                 raise ValueError(f"arm {name!r} served lists of shape {served.shape}, expected "
                                  f"{(len(part), sim_cfg.list_size)} (one list of list_size SKUs per session)")
-            # paired: the same dice for every arm (common random numbers); split: each arm its own
-            dice = 100 + step if ab.design == "paired" else 100 + step + 10_000 * (arm + 1)
-            clicks, orders = react(world, part, served, seed=dice)
+            clicks, orders = react(world, part, served, seed=session_dice(ab.design, step, arm))
             for user, items, hit in zip(part["user"], served, clicks, strict=True):
                 clicked[name][user].extend(items[hit].tolist())
             shown = served == part[["intent"]].to_numpy()  # the SKU in the photo, where served

@@ -68,6 +68,32 @@ def test_trie_paths_lead_to_their_items_and_reject_unknown_sids():
         gen.Trie(codes + 10, sizes)
 
 
+def test_branching_counts_prefixes_and_children_per_level():
+    trie = gen.Trie(np.array([[0, 0], [0, 1], [1, 0], [2, 1], [2, 0], [2, 2]]), (3, 3))
+    table = trie.branching()
+    # by hand: level 1 = the root with 3 children; level 2 = prefixes 0, 1, 2 with 2, 1, 3 children
+    assert table["prefixes"].tolist() == [1, 3] and table["mean children"].tolist() == [3.0, 2.0]
+    assert list(table.index) == ["level 1", "level 2"]
+
+
+def test_colourway_facts_count_by_hand():
+    cat, emb = fake_catalogue(n_models=12, colourways=2, query_views=4)
+    logs = sim.simulate(cat, emb, sim.SimConfig(n_users=10, train_sessions=6, test_sessions=2),
+                        retrieve=mca.Cascade(cat, emb, mca.MCAConfig(recall=20, prerank=10)).retrieve)
+    n = len(cat.items)
+    codes = np.stack([np.arange(n) // 2, np.arange(n) % 2], 1)  # SID = (model, colourway)
+    chosen, rejected = np.array([0, 2]), np.array([[1, 5], [4, -1]])  # SKU 1 is 0's colourway; 5 and 4 not
+    facts = gen.colourway_facts(cat, logs, codes, chosen, rejected)
+    model_of = cat.items["model_id"].to_numpy()
+    assert (model_of[0], model_of[1]) == (0, 0) and model_of[4] != model_of[2]  # the fake's layout
+    assert facts["DPO rejected SKUs that are another colourway of the chosen"] == pytest.approx(1 / 3)
+    assert facts["colourway pairs sharing SID level 1"] == 1.0  # level 1 is the model here
+    assert facts["colourway pairs sharing SID levels 1-2"] == 0.0
+    test = logs.test_sessions
+    exact = (test["ordered"] == test["intent"]).mean()
+    assert facts["test orders of the SKU in the photo"] == pytest.approx(exact)
+
+
 def test_incremental_decoding_equals_decoding_the_whole_prefix():
     """decode_step with its key/value cache (what beam search runs) against decode (what training runs)."""
     model = tiny_model(decoder_layers=2, heads=4)

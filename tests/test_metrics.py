@@ -191,3 +191,16 @@ def test_retention_ci_is_the_photo_level_ratio_with_a_sku_bootstrap():
         ratios.append(h.mean() / i.mean())
     low, high = np.percentile(ratios, [2.5, 97.5])
     assert out["a"][1] == pytest.approx(low, abs=0.03) and out["a"][2] == pytest.approx(high, abs=0.03)
+
+
+def test_paired_table_holds_each_pairs_user_resampled_difference():
+    users = np.repeat(np.arange(6), 2)
+    hits = {"a": np.array([1, 1, 0, 1, 1, 1, 0, 0, 1, 0, 1, 1.0]),
+            "b": np.array([0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1.0])}
+    table = metrics.paired_table(hits, users, {"a − b": ("a", "b"), "b − a": ("b", "a")}, name="HR diff")
+    assert list(table.columns) == ["HR diff", "95% low", "95% high"]
+    assert table.loc["a − b", "HR diff"] == pytest.approx(4 / 12)  # by hand: 8 hits − 4 hits over 12 sessions
+    assert tuple(table.loc["a − b"]) == metrics.cluster_mean_ci(hits["a"], users, hits["b"])
+    assert table.loc["b − a", "HR diff"] == pytest.approx(-4 / 12)
+    relative = metrics.paired_table(hits, users, {"a vs b": ("a", "b")}, relative=True)
+    assert relative.iloc[0, 0] == pytest.approx(8 / 4 - 1)  # Σa / Σb − 1

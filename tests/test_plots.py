@@ -58,3 +58,36 @@ def test_seed_strips_shows_each_seed_and_the_pooled_interval():
     assert sorted(np.asarray(dots)[:, 1].round(3)) == [0.1, 0.2, 0.3]
     assert fig.axes[0].get_title() == "m" and not fig.axes[1].axison  # a metric no seed has is left out
     plt.close(fig)
+
+
+def test_stage_curves_put_the_stages_one_after_the_other():
+    history = pd.DataFrame({"step": [1, 2, 3, 4], "loss": [4.0, 3, 2, 1],
+                            "val_hr@10": [None, 0.1, None, 0.2]})
+    fig = plots.stage_curves({"pretrain": history, "sft": history})
+    loss, checks = fig.axes[0].lines, fig.axes[1].lines
+    assert [list(line.get_xdata()) for line in loss] == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert [list(line.get_xdata()) for line in checks] == [[2, 4], [6, 8]]  # only the checked steps
+    plt.close(fig)
+
+
+def test_pruning_pareto_marks_the_chosen_policy_and_the_loss_floor():
+    sweep = pd.DataFrame({"policy": ["unpruned", "δ 1", "δ 4"], "latency_ms": [10.0, 7.0, 9.0],
+                          "hr@10": [0.30, 0.29, 0.30]})
+    fig = plots.pruning_pareto(sweep, chosen=2, max_loss=0.01)
+    colours = fig.axes[0].collections[0].get_facecolors()
+    assert (colours[2] != colours[0]).any() and (colours[1] == colours[0]).all()
+    assert fig.axes[0].lines[0].get_ydata()[0] == pytest.approx(0.30 * 0.99)
+    plt.close(fig)
+
+
+def test_ab_lifts_draws_the_kits_intervals_beside_the_papers_values():
+    lift = pd.DataFrame({"lift": [0.01, -0.02, 0.0], "ci_low": [0.0, -0.04, -0.01],
+                         "ci_high": [0.02, 0.0, 0.01], "paper": [0.0215, 0.0227, 0.0312]},
+                        index=["ctr", "cvr", "orders_per_session"])
+    kinds = pd.DataFrame({"found": [0.5, 0.6], "exact": [10.0, 12.0], "colourway": [3.0, 2.0]},
+                         index=["A", "B"])
+    fig = plots.ab_lifts(lift, kinds, "A")
+    paper = fig.axes[0].collections[-1].get_offsets()
+    assert np.allclose(np.asarray(paper)[:, 1], [2.15, 2.27, 3.12])  # in percent
+    assert len(fig.axes[1].patches) == 4  # two kinds × two arms; "found" is not a click kind
+    plt.close(fig)

@@ -186,3 +186,10 @@ def test_ab_refuses_bad_settings(world):
         sim.ABConfig.from_overrides({"design": "both"})
     with pytest.raises(ValueError, match="unknown AB"):
         sim.ABConfig.from_overrides({"user": 5})
+
+
+def test_paired_arms_share_their_dice_and_split_arms_do_not():
+    assert sim.session_dice("paired", 3, 0) == sim.session_dice("paired", 3, 1)  # common random numbers
+    assert sim.session_dice("paired", 3, 0) != sim.session_dice("paired", 4, 0)  # a new draw per step
+    split = {sim.session_dice("split", step, arm) for step in range(8) for arm in range(4)}
+    assert len(split) == 32  # every (step, arm) its own dice

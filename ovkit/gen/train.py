@@ -87,6 +87,35 @@ def preference_lists(logs, embeddings, tokens, history_len: int, sessions=None):
         np.asarray(chosen, np.int64), table
 
 
+def colourway_facts(catalogue, logs, codes: np.ndarray, chosen: np.ndarray, rejected: np.ndarray):
+    """What SFT and DPO can learn about colourways: shares of logged clicks and test orders on the
+    photographed SKU or another colourway of it, of DPO's rejected SKUs that are a colourway of the
+    chosen one (``chosen``/``rejected`` from :func:`preference_lists`), and of colourway pairs that
+    share SID prefixes (``codes`` (n_items, L))."""
+    model_of = catalogue.items["model_id"].to_numpy()
+    train = logs.train_sessions.set_index("session")
+    clicked = logs.train_log[logs.train_log["clicked"]]
+    click, photo = clicked["item_id"].to_numpy(), train.loc[clicked["session"], "intent"].to_numpy()
+    ordered, intent = logs.test_sessions["ordered"].to_numpy(), logs.test_sessions["intent"].to_numpy()
+    valid = rejected >= 0
+    sibling_rejected = (model_of[np.maximum(rejected, 0)] == model_of[chosen][:, None]) & valid
+    groups = catalogue.items.groupby("model_id")["item_id"].apply(np.asarray)
+    pairs = np.array([(a, b) for group in groups for i, a in enumerate(group) for b in group[i + 1:]])
+    pairs = pairs.reshape(-1, 2)
+    same_model = model_of[ordered] == model_of[intent]
+    return pd.Series({
+        "logged clicks on the SKU in the photo": (click == photo).mean(),
+        "logged clicks on another colourway of it": ((model_of[click] == model_of[photo])
+                                                     & (click != photo)).mean(),
+        "test orders of the SKU in the photo": (ordered == intent).mean(),
+        "test orders of another colourway": (same_model & (ordered != intent)).mean(),
+        "DPO rejected SKUs that are another colourway of the chosen": sibling_rejected.sum() / valid.sum(),
+        "colourway pairs sharing SID level 1": (codes[pairs[:, 0], 0] == codes[pairs[:, 1], 0]).mean(),
+        "colourway pairs sharing SID levels 1-2": (codes[pairs[:, 0], :2]
+                                                   == codes[pairs[:, 1], :2]).all(1).mean(),
+    }, name="share")
+
+
 # --------------------------------------------------------------------------- losses
 
 

@@ -69,6 +69,14 @@ class Trie:
         """Memory of the trie's tables (CSR levels, item paths, leaf map)."""
         return sum(a.nbytes for a in (*self.indptr, *self.code, self.path, self.leaf_item))
 
+    def branching(self):
+        """One row per level: its prefixes (trie nodes) and their mean number of children."""
+        import pandas as pd
+
+        return pd.DataFrame({"prefixes": [len(ptr) - 1 for ptr in self.indptr],
+                             "mean children": [np.diff(ptr).mean() for ptr in self.indptr]},
+                            index=[f"level {level + 1}" for level in range(self.depth)])
+
     def children(self, level: int, nodes) -> np.ndarray:
         """Dense child rows (len(nodes), size_l) of ``nodes`` at ``level``: child node or -1."""
         return expand_children(torch.from_numpy(self.indptr[level]), torch.from_numpy(self.code[level]),
