@@ -42,8 +42,9 @@ class Explorer:
         return "-".join(str(c) for c in self.codes[item])
 
     def card(self, i: int, k: int = 10, history: int = 8):
-        """The figure for test query ``i``: row 1 the photo and the last ``history`` clicked SKUs,
-        then one row per system (✓ = the SKU this shopper orders; ≈ = another colourway of it)."""
+        """The figure for test query ``i``: row 1 the photo, the product in it (its catalogue image),
+        the SKU the shopper orders and up to ``history`` earlier clicks; then one row per system
+        (✓ = the SKU this shopper orders; ≈ = another colourway of it)."""
         if not 0 <= i < len(self):
             raise IndexError(f"test query {i} does not exist: pick 0 … {len(self) - 1}")
         session = self.sessions.iloc[i]
@@ -51,12 +52,18 @@ class Explorer:
         blank = np.full_like(pixels[0], 255)
         model = items["model_id"].to_numpy()
         target = int(session["ordered"])
-        past = list(self.histories.get(session["session"], []))[-history:]
-        images = [pixels[session["view_id"]]] + [pixels[self._first_view[h]] for h in past]
-        titles = [f"query (user {session['user']})"] + [f"history\n{items.loc[h, 'name'][:12]}" for h in past]
+        shown = [int(session["intent"])] if "intent" in session else []  # the product photographed
+        past = list(self.histories.get(session["session"], []))[-min(history, k - len(shown) - 1):]
+
+        def label(what, item):
+            return f"{what}\n{items.loc[item, 'name'][:12]}"
+
+        images = [pixels[session["view_id"]]] + [pixels[self._first_view[h]] for h in [*shown, target, *past]]
+        titles = [f"query (user {session['user']})", *[label("in the photo", h) for h in shown],
+                  label("ordered", target), *[label("history", h) for h in past]]
         images += [blank] * (k + 1 - len(images))
         titles += [""] * (k + 1 - len(titles))
-        labels = ["photo · history"]
+        labels = ["photo · order · history"]
         for name, ranked in self.systems.items():
             images.append(blank)
             titles.append(name)

@@ -18,7 +18,8 @@ def explorer():
     cat.pixels = np.zeros((len(cat.views), 8, 8, 3), np.uint8)
     queries = cat.views[cat.views["kind"] == "query"].head(4)
     sessions = pd.DataFrame({"session": [10, 11, 12, 13], "user": [0, 0, 1, 2],
-                             "view_id": queries["view_id"].to_numpy(), "ordered": [0, 3, 5, 7]})
+                             "view_id": queries["view_id"].to_numpy(), "ordered": [0, 3, 5, 7],
+                             "intent": [1, 3, 4, 7]})
     ranked = np.tile(np.arange(10), (4, 1))
     codes = np.arange(60).reshape(20, 3) % 7
     return explore.Explorer(cat, sessions, {10: [1, 2], 11: [4]}, {"A": ranked, "B": ranked[:, ::-1]}, codes)
@@ -28,7 +29,11 @@ def test_card_shows_photo_history_and_each_systems_list_with_sids(explorer):
     fig = explorer.card(0)
     titles = [ax.get_title() for ax in fig.axes]
     assert len(fig.axes) == 3 * 11  # photo/history row + one row per system, 10 SKUs + a label each
-    assert titles[0].startswith("query") and titles[1].startswith("history") and titles[3] == ""
+    assert titles[0].startswith("query") and titles[1].startswith("in the photo")
+    assert titles[2].startswith("ordered") and titles[3].startswith("history") and titles[5] == ""
+    first_view = explorer.catalogue.catalog_views().groupby("item_id")["view_id"].first()
+    explorer.catalogue.pixels[first_view[1]] = 7  # the photographed SKU's catalogue image is shown
+    assert (np.asarray(explorer.card(0).axes[1].images[0].get_array()) == 7).all()
     assert titles[12].startswith("✓ 0-1-2")  # system A ranks the ordered SKU 0 first; SID 0-1-2
     assert titles[13].startswith("≈ ")  # SKU 1 is SKU 0 in another colourway
     assert "SID 0-1-2" in fig._suptitle.get_text()
