@@ -76,8 +76,11 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(url)
-            page.wait_for_load_state("networkidle")
-            page.wait_for_timeout(3000)  # the charts draw after the data arrives
+            page.wait_for_load_state("load")  # not "networkidle": the UI keeps polling the server
+            page.wait_for_timeout(10_000)  # the tables and charts draw after the data arrives
+            for close in page.get_by_role("button", name="Close").all():  # the assistant's side panel
+                close.click()
+            page.wait_for_timeout(2_000)
             page.screenshot(path=args.out)
             browser.close()
         print(f"{args.out}: MLflow's comparison of {len(runs)} runs ({url})")
