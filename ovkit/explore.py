@@ -53,7 +53,8 @@ class Explorer:
         model = items["model_id"].to_numpy()
         target = int(session["ordered"])
         shown = [int(session["intent"])] if "intent" in session else []  # the product photographed
-        past = list(self.histories.get(session["session"], []))[-min(history, k - len(shown) - 1):]
+        clicks = list(self.histories.get(session["session"], []))
+        past = clicks[max(0, len(clicks) - max(0, min(history, k - len(shown) - 1))):]  # row 1: k + 1 images
 
         def label(what, item):
             return f"{what}\n{items.loc[item, 'name'][:12]}"

@@ -37,6 +37,8 @@ def test_card_shows_photo_history_and_each_systems_list_with_sids(explorer):
     assert titles[12].startswith("✓ 0-1-2")  # system A ranks the ordered SKU 0 first; SID 0-1-2
     assert titles[13].startswith("≈ ")  # SKU 1 is SKU 0 in another colourway
     assert "SID 0-1-2" in fig._suptitle.get_text()
+    bare = [ax.get_title() for ax in explorer.card(0, history=0).axes[:11]]
+    assert not any(t.startswith("history") for t in bare)  # none asked: none shown (not all of them)
     plt.close("all")
     with pytest.raises(IndexError, match="pick 0"):
         explorer.card(4)
