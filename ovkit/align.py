@@ -25,7 +25,7 @@ from .config import with_overrides
 from .data.render import FACTORS
 from .recall import l2_normalise, rank_items
 
-STAGE_VERSION = 4  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
+STAGE_VERSION = 5  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
 
 @dataclass(frozen=True)
@@ -262,9 +262,10 @@ def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress:
                tuned: nn.Module | None = None, augmented=None):
     """Train an :class:`AlignHead` (and the ``tuned`` backbone blocks) on cached maps.
 
-    ``augmented`` (an :class:`ovkit.augment.Augmented`) adds augmented photos to the anchors. The
-    head with the best validation Recall@1 (checked every ``eval_every`` steps; see
-    :func:`selection_views`) is kept. Returns (head, history DataFrame).
+    ``augmented`` (an :class:`ovkit.augment.Augmented`) adds augmented photos to the anchors. Every
+    ``eval_every`` steps (and at the last) Recall@1 is scored on :func:`selection_views` of
+    ``cfg.select_on`` and the head's state is kept. Returns (head with the best checked state,
+    history DataFrame, {step: state_dict} of every check).
     """
     torch.manual_seed(cfg.seed)
     head = make_head(cfg, maps, tuned).to(device)
@@ -276,8 +277,7 @@ def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress:
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     selection = selection_views(catalogue, cfg.select_on)
-    scored = np.concatenate([catalogue.catalog_views()["view_id"].to_numpy(), *selection.values()])
-    history, best = [], (-1.0, None)
+    history, checkpoints = [], {}
     bar = config.progress(range(1, cfg.steps + 1), progress, desc="alignment", unit="step")
     for step in bar:
         head.train()
@@ -290,18 +290,36 @@ def train_head(catalogue, maps, cfg: AlignConfig, device: str = "cpu", progress:
         sched.step()
         row = {"step": step, "loss": loss.item(), **parts}
         if selection and (step % cfg.eval_every == 0 or step == cfg.steps):
-            emb = np.zeros((len(maps), cfg.dim), np.float32)  # only the views the metric reads
-            emb[scored] = embed(head, maps, scored)[0]
-            for name, views in selection.items():  # Recall@1 only: the view gap would double the cost
-                row[f"{name}_recall@1"] = float(recall_hits(catalogue, emb, views, 1).mean())
-            score = np.mean([row[f"{name}_recall@1"] for name in selection])
-            if score > best[0]:
-                best = (score, {k: v.clone() for k, v in head.state_dict().items()})
-            bar.set_postfix(loss=f"{row['loss']:.3f}", val_r1=f"{score:.3f}")
+            row.update(selection_recall(catalogue, head, maps, selection))
+            checkpoints[step] = {k: v.clone() for k, v in head.state_dict().items()}
+            bar.set_postfix(loss=f"{row['loss']:.3f}", val_r1=f"{_score(row, selection):.3f}")
         history.append(row)
-    if best[1] is not None:
-        head.load_state_dict(best[1])
-    return head.eval(), pd.DataFrame(history)
+    history = pd.DataFrame(history)
+    if checkpoints:
+        head.load_state_dict(checkpoints[best_step(history, selection)])
+    return head.eval(), history, checkpoints
+
+
+def selection_recall(catalogue, head: AlignHead, maps, selection: dict) -> dict:
+    """Recall@1 of the head on each photo set of ``selection`` (name → view ids), as
+    ``{"<name>_recall@1": value}``; only the views the metric reads are embedded."""
+    scored = np.concatenate([catalogue.catalog_views()["view_id"].to_numpy(), *selection.values()])
+    emb = np.zeros((len(maps), head.out.out_features), np.float32)
+    emb[scored] = embed(head, maps, scored)[0]
+    # Recall@1 only: the view gap would double the cost
+    return {f"{name}_recall@1": float(recall_hits(catalogue, emb, views, 1).mean())
+            for name, views in selection.items()}
+
+
+def _score(row, selection) -> float:
+    return float(np.mean([row[f"{name}_recall@1"] for name in selection]))
+
+
+def best_step(history: pd.DataFrame, selection: dict) -> int:
+    """The checked step with the best mean Recall@1 over ``selection`` (the first, on a tie)."""
+    checked = history.dropna(subset=[f"{name}_recall@1" for name in selection])
+    scores = [_score(row, selection) for _, row in checked.iterrows()]
+    return int(checked["step"].iloc[int(np.argmax(scores))])
 
 
 def selection_views(catalogue, select_on: str) -> dict:
@@ -384,26 +402,60 @@ def aligned(catalogue, maps, maps_artifact, cfg: AlignConfig | None = None, devi
     if cfg.augment and cfg.augment_copies and cfg.augment_prob:
         extra = augment.augmented(catalogue, maps_artifact, cfg.augment, cfg.augment_copies, cfg.seed, device)
 
-    def build(folder):
-        started = time.perf_counter()
-        head, history = train_head(catalogue, maps, cfg, device, tuned=copy.deepcopy(tuned), augmented=extra)
-        seconds = time.perf_counter() - started
-        emb, tok = embed(head, maps)
-        store.release_pages(maps, extra.maps if extra else None)  # training + embed mapped them all
-        torch.save(head.state_dict(), folder / "head.pt")
-        np.save(folder / "embeddings.npy", emb)
-        np.save(folder / "tokens.npy", tok)
-        history.to_csv(folder / "history.csv", index=False)
-        return {"train_seconds": round(seconds, 2), "config": dataclasses.asdict(cfg)}
-
-    upstream = [maps_artifact] + ([extra.artifact] if extra else [])
-    artifact = store.cached("align", dataclasses.asdict(cfg), build, upstream=upstream, version=STAGE_VERSION)
+    # One training serves every checkpoint rule: the rule only picks among the checked states, so
+    # heads that differ in select_on alone share the steps (stage align_train) and each rule's
+    # stage align scores its photo sets on the saved checkpoints.
+    trained = store.cached("align_train", dataclasses.asdict(dataclasses.replace(cfg, select_on="val")),
+                           lambda folder: _train(folder, catalogue, maps, cfg, device, tuned, extra),
+                           upstream=[maps_artifact] + ([extra.artifact] if extra else []),
+                           version=STAGE_VERSION)
+    artifact = store.cached("align", dataclasses.asdict(cfg),
+                            lambda folder: _select(folder, catalogue, maps, cfg, device, tuned, trained),
+                            upstream=[trained], version=STAGE_VERSION)
     head = make_head(cfg, maps, tuned)
     head.load_state_dict(torch.load(artifact / "head.pt", weights_only=True))
     return Aligned(head=head.eval(), embeddings=np.load(artifact / "embeddings.npy"),
                    tokens=np.load(artifact / "tokens.npy", mmap_mode="r"),
                    history=pd.read_csv(artifact / "history.csv"),
-                   train_seconds=artifact.meta["train_seconds"], artifact=artifact, config=cfg)
+                   train_seconds=trained.meta["train_seconds"], artifact=artifact, config=cfg)
+
+
+def _train(folder, catalogue, maps, cfg: AlignConfig, device, tuned, extra) -> dict:
+    """Stage align_train: the head's training (checked on val photos), every checked state saved."""
+    started = time.perf_counter()
+    cfg = dataclasses.replace(cfg, select_on="val")
+    head, history, checkpoints = train_head(catalogue, maps, cfg, device, tuned=copy.deepcopy(tuned),
+                                            augmented=extra)
+    seconds = time.perf_counter() - started
+    if not checkpoints:  # no validation photos: the last state is the only candidate
+        checkpoints = {cfg.steps: head.state_dict()}
+    torch.save(checkpoints, folder / "checkpoints.pt")
+    history.to_csv(folder / "history.csv", index=False)
+    store.release_pages(maps, extra.maps if extra else None)  # training mapped them all
+    return {"train_seconds": round(seconds, 2)}
+
+
+def _select(folder, catalogue, maps, cfg: AlignConfig, device, tuned, trained: store.Artifact) -> dict:
+    """Stage align: the checkpoint that ``cfg.select_on`` picks, and every view's embedding and tokens."""
+    checkpoints = torch.load(trained / "checkpoints.pt", weights_only=True, map_location=device)
+    history = pd.read_csv(trained / "history.csv")
+    selection = selection_views(catalogue, cfg.select_on)
+    head = make_head(cfg, maps, copy.deepcopy(tuned)).to(device)
+    missing = [name for name in selection if f"{name}_recall@1" not in history]
+    for step, state in checkpoints.items() if missing else ():
+        head.load_state_dict(state)
+        scores = selection_recall(catalogue, head, maps, {name: selection[name] for name in missing})
+        for column, value in scores.items():
+            history.loc[history["step"] == step, column] = value
+    chosen = best_step(history, selection) if selection else max(checkpoints)
+    head.load_state_dict(checkpoints[chosen])
+    emb, tok = embed(head, maps)
+    store.release_pages(maps)
+    torch.save(head.state_dict(), folder / "head.pt")
+    np.save(folder / "embeddings.npy", emb)
+    np.save(folder / "tokens.npy", tok)
+    history.to_csv(folder / "history.csv", index=False)
+    return {"chosen_step": chosen, "config": dataclasses.asdict(cfg)}
 
 
 def photo_features(catalogue, align_run: Aligned, pixels, backbone_name: str = "tf_efficientnet_lite0",

@@ -156,6 +156,33 @@ def test_stage_version_bump_rebuilds_the_head(cat, monkeypatch):
     assert bumped.artifact.meta["version"] == align.STAGE_VERSION
 
 
+def test_checkpoint_rules_share_one_training(cat, monkeypatch):
+    """Heads that differ only in their checkpoint rule train once (stage align_train), and each
+    rule keeps the checkpoint a training run scored by that rule keeps (the oracle)."""
+    from ovkit import backbone
+
+    maps, artifact = backbone.cached_maps(cat)
+    base = align.AlignConfig(dim=16, n_tokens=2, heads=2, steps=8, eval_every=2, batch_models=2, lr=0.05)
+    trainings = []
+    monkeypatch.setattr(align, "train_head", lambda *a, **k: trainings.append(a[2]) or _train_head(*a, **k))
+    runs = {rule: align.aligned(cat, maps, artifact, dataclasses.replace(base, select_on=rule))
+            for rule in ("val", "both", "heldout")}
+    assert [cfg.select_on for cfg in trainings] == ["val"]  # one training for three rules
+    assert len({run.artifact.key for run in runs.values()}) == 3
+    assert {"val_recall@1", "heldout_val_recall@1"} <= set(runs["both"].history)
+    for rule, run in runs.items():
+        oracle, history, checkpoints = _train_head(cat, maps, dataclasses.replace(base, select_on=rule),
+                                                   progress=False)
+        assert sorted(checkpoints) == [2, 4, 6, 8]
+        for name, value in oracle.state_dict().items():
+            torch.testing.assert_close(run.head.state_dict()[name], value, rtol=0, atol=0)
+        chosen = align.best_step(history, align.selection_views(cat, rule))
+        assert run.artifact.meta["chosen_step"] == chosen
+
+
+_train_head = align.train_head
+
+
 def test_choice_on_validation_needs_more_than_a_tie(built):
     rng = np.random.default_rng(0)
     noise = rng.normal(size=(len(built.views), 8)).astype(np.float32)

@@ -17,6 +17,29 @@ def test_background_patches_are_seeded_crops_in_range():
         render.background_texture("lava")
 
 
+def _patch_from_float_texture(name, size, rng):
+    """background_patch as first written: each crop converted from the float texture."""
+    from PIL import Image
+
+    texture = render.background_texture(name)
+    h, w = texture.shape[:2]
+    side = int(min(h, w) * rng.uniform(0.35, 1.0))
+    y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+    patch = Image.fromarray((texture[y : y + side, x : x + side] * 255).astype(np.uint8))
+    patch = np.asarray(patch.resize((size, size), Image.BILINEAR), np.float32) / 255.0
+    if rng.random() < 0.5:
+        patch = patch[:, ::-1]
+    return np.clip(patch * rng.uniform(0.7, 1.3, size=3).astype(np.float32), 0, 1)
+
+
+@pytest.mark.parametrize("name", ["brick", "hubble", "wood"])
+def test_patches_cut_from_cached_bytes_equal_crops_of_the_float_texture(name):
+    """Converting each texture once changed no pixel of any photo (the catalogue stays the same)."""
+    for seed in range(5):
+        np.testing.assert_array_equal(render.background_patch(name, 96, np.random.default_rng(seed)),
+                                      _patch_from_float_texture(name, 96, np.random.default_rng(seed)))
+
+
 def test_render_settings_check_names_types_and_tuples():
     cfg = RenderConfig.from_overrides({"query_pitch": [0, 30], "occlusion_prob": 0})
     assert cfg.query_pitch == (0, 30) and cfg.occlusion_prob == 0

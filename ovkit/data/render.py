@@ -150,13 +150,20 @@ def background_texture(name: str) -> np.ndarray:
     return image[..., :3].astype(np.float32) / 255.0
 
 
+@cache
+def _texture_bytes(name: str) -> np.ndarray:
+    """The texture as the uint8 image that patches are cut from (once per texture, not per photo:
+    converting a whole crop of up to 1000² float pixels was a third of a photo's compositing)."""
+    return (background_texture(name) * 255).astype(np.uint8)
+
+
 def background_patch(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """A random, randomly scaled, flipped and tinted ``size``×``size`` crop of a texture."""
-    texture = background_texture(name)
+    texture = _texture_bytes(name)
     h, w = texture.shape[:2]
     side = int(min(h, w) * rng.uniform(0.35, 1.0))
     y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-    patch = Image.fromarray((texture[y : y + side, x : x + side] * 255).astype(np.uint8))
+    patch = Image.fromarray(texture[y : y + side, x : x + side])
     patch = np.asarray(patch.resize((size, size), Image.BILINEAR), np.float32) / 255.0
     if rng.random() < 0.5:
         patch = patch[:, ::-1]
