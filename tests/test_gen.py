@@ -362,6 +362,34 @@ def test_prior_bonus_lifts_the_chosen_skus_and_leaves_the_model_alone():
         model.with_prior_bonus(np.zeros(3))
 
 
+def test_prior_factor_scales_the_learned_prior_at_serving_only():
+    """Factor 0 is the decoder alone (as if no prior were given), 2 doubles the prior's term
+    (the formula), 1 changes nothing; the model itself is never touched."""
+    model, q = tiny_model(), tiny_queries(b=6)
+    before = gen.beam_search(model, q, 8)
+    with torch.no_grad():
+        mem = model.encode(q)
+        rows = torch.arange(len(q))
+        nodes = torch.zeros(len(q), dtype=torch.long)
+        hidden = model.decode(mem.memory, mem.mask, torch.zeros(len(q), 0, dtype=torch.long))[:, 0]
+        logits = model.out[0](hidden)
+        child = model.child_rows(0, nodes)
+        prior = mem.prior.at(0, rows, child)
+        alone = model.with_prior_factor(0.0).level_logprobs(hidden, 0, nodes, mem.prior, rows)
+        torch.testing.assert_close(alone, model.level_logprobs(hidden, 0, nodes, None, rows), rtol=0, atol=0)
+        doubled = model.with_prior_factor(2.0).level_logprobs(hidden, 0, nodes, mem.prior, rows)
+        expected = logits + 2.0 * model.log_prior_scale[0].exp() * prior
+        expected = torch.log_softmax(expected.masked_fill(child < 0, float("-inf")), -1)
+        torch.testing.assert_close(doubled, expected)
+    same = gen.beam_search(model.with_prior_factor(1.0), q, 8)
+    assert all(np.array_equal(a, b) for a, b in zip(same, before, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in
+                   zip(gen.beam_search(model.with_prior_factor(0.0), q, 8), before, strict=True))
+    assert model.prior_factor == 1.0 and "prior_factor" not in model.state_dict()
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        model.with_prior_factor(-1.0)
+
+
 def test_cold_prior_sweep_chooses_on_validation_within_the_warm_tolerance(kit_home, world):
     cat, emb, logs, run = world
     ids = vrq.semantic_ids(cat, emb, cat.artifact, SIDS)

@@ -196,6 +196,7 @@ class OneVision(nn.Module):
         self._prior_index = None  # faiss index of the item vectors (+ bonus), built on first use
         # added to a SKU's cosine in the prior (see with_prior_bonus); not part of a checkpoint
         self.register_buffer("prior_bonus", torch.zeros(len(item_vectors)), persistent=False)
+        self.prior_factor = 1.0  # multiplies the learned prior scales at serving (with_prior_factor)
         # learned per level in log space, so that SFT can flatten a level the shoppers do not follow
         start = float(np.log(max(cfg.prior_scale, 1e-6)))
         self.log_prior_scale = nn.Parameter(torch.full((trie.depth,), start),
@@ -257,6 +258,16 @@ class OneVision(nn.Module):
         twin = self._twin()
         twin.prior_bonus = torch.from_numpy(bonus).to(self.item_vectors.device)
         twin._prior_index = None
+        return twin
+
+    def with_prior_factor(self, factor: float) -> OneVision:
+        """This model with its output prior's learned scales multiplied by ``factor`` at serving:
+        0 leaves the decoder alone (how much of a hit is the decoder's own), 2 doubles the prior.
+        Shares every weight with this model, like :meth:`with_item_vectors`."""
+        if not np.isfinite(factor) or factor < 0:
+            raise ValueError(f"prior factor must be a finite number >= 0, got {factor}")
+        twin = self._twin()
+        twin.prior_factor = float(factor)
         return twin
 
     def _twin(self) -> OneVision:
@@ -424,7 +435,7 @@ class OneVision(nn.Module):
         if child is None:
             child = self.child_rows(level, nodes.clamp(min=0))
         if prior is not None:  # vision-aligned output: how close the query is to each child's SKUs
-            scale = self.log_prior_scale[level].exp()
+            scale = self.log_prior_scale[level].exp() * self.prior_factor
             logits = logits + scale * prior.at(level, rows, child)
         if constrained:
             logits = logits.masked_fill(child < 0, float("-inf"))
