@@ -405,8 +405,9 @@ def aligned(catalogue, maps, maps_artifact, cfg: AlignConfig | None = None, devi
     # One training serves every checkpoint rule: the rule only picks among the checked states, so
     # heads that differ in select_on alone share the steps (stage align_train) and each rule's
     # stage align scores its photo sets on the saved checkpoints.
-    trained = store.cached("align_train", dataclasses.asdict(dataclasses.replace(cfg, select_on="val")),
-                           lambda folder: _train(folder, catalogue, maps, cfg, device, tuned, extra),
+    train_cfg = dataclasses.replace(cfg, select_on="val")  # training checks val photos, whatever the rule
+    trained = store.cached("align_train", dataclasses.asdict(train_cfg),
+                           lambda folder: _train(folder, catalogue, maps, train_cfg, device, tuned, extra),
                            upstream=[maps_artifact] + ([extra.artifact] if extra else []),
                            version=STAGE_VERSION)
     artifact = store.cached("align", dataclasses.asdict(cfg),
@@ -423,7 +424,6 @@ def aligned(catalogue, maps, maps_artifact, cfg: AlignConfig | None = None, devi
 def _train(folder, catalogue, maps, cfg: AlignConfig, device, tuned, extra) -> dict:
     """Stage align_train: the head's training (checked on val photos), every checked state saved."""
     started = time.perf_counter()
-    cfg = dataclasses.replace(cfg, select_on="val")
     head, history, checkpoints = train_head(catalogue, maps, cfg, device, tuned=copy.deepcopy(tuned),
                                             augmented=extra)
     seconds = time.perf_counter() - started

@@ -32,23 +32,17 @@ def target_types(catalogue, sessions: pd.DataFrame) -> np.ndarray:
 
 def hr_by_target_type(ranked: dict, sessions: pd.DataFrame, types: np.ndarray, k: int = 10) -> pd.DataFrame:
     """HR@k of each system (name → ranked lists (S, ≥k), in session order) per target type, with
-    user-resampled 95% intervals (none from a single user's sessions). One row per (system, type):
-    ``hr@k``, ``95% low``, ``95% high``, ``sessions`` (how many sessions have that type)."""
-    users, ordered = sessions["user"].to_numpy(), sessions["ordered"].to_numpy()
-    rows = {}
-    for name, lists in ranked.items():
-        hit = metrics.hits(lists, ordered, k)
-        for kind in TARGET_TYPES:
-            mine = types == kind
-            if not mine.any():
-                continue
-            if len(np.unique(users[mine])) < 2:  # no interval from one user's sessions
-                est, low, high = float(hit[mine].mean()), np.nan, np.nan
-            else:
-                est, low, high = metrics.cluster_mean_ci(hit[mine], users[mine])
-            rows[(name, kind)] = {f"hr@{k}": est, "95% low": low, "95% high": high,
-                                  "sessions": int(mine.sum())}
-    return pd.DataFrame(rows).T.astype({"sessions": int}).rename_axis(["system", "target"])
+    user-resampled 95% intervals (:func:`ovkit.metrics.slice_table`, one slice per type; none from
+    a single user's sessions). One row per (system, type): ``hr@k``, ``95% low``, ``95% high``,
+    ``sessions`` (how many sessions have that type)."""
+    kinds = [kind for kind in TARGET_TYPES if (types == kind).any()]
+    lists = {kind: {name: np.asarray(r)[types == kind] for name, r in ranked.items()} for kind in kinds}
+    table = metrics.slice_table(lists, {kind: sessions[types == kind] for kind in kinds}, k)
+    key = f"hr@{k}"
+    rows = [(name, kind) for name in ranked for kind in kinds]  # system by system, as given
+    table = table.loc[rows, [key, f"{key} low", f"{key} high", "sessions"]]
+    return table.rename(columns={f"{key} low": "95% low", f"{key} high": "95% high"}).rename_axis(
+        ["system", "target"])
 
 
 def history_contexts(sessions: pd.DataFrame, histories: dict, seed: int = 0) -> dict:

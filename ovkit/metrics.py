@@ -177,16 +177,21 @@ def slice_table(ranked: dict, sessions: dict, k: int = 10) -> pd.DataFrame:
         ranked: slice → system → ranked lists (S, ≥k) of that slice's sessions, in session order.
         sessions: slice → its sessions (columns user, ordered, intent).
     Returns:
-        One row per (system, slice): ``hr@k``, ``recall_exact@k`` and their ``… low`` / ``… high``.
+        One row per (system, slice): ``hr@k``, ``recall_exact@k`` and their ``… low`` / ``… high``
+        (NaN for a slice whose sessions are one user's).
     """
     rows = {}
     for name, systems in ranked.items():
         frame = sessions[name]
         for system, lists in systems.items():
             row = {"sessions": len(frame)}
+            users = frame["user"].to_numpy()
             for key, target in ((f"hr@{k}", "ordered"), (f"recall_exact@{k}", "intent")):
-                estimate, low, high = cluster_mean_ci(hits(lists, frame[target].to_numpy(), k),
-                                                      frame["user"].to_numpy())
+                hit = hits(lists, frame[target].to_numpy(), k)
+                if len(np.unique(users)) < 2:  # no interval from a single user's sessions
+                    estimate, low, high = float(hit.mean()), np.nan, np.nan
+                else:
+                    estimate, low, high = cluster_mean_ci(hit, users)
                 row.update({key: estimate, f"{key} low": low, f"{key} high": high})
             rows[(system, name)] = row
     table = pd.DataFrame(rows).T.rename_axis(["system", "slice"])

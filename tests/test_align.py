@@ -156,6 +156,9 @@ def test_stage_version_bump_rebuilds_the_head(cat, monkeypatch):
     assert bumped.artifact.meta["version"] == align.STAGE_VERSION
 
 
+_train_head = align.train_head  # the real one, while a test counts its calls
+
+
 def test_checkpoint_rules_share_one_training(cat, monkeypatch):
     """Heads that differ only in their checkpoint rule train once (stage align_train), and each
     rule keeps the checkpoint a training run scored by that rule keeps (the oracle)."""
@@ -178,9 +181,6 @@ def test_checkpoint_rules_share_one_training(cat, monkeypatch):
             torch.testing.assert_close(run.head.state_dict()[name], value, rtol=0, atol=0)
         chosen = align.best_step(history, align.selection_views(cat, rule))
         assert run.artifact.meta["chosen_step"] == chosen
-
-
-_train_head = align.train_head
 
 
 def test_choice_on_validation_needs_more_than_a_tie(built):

@@ -167,6 +167,11 @@ def test_slice_table_matches_direct_hit_rates():
         assert row["recall_exact@10"] == pytest.approx(
             metrics.hit_rate(ranked[name][system], s["intent"].to_numpy(), 10))
         assert row["hr@10 low"] <= row["hr@10"] <= row["hr@10 high"] and row["sessions"] == len(s)
+    lone = {"one user": sessions["warm"].assign(user=3)}  # a slice of one user's sessions: no interval
+    row = metrics.slice_table({"one user": ranked["warm"]}, lone).loc[("a", "one user")]
+    ordered = lone["one user"]["ordered"].to_numpy()
+    assert row["hr@10"] == pytest.approx(metrics.hit_rate(ranked["warm"]["a"], ordered, 10))
+    assert np.isnan(row["hr@10 low"]) and np.isnan(row["recall_exact@10 high"])
 
 
 def test_retention_ci_is_the_photo_level_ratio_with_a_sku_bootstrap():
