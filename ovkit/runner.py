@@ -268,20 +268,29 @@ def _write_timings(out_dir: Path, **parts) -> None:
 MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=4294967296"
 
 
+# How long (in spins of a busy loop, a few microseconds) an OpenMP thread that finished its share of a
+# parallel region waits for the next one before it sleeps on a futex.
+OMP_SPIN_COUNT = "10000"
+
+
 def kernel_defaults() -> dict:
     """Environment defaults for the kernels (each kept when the user set the variable).
 
-    ``OMP_WAIT_POLICY=PASSIVE``: OpenMP's default lets a thread that finished its share of a parallel
-    region spin for a while before it sleeps; with torch's and faiss's many small parallel regions
-    that spinning is counted as CPU time without doing work (training an alignment head on 2 threads:
-    11.5 s of user CPU spinning, 9.1 s passive, in the same 8 s of wall time) and takes the core from
-    other processes (a sweep's parallel points). ``GLIBC_TUNABLES`` (:data:`MALLOC_TUNABLES`): the
-    frozen backbone's pass over 1,024 images took 5.5 s of system time in page faults (3.0 M) with
-    glibc's defaults and 0.1 s (14 k) with these, at the same user time and identical maps. Both are
-    read when a process starts, so they are set for the kernels here.
+    ``GOMP_SPINCOUNT`` (:data:`OMP_SPIN_COUNT`, unless ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is
+    set): libgomp's default lets a waiting thread spin 300,000 times before it sleeps; with torch's
+    and faiss's many small parallel regions that spinning counts as CPU time without doing work
+    (training an alignment head on 2 threads: 11.5 s of user CPU spinning, 9.1 s passive, in the same
+    8 s of wall time). Not spinning at all (``OMP_WAIT_POLICY=PASSIVE``) makes every region a futex
+    sleep and wake-up: 150 default-profile head steps took 1.4 s of system time, 64,700 context
+    switches and 16.1 s wall passive against 0.35 s, 3,400 and 13.0 s with a short spin, at the same
+    user time (23.0 s). ``GLIBC_TUNABLES`` (:data:`MALLOC_TUNABLES`): the frozen backbone's pass over
+    1,024 images took 5.5 s of system time in page faults (3.0 M) with glibc's defaults and 0.1 s
+    (14 k) with these, at the same user time and identical maps. Both are read when a process
+    starts, so they are set for the kernels here. None of them changes a computed number.
     """
-    return {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY") or "PASSIVE",
-            "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES") or MALLOC_TUNABLES}
+    user_set = os.environ.get("OMP_WAIT_POLICY") or os.environ.get("GOMP_SPINCOUNT")
+    omp = {} if user_set else {"GOMP_SPINCOUNT": OMP_SPIN_COUNT}
+    return {**omp, "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES") or MALLOC_TUNABLES}
 
 
 @contextlib.contextmanager

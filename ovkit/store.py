@@ -19,6 +19,8 @@ stage or key than its folder's (a copied or hand-edited folder), counts as damag
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import hashlib
 import json
@@ -62,6 +64,21 @@ def release_pages(*arrays) -> None:
         if base is None or memmap is None or memmap.mode == "c" or not hasattr(mmap, "MADV_DONTNEED"):
             continue
         base.madvise(mmap.MADV_DONTNEED)  # a shared map's written pages are already the file's
+
+
+def trim_heap() -> bool:
+    """Give the heap's free memory back to the OS (glibc ``malloc_trim(0)``); False where there is none.
+
+    The kernels run with a 4 GB trim threshold (:data:`ovkit.runner.MALLOC_TUNABLES`) so that a loop's
+    batches reuse their memory instead of faulting it in again; the price is that what a finished stage
+    freed stays in the process. A stage build is the place to return it: at the default profile the
+    augmented head's pass over every view left 1.24 GB of anonymous memory, 0.54 GB after a trim.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        return False
 
 
 class DamagedArtifact(RuntimeError):
@@ -247,6 +264,7 @@ def _build(stage, key, params, build, upstream, version, final: Path) -> Artifac
     try:
         with resources.measure(stage, key) as usage:
             extra = build(tmp) or {}
+        trim_heap()  # what the build freed goes back to the OS, not only to this process's heap
         meta = {
             "stage": stage,
             "key": key,

@@ -261,14 +261,16 @@ def test_bad_values_and_a_bad_folder_are_reported_together(project, kit_home):
 
 
 def test_kernel_defaults_keep_what_the_user_set(monkeypatch):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    assert runner.kernel_defaults() == {"OMP_WAIT_POLICY": "PASSIVE",
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    assert runner.kernel_defaults() == {"GOMP_SPINCOUNT": runner.OMP_SPIN_COUNT,
                                         "GLIBC_TUNABLES": runner.MALLOC_TUNABLES}
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # a policy of the user's own: no spin count
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
-    assert runner.kernel_defaults() == {"OMP_WAIT_POLICY": "ACTIVE",
-                                        "GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    assert runner.kernel_defaults() == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "0")
+    assert "GOMP_SPINCOUNT" not in runner.kernel_defaults()  # kept as the user set it (inherited)
 
 
 ALLOCATE_AND_FREE = """

@@ -1,7 +1,10 @@
 import json
 import os
+import platform
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -235,3 +238,26 @@ def test_release_pages_unmaps_read_and_written_pages_and_keeps_the_data(tmp_path
     copy[:] = 9
     store.release_pages(copy)  # a copy-on-write map would lose its edits: left alone
     assert copy[0] == 9 and _mapped_mb(copy) > 30
+
+
+HEAP_AFTER_FREE = """
+import numpy as np
+from ovkit import store
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
+blocks = [np.ones(1 << 20, np.uint8) for _ in range(300)]  # 300 MB of heap blocks (below the mmap threshold)
+del blocks
+freed = rss_mb()
+assert store.trim_heap()
+print(freed, rss_mb())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc_trim")
+def test_trim_heap_returns_what_the_kernels_malloc_settings_keep():
+    from ovkit import runner
+
+    env = {**os.environ, "GLIBC_TUNABLES": runner.MALLOC_TUNABLES, "NUMPY_MADVISE_HUGEPAGE": "0"}
+    freed, trimmed = map(int, subprocess.run([sys.executable, "-c", HEAP_AFTER_FREE], env=env, check=True,
+                                             capture_output=True, text=True).stdout.split())
+    assert freed - trimmed > 250  # MB: the freed blocks stayed in the process until the trim
