@@ -200,6 +200,8 @@ PARAMETERS: dict[str, Parameter] = {
     "COLD_BONUSES": P([0.02, 0.05, 0.1, 0.2], "cold-SKU prior bonuses tried on validation (0 always is)",
                       check=_bonuses,
                       wanted="a list of finite numbers >= 0 (prior bonuses tried for cold SKUs)"),
+    "PRIOR_FACTORS": P([0.5, 2.0, 4.0, 8.0], "learned prior scales × these, tried on validation (1 always)",
+                       check=_bonuses, wanted="a list of finite numbers >= 0 (prior-scale factors)"),
     # notebook 05
     "PRUNE_GRID": P([{"delta": 1.0}, {"delta": 2.0}, {"tau": 0.3}, {"keep_ratio": 0.5}, {"token_mass": 0.6},
                      {"delta": 2.0, "token_mass": 0.6}, {"delta": 1.0, "tau": 0.3}], "prune.Policy grid"),

@@ -72,3 +72,24 @@ def serve_contexts(model, cascade, embeddings, tokens, view_ids, contexts: dict,
         ranked[("onevision", context)] = gen.beam_search(model, queries, k)[0]
         ranked[("cascade", context)] = cascade.rank(view_ids, histories, k)["rank"]
     return ranked
+
+
+def oracle_lists(world, sessions: pd.DataFrame, k: int = 10, taste: bool = True) -> np.ndarray:
+    """The top-``k`` SKUs (S, k) of each session by the simulator's own order probability.
+
+    A session's offline target is drawn ∝ relevance(intent, SKU) · appeal · price fit over the whole
+    catalogue (:func:`ovkit.sim.offline_targets`), so ranking by that weight is the best any system
+    can do. ``taste=True`` uses the session's user's appeal and price fit (the *taste oracle*);
+    ``False`` their mean over all users (the *intent oracle*: it knows the SKU in the photo, not the
+    shopper). Both read the hidden world: ceilings, never systems.
+    """
+    intent, users = sessions["intent"].to_numpy(), sessions["user"].to_numpy()
+    everything = np.arange(len(world.items))
+    weight = world.appeal * world.price_fit  # (users, items)
+    lists = []
+    for start in range(0, len(intent), 256):  # (256, #SKUs) at a time
+        part = slice(start, start + 256)
+        rel = world.relevance(intent[part], everything[None, :])
+        score = rel * (weight[users[part]] if taste else weight.mean(0))
+        lists.append(np.argsort(-score, axis=1, kind="stable")[:, :k])
+    return np.concatenate(lists) if lists else np.zeros((0, k), np.int64)

@@ -70,3 +70,34 @@ def test_serving_contexts_runs_both_systems_on_the_same_photos():
     assert all(lists.shape == (len(test), 5) and (lists >= 0).all() for lists in ranked.values())
     own = cascade.rank(views, contexts["own"], 5)["rank"]
     np.testing.assert_array_equal(ranked[("cascade", "own")], own)
+
+
+def _order_weights(world, intent, user):
+    """What offline_targets draws a session's order from, one session at a time."""
+    everything = np.arange(len(world.items))
+    return world.relevance(np.array(intent), everything) * world.appeal[user] * world.price_fit[user]
+
+
+def test_oracles_rank_by_the_simulators_own_order_probability():
+    cat, emb = fake_catalogue(n_models=12, colourways=3, query_views=6)
+    world = sim.SimConfig(n_users=6, train_sessions=4, test_sessions=5, explore_pool=10)
+    logs = sim.simulate(cat, emb, world)
+    test = logs.test_sessions
+    taste = diagnose.oracle_lists(logs.world, test, k=5)
+    average = diagnose.oracle_lists(logs.world, test, k=5, taste=False)
+    assert taste.shape == average.shape == (len(test), 5)
+    for row, (intent, user) in enumerate(zip(test["intent"], test["user"], strict=True)):
+        w = _order_weights(logs.world, intent, user)
+        assert np.allclose(w[taste[row]], np.sort(w)[::-1][:5])  # the five heaviest, heaviest first
+        # knowing the shopper never lowers the chance that the order is in the list
+        assert w[taste[row]].sum() >= w[average[row]].sum() - 1e-12
+    assert (taste != average).any()  # tastes differ, so some lists do
+
+
+def test_oracles_agree_when_every_shopper_is_alike():
+    cat, emb = fake_catalogue(n_models=12, colourways=3, query_views=6)
+    alike = sim.SimConfig(n_users=6, train_sessions=4, test_sessions=5, explore_pool=10, taste=0.0,
+                          price_sensitivity=0.0)
+    logs = sim.simulate(cat, emb, alike)
+    assert np.array_equal(diagnose.oracle_lists(logs.world, logs.test_sessions, 5),
+                          diagnose.oracle_lists(logs.world, logs.test_sessions, 5, taste=False))

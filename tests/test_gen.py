@@ -407,6 +407,23 @@ def test_cold_prior_sweep_chooses_on_validation_within_the_warm_tolerance(kit_ho
     assert table.loc[5.0, "cold recall_exact@10"] == pytest.approx(exact)
 
 
+def test_prior_factor_sweep_chooses_the_best_validation_hr_with_ties_to_the_learned_scale(kit_home, world):
+    cat, emb, logs, run = world
+    ids = vrq.semantic_ids(cat, emb, cat.artifact, SIDS)
+    model = gen.train_stages(cat, run, ids, logs, staged(beam=10), progress=False)["dpo"].model
+    factor, table = gen.prior_factor_sweep(model, logs, emb, run.tokens, [0.0, 4.0, 4.0], 4)
+    assert list(table.index) == [0.0, 1.0, 4.0]  # 1 (the learned scales) always, each factor once
+    best = table["val hr@10"].max()
+    assert table.loc[factor, "val hr@10"] == best
+    if table.loc[1.0, "val hr@10"] == best:
+        assert factor == 1.0
+    # an oracle for one row: the scaled model scored on the validation sessions by hand
+    q = gen.session_queries(logs, emb, run.tokens, 4, split="val")
+    lists = gen.beam_search(model.with_prior_factor(4.0), q, 10)[0]
+    hr = metrics.hit_rate(lists, logs.val_sessions["ordered"].to_numpy(), 10)
+    assert table.loc[4.0, "val hr@10"] == pytest.approx(hr)
+
+
 @pytest.mark.parametrize("steps", [1, 9, 10, 11, 20])
 def test_the_learning_rate_schedule_runs_for_any_number_of_steps(steps):
     opt, sched = gen.train._optimiser(tiny_model(), 1e-3, steps)

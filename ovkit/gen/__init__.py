@@ -36,6 +36,7 @@ from .train import (
     logs_fingerprint,
     preference_lists,
     pretraining_examples,
+    prior_factor_sweep,
     save_model,
     session_queries,
     sft_examples,
@@ -50,7 +51,7 @@ __all__ = [
     "beam_search",
     "codes_fingerprint", "make_queries", "score_all", "STAGE_VERSION", "STAGES", "Examples", "Trained",
     "cold_prior_sweep", "colourway_facts", "dpo_loss", "evaluate", "load_model", "logs_fingerprint",
-    "preference_lists",
+    "preference_lists", "prior_factor_sweep",
     "pretraining_examples", "save_model", "session_queries", "sft_examples", "train_dpo",
     "train_likelihood", "train_stages",
 ]

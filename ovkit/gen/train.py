@@ -295,6 +295,30 @@ def cold_prior_sweep(model: OneVision, logs, embeddings, tokens, cold, bonuses, 
     return float(best.index[0]), table
 
 
+def prior_factor_sweep(model: OneVision, logs, embeddings, tokens, factors, history_len: int, k: int = 10):
+    """Choose, on validation sessions, a factor for the output prior's learned scales at serving.
+
+    The scales are learned with the decoder to fit the training examples, never to rank the
+    validation sessions; each factor ``f`` serves :meth:`OneVision.with_prior_factor` ``(f)``. The
+    chosen one has the best HR@k on the validation sessions; ties go to the factor nearest 1 (the
+    learned scales), then the smaller.
+
+    Args:
+        factors: candidate values (>= 0); 1 (the learned scales) is always added.
+    Returns:
+        (chosen factor, table with one row per factor: validation HR@k and MRR@k).
+    """
+    queries = session_queries(logs, embeddings, tokens, history_len, split="val")
+    rows = []
+    for factor in sorted({1.0, *map(float, factors)}):
+        scores = evaluate(beam_search(model.with_prior_factor(factor), queries, k)[0], logs, "val")
+        rows.append({"factor": factor, **{f"val {m}": scores[m] for m in (f"hr@{k}", f"mrr@{k}")}})
+    table = pd.DataFrame(rows).set_index("factor")
+    distance = lambda f: abs(np.log(f)) if f else np.inf  # noqa: E731  (from the learned scales)
+    order = sorted(table.index, key=lambda f: (-table.loc[f, f"val hr@{k}"], distance(f), f))
+    return float(order[0]), table
+
+
 def evaluate(ranked: np.ndarray, logs, split: str = "test") -> dict:
     """The notebook-03 metrics of ranked lists (S, k) on the test (or val) sessions, plus validity."""
 
