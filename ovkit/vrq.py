@@ -45,8 +45,16 @@ from .kmeans import (
     squared_distances,
     top_inner_product,
 )
+from .recall import l2_normalise
 
 STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
+
+
+# SID layouts at the same code budget (kit choices, issue 28): ``vrq`` quantizes each SKU's own fused
+# vector, so colourways that look different may part at any level; ``shape_first`` quantizes every
+# SKU by its 3D model's vector (the mean over its colourways, voted by all their views), so the
+# colourways of a product share every code and only disambiguation (the last code) tells them apart.
+LAYOUTS = ("vrq", "shape_first")
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class VRQConfig:
     type_neighbours: int = 20  # k of the k-NN type predictor for query images
     type_index: str = "views"  # k-NN type predictor searches "views" (catalogue + training photos) or "items"
     dedup: str = "reassign"  # reassign (nearest free last code) | append (extra token)
+    layout: str = "vrq"  # vrq (each SKU by its own vector) | shape_first (by its 3D model; see LAYOUTS)
     kmeans_iters: int = 25
     kmeans_sample: int = 262_144  # most points one k-means level trains on (a seeded random subset)
     type_knn_max: int = 50_000  # most references the type k-NN reads; above, a linear classifier predicts
@@ -91,6 +100,8 @@ class VRQConfig:
             raise ValueError(f"VRQ type_index must be 'views' or 'items', got {self.type_index!r}")
         if self.dedup not in ("reassign", "append"):
             raise ValueError(f"VRQ dedup must be 'reassign' or 'append', got {self.dedup!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"VRQ layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if not 0 <= self.query_weight <= 1:
             raise ValueError(f"VRQ query_weight must be in [0, 1], got {self.query_weight}")
         if self.balanced_level and self.balanced_level <= self.consensus_levels:
@@ -530,10 +541,34 @@ def build_ids(catalogue, embeddings: np.ndarray, cfg: VRQConfig) -> dict:
         types, names = np.zeros(len(catalogue.items), np.int64), []
     vectors = item_vectors(catalogue, emb, cfg.query_weight)
     per_item = item_views(catalogue)
+    coded = vectors
+    if cfg.layout == "shape_first":
+        coded, per_item = by_model(vectors, per_item, catalogue.items["model_id"].to_numpy())
     view_ids = np.concatenate(per_item).astype(int) if per_item else np.zeros(0, int)
     owner = np.repeat(np.arange(len(per_item)), [len(v) for v in per_item])
     cold = catalogue.items["cold"].to_numpy().astype(bool)
-    return {**quantize(vectors, types, len(names), emb[view_ids], owner, cold, cfg), "categories": names}
+    out = quantize(coded, types, len(names), emb[view_ids], owner, cold, cfg)
+    return {**out, "item_vectors": vectors, "categories": names}  # the prior reads each SKU's own vector
+
+
+def by_model(vectors: np.ndarray, per_item: list, model: np.ndarray) -> tuple[np.ndarray, list]:
+    """The ``shape_first`` layout's inputs: every SKU gets its 3D model's vector (the normalised mean
+    of its colourways' vectors, (N, d)) and the views of all its colourways (for the view vote)."""
+    models, row = np.unique(model, return_inverse=True)
+    sums = np.zeros((len(models), vectors.shape[1]), np.float64)
+    np.add.at(sums, row, vectors)
+    views = [np.concatenate([per_item[i] for i in np.flatnonzero(row == m)]) for m in range(len(models))]
+    return l2_normalise(sums)[row].astype(vectors.dtype), [views[m] for m in row]
+
+
+def colourway_prefix_share(catalogue, codes: np.ndarray) -> float:
+    """Share of colourway pairs (two SKUs of one 3D model) whose SIDs agree on every code but the last:
+    pairs a decoder can reach from one another by its final step alone (NaN with no such pair)."""
+    groups = catalogue.items.groupby("model_id")["item_id"].apply(np.asarray)
+    pairs = np.array([(a, b) for group in groups for i, a in enumerate(group) for b in group[i + 1:]])
+    if not len(pairs):
+        return float("nan")
+    return float((codes[pairs[:, 0], :-1] == codes[pairs[:, 1], :-1]).all(1).mean())
 
 
 def quantize(vectors: np.ndarray, types: np.ndarray, n_types: int, views_x: np.ndarray, owner: np.ndarray,

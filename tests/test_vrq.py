@@ -209,3 +209,30 @@ def test_every_vrq_setting_is_in_the_cache_key(fake_views, monkeypatch):
     with pytest.raises(LookupError):
         vrq.semantic_ids(cat, emb, cat.artifact, vrq.VRQConfig.from_overrides(SMALL))
     assert {f.name for f in dataclasses.fields(vrq.VRQConfig)} <= set(seen)
+
+
+def _colourway_pairs(cat):
+    model = cat.items["model_id"].to_numpy()
+    return [(a, b) for a in range(len(model)) for b in range(a + 1, len(model)) if model[a] == model[b]]
+
+
+def test_shape_first_layout_gives_colourways_every_code_but_the_last(fake_views):
+    cat, emb = fake_views
+    per_sku = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL))
+    shape = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, layout="shape_first"))
+    assert len({tuple(r) for r in shape["codes"]}) == len(cat.items)  # still one SID per SKU
+    pairs = np.array(_colourway_pairs(cat))
+    same_prefix = (shape["codes"][pairs[:, 0], :-1] == shape["codes"][pairs[:, 1], :-1]).all(1)
+    assert same_prefix.mean() > 0.9  # all but pairs whose prefix ran out of last codes
+    assert vrq.colourway_prefix_share(cat, shape["codes"]) == pytest.approx(same_prefix.mean())
+    assert vrq.colourway_prefix_share(cat, per_sku["codes"]) < same_prefix.mean()
+    # the output prior still reads each SKU's own vector, not its model's
+    np.testing.assert_array_equal(shape["item_vectors"], per_sku["item_vectors"])
+
+
+def test_by_model_means_and_pools_the_views_of_a_models_colourways():
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], np.float32)
+    per_item = [np.array([0, 1]), np.array([2]), np.array([3])]
+    coded, views = vrq.by_model(vectors, per_item, np.array([7, 7, 9]))
+    np.testing.assert_allclose(coded, [[0.7071068, 0.7071068]] * 2 + [[1.0, 0.0]], rtol=1e-6)
+    assert [v.tolist() for v in views] == [[0, 1, 2], [0, 1, 2], [3]]
