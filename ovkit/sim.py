@@ -29,6 +29,11 @@ from .config import progress, with_overrides
 from .metrics import lift_ci, ratio_ci
 from .recall import VisualRecall
 
+# What the logging policy shows (a kit choice about the platform, not the shoppers, issue 28): ``visual``
+# a noisy visual top-k; ``variants`` the same ranking with every shown product's other colourways right
+# after it, as shops show a product's variants, cut to the list size.
+EXPOSURES = ("visual", "variants")
+
 
 @dataclass(frozen=True)
 class SimConfig:
@@ -51,6 +56,7 @@ class SimConfig:
     price_sensitivity: float = 1.0  # how fast price_fit falls away from the user's price band
     explore: float = 2.0  # logging policy: Gumbel noise on visual scores (0: greedy)
     explore_pool: int = 50  # logging policy: how many recalled candidates the noisy top-k draws from
+    exposure: str = "visual"  # logging policy: visual (noisy top-k) | variants (see EXPOSURES)
     seed: int = 0
 
     @classmethod
@@ -65,6 +71,8 @@ class SimConfig:
         for name in ("n_users", "train_sessions", "list_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SIM {name} must be >= 1, got {getattr(self, name)}")
+        if self.exposure not in EXPOSURES:
+            raise ValueError(f"SIM exposure must be one of {', '.join(EXPOSURES)}, got {self.exposure!r}")
         for name in ("taste", "intent_temperature", "price_sensitivity", "explore", "position_decay"):
             if getattr(self, name) < 0 or (name == "intent_temperature" and self.intent_temperature == 0):
                 raise ValueError(f"SIM {name} must be positive, got {getattr(self, name)}")
@@ -249,14 +257,28 @@ def logging_policy(scores: np.ndarray, candidates: np.ndarray, k: int, explore: 
     return np.take_along_axis(candidates, order, 1)
 
 
+def with_variants(ranked: np.ndarray, model_of: np.ndarray, k: int) -> np.ndarray:
+    """Each ranked list (S, ≥k) with every SKU's other colourways (same ``model_of``, catalogue
+    order) right after it, repeats dropped, cut to ``k``: (S, k)."""
+    siblings = pd.Series(np.arange(len(model_of))).groupby(model_of).apply(list)
+    lists = []
+    for row in np.asarray(ranked):
+        shown = dict.fromkeys(sku for item in row for sku in [item, *siblings[model_of[item]]])
+        lists.append(list(shown)[:k])
+    return np.array(lists, np.int64)
+
+
 def logged(world: World, sessions: pd.DataFrame, retrieve, seed: int) -> pd.DataFrame:
     """Serve ``sessions`` with the logging policy (a noisy top-k of the first ``explore_pool``
-    candidates of ``retrieve``) and log the shoppers' reactions (one row per exposure)."""
+    candidates of ``retrieve``; with ``exposure="variants"`` each shown product's colourways beside
+    it) and log the shoppers' reactions (one row per exposure)."""
     cfg = world.cfg
     pool = max(cfg.explore_pool, cfg.list_size)
     cand, scores = retrieve(sessions["view_id"].to_numpy())
     cand, scores = cand[:, :pool], scores[:, :pool]
     served = logging_policy(scores, cand, cfg.list_size, cfg.explore, seed=cfg.seed)
+    if cfg.exposure == "variants":
+        served = with_variants(served, world.items["model_id"].to_numpy(), cfg.list_size)
     clicks, orders = react(world, sessions, served, seed=seed)
     return log_sessions(sessions, served, clicks, orders)
 

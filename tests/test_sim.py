@@ -77,10 +77,32 @@ def test_relevance_order_and_offline_targets(world):
 
 @pytest.mark.parametrize("override,message", [({"rel_model": 1.5}, r"probability.*\[0, 1\]"),
                                               ({"order_base": -0.1}, r"\[0, 1\]"),
-                                              ({"n_users": 0}, ">= 1"), ({"budget": 3}, "unknown SIM")])
+                                              ({"n_users": 0}, ">= 1"), ({"budget": 3}, "unknown SIM"),
+                                              ({"exposure": "all"}, "visual, variants")])
 def test_bad_simulator_parameters(override, message):
     with pytest.raises(ValueError, match=message):
         sim.SimConfig.from_overrides(override)
+
+
+def test_variants_follow_each_shown_sku_by_hand():
+    model_of = np.array([0, 0, 0, 1, 1, 2, 3])  # SKUs 0-2 one product, 3-4 another
+    ranked = np.array([[3, 5, 1, 6], [6, 2, 5, 0]])
+    assert sim.with_variants(ranked, model_of, 5).tolist() == [[3, 4, 5, 1, 0], [6, 2, 0, 1, 5]]
+
+
+def test_variant_exposure_shows_colourways_and_changes_nothing_else(world):
+    cat, emb, logs = world
+    retrieve = mca.Cascade(cat, emb, MCA).retrieve
+    shown = sim.simulate(cat, emb, sim.SimConfig(**{**CFG.__dict__, "exposure": "variants"}), retrieve=retrieve)
+    model_of = cat.items["model_id"].to_numpy()
+
+    def products_per_list(log):
+        return log.assign(model=model_of[log["item_id"]]).groupby("session")["model"].nunique().mean()
+
+    assert products_per_list(shown.train_log) < products_per_list(logs.train_log)  # siblings fill the list
+    assert shown.train_log.groupby("session").size().eq(CFG.list_size).all()
+    # shoppers, sessions and test targets are the world's, not the logging policy's
+    assert shown.train_sessions.equals(logs.train_sessions) and shown.test_sessions.equals(logs.test_sessions)
 
 
 def test_histories_hold_only_earlier_clicks(world):
