@@ -38,7 +38,10 @@ import psutil
 from .paths import current_run, runs_dir
 from .results import write_atomic
 
-SAMPLE_S = 0.1  # seconds between RSS samples (a process tree: ~1 ms of CPU each)
+# Seconds between RSS samples. A sample of a process tree costs ~2 ms of CPU (listing the children,
+# reading each one's memory): at 10 per second the runner's sampler and the kernels' stage samplers
+# together took ~65 CPU s of a 33-min default run; a big allocation lasts longer than this interval.
+SAMPLE_S = 0.25
 NOTEBOOK_ENV = "OVKIT_NOTEBOOK"  # the runner names the notebook a kernel runs, for its stage records
 GB = 2**30
 
