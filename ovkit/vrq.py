@@ -561,14 +561,16 @@ def by_model(vectors: np.ndarray, per_item: list, model: np.ndarray) -> tuple[np
     return l2_normalise(sums)[row].astype(vectors.dtype), [views[m] for m in row]
 
 
-def colourway_prefix_share(catalogue, codes: np.ndarray) -> float:
-    """Share of colourway pairs (two SKUs of one 3D model) whose SIDs agree on every code but the last:
-    pairs a decoder can reach from one another by its final step alone (NaN with no such pair)."""
+def colourway_prefix_share(catalogue, codes: np.ndarray, depth: int | None = None) -> float:
+    """Share of colourway pairs (two SKUs of one 3D model) whose SIDs agree on their first ``depth``
+    codes (default: every code of the budget but the last, ``codes.shape[1] - 1`` when no token was
+    appended): pairs a decoder can reach from one another by its last step. NaN with no such pair."""
+    depth = codes.shape[1] - 1 if depth is None else depth
     groups = catalogue.items.groupby("model_id")["item_id"].apply(np.asarray)
     pairs = np.array([(a, b) for group in groups for i, a in enumerate(group) for b in group[i + 1:]])
     if not len(pairs):
         return float("nan")
-    return float((codes[pairs[:, 0], :-1] == codes[pairs[:, 1], :-1]).all(1).mean())
+    return float((codes[pairs[:, 0], :depth] == codes[pairs[:, 1], :depth]).all(1).mean())
 
 
 def quantize(vectors: np.ndarray, types: np.ndarray, n_types: int, views_x: np.ndarray, owner: np.ndarray,

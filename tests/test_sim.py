@@ -93,7 +93,8 @@ def test_variants_follow_each_shown_sku_by_hand():
 def test_variant_exposure_shows_colourways_and_changes_nothing_else(world):
     cat, emb, logs = world
     retrieve = mca.Cascade(cat, emb, MCA).retrieve
-    shown = sim.simulate(cat, emb, sim.SimConfig(**{**CFG.__dict__, "exposure": "variants"}), retrieve=retrieve)
+    variants = sim.SimConfig(**{**CFG.__dict__, "exposure": "variants"})
+    shown = sim.simulate(cat, emb, variants, retrieve=retrieve)
     model_of = cat.items["model_id"].to_numpy()
 
     def products_per_list(log):

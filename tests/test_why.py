@@ -1,0 +1,35 @@
+"""Cells of the why-factorial: settings merged, one cell built and scored like notebook 04 scores it."""
+
+import numpy as np
+import pytest
+from test_pipeline import TINY, shop  # noqa: F401  (a module fixture: the tiny shapes shop)
+
+from ovkit import metrics, pipeline, why
+
+
+def test_cell_settings_merge_into_the_profiles_dicts():
+    changes = why.cell_settings(layout="shape_first", exposure="variants")
+    assert changes == {"VRQ": {"layout": "shape_first"}, "SIM": {"exposure": "variants"}}
+    merged = why.with_settings({"VRQ": {"levels": [4, 4]}, "SEED": 1}, changes)
+    assert merged == {"VRQ": {"levels": [4, 4], "layout": "shape_first"}, "SEED": 1,
+                      "SIM": {"exposure": "variants"}}
+    with pytest.raises(ValueError, match="layout: vrq, shape_first"):
+        why.cell_settings(layout="colour_first")
+
+
+def test_a_cell_is_scored_on_its_own_logs_and_sids(kit_home, shop):  # noqa: F811
+    params = {**TINY, "DATA_SOURCE": str(shop)}
+    changes = why.cell_settings(layout="shape_first", exposure="variants")
+    row = why.score_cell(params, changes)
+    built = pipeline.load(why.with_settings(params, changes))  # the same cell, from the stage cache
+    assert built.ids.config.layout == "shape_first" and built.logs.world.cfg.exposure == "variants"
+    assert row["colourway_prefix_share"] == 1.0
+    test = built.logs.test_sessions
+    ordered = test["ordered"].to_numpy()
+    sft, pretrain = (metrics.hits(built.ranked(stage), ordered, 10) for stage in ("sft", "pretrain"))
+    assert row["hr@10.sft"] == pytest.approx(sft.mean())
+    assert row["sft_gain"] == pytest.approx(sft.mean() - pretrain.mean())
+    assert row["sft_gain_ci_low"] <= row["sft_gain"] <= row["sft_gain_ci_high"]
+    assert row["gap_vs_mca"] == pytest.approx(row["hr@10.dpo"] - row["hr@10.mca"])
+    assert row["reference_index"] in ("catalogue", "fused")
+    assert all(np.isnan(v) or 0 <= v <= 1 for key, v in row.items() if key.startswith("hr@10."))
