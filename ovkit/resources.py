@@ -39,9 +39,10 @@ from .paths import current_run, runs_dir
 from .results import write_atomic
 
 # Seconds between RSS samples. A sample of a process tree costs ~2 ms of CPU (listing the children,
-# reading each one's memory): at 10 per second the runner's sampler and the kernels' stage samplers
-# together took ~65 CPU s of a 33-min default run; a big allocation lasts longer than this interval.
-SAMPLE_S = 0.25
+# reading each one's memory): at this rate the runner's sampler and the kernels' stage samplers
+# together take ~65 CPU s of a 33-min default run. Sampling 4 times a second missed most of a
+# 300 MB block that a stage held for a fraction of a second (tests/test_resources.py), so not less.
+SAMPLE_S = 0.1
 NOTEBOOK_ENV = "OVKIT_NOTEBOOK"  # the runner names the notebook a kernel runs, for its stage records
 GB = 2**30
 

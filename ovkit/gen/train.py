@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import align, config, metrics, store
+from .. import align, config, metrics, store, vrq
 from .model import GenConfig, OneVision, Queries, make_queries
 from .search import beam_search
 from .trie import Trie, codes_fingerprint
@@ -99,9 +99,6 @@ def colourway_facts(catalogue, logs, codes: np.ndarray, chosen: np.ndarray, reje
     ordered, intent = logs.test_sessions["ordered"].to_numpy(), logs.test_sessions["intent"].to_numpy()
     valid = rejected >= 0
     sibling_rejected = (model_of[np.maximum(rejected, 0)] == model_of[chosen][:, None]) & valid
-    groups = catalogue.items.groupby("model_id")["item_id"].apply(np.asarray)
-    pairs = np.array([(a, b) for group in groups for i, a in enumerate(group) for b in group[i + 1:]])
-    pairs = pairs.reshape(-1, 2)
     same_model = model_of[ordered] == model_of[intent]
     return pd.Series({
         "logged clicks on the SKU in the photo": (click == photo).mean(),
@@ -110,9 +107,8 @@ def colourway_facts(catalogue, logs, codes: np.ndarray, chosen: np.ndarray, reje
         "test orders of the SKU in the photo": (ordered == intent).mean(),
         "test orders of another colourway": (same_model & (ordered != intent)).mean(),
         "DPO rejected SKUs that are another colourway of the chosen": sibling_rejected.sum() / valid.sum(),
-        "colourway pairs sharing SID level 1": (codes[pairs[:, 0], 0] == codes[pairs[:, 1], 0]).mean(),
-        "colourway pairs sharing SID levels 1-2": (codes[pairs[:, 0], :2]
-                                                   == codes[pairs[:, 1], :2]).all(1).mean(),
+        "colourway pairs sharing SID level 1": vrq.colourway_prefix_share(catalogue, codes, 1),
+        "colourway pairs sharing SID levels 1-2": vrq.colourway_prefix_share(catalogue, codes, 2),
     }, name="share")
 
 
