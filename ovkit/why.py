@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import diagnose, metrics, pipeline, vrq
+from . import diagnose, meta, metrics, pipeline, vrq
 
 # Each factor's levels (kit choices): settings overrides merged into the profile's dicts.
 FACTORS = {
@@ -74,9 +74,25 @@ def score_cell(params: dict, changes: dict, k: int = 10, progress: bool = False)
     return row
 
 
+def pooled(table):
+    """Each cell's :data:`CONTRASTS` pooled over its seeds' rows (``table``: one row per cell and seed,
+    with the factor columns) by :func:`ovkit.meta.pool` (random effects, each run's own interval)."""
+    import pandas as pd
+
+    rows = []
+    for levels, runs in table.groupby(list(FACTORS), sort=False):
+        row = dict(zip(FACTORS, levels, strict=True)) | {"seeds": len(runs)}
+        for name in CONTRASTS:
+            p = meta.pool(runs[name], runs[f"{name}_ci_low"], runs[f"{name}_ci_high"])
+            row |= {name: p.estimate, f"{name}_ci_low": p.ci_low, f"{name}_ci_high": p.ci_high}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
-    """``python -m ovkit.why --profile P [--out FILE]``: score every cell of :data:`FACTORS`' grid for
-    a profile (one seed, the profile's) and write one row per cell as CSV (stages cached as usual)."""
+    """``python -m ovkit.why --profile P [--seeds S ...] [--out FILE]``: score every cell of
+    :data:`FACTORS`' grid for a profile in each seed (a seed is a whole new world), write one row per
+    cell and seed as CSV and print each cell's contrasts pooled over the seeds (stages cached as usual)."""
     import argparse
     import itertools
     import sys
@@ -87,17 +103,20 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m ovkit.why", description=main.__doc__)
     parser.add_argument("--profile", default="smoke")
-    parser.add_argument("--out", default="", help="CSV file (default: print the table)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=None, help="SEEDs (default: the profile's)")
+    parser.add_argument("--out", default="", help="CSV file of every cell and seed (default: print only)")
     args = parser.parse_args(argv)
     params, rows = load_profile(args.profile), []
-    for levels in itertools.product(*(list(v) for v in FACTORS.values())):
-        cell = dict(zip(FACTORS, levels, strict=True))
-        print("cell", cell, file=sys.stderr, flush=True)
-        rows.append({**cell, **score_cell(params, cell_settings(**cell))})
+    for seed in args.seeds if args.seeds else [params.get("SEED", 0)]:
+        for levels in itertools.product(*(list(v) for v in FACTORS.values())):
+            cell = dict(zip(FACTORS, levels, strict=True))
+            print("seed", seed, "cell", cell, file=sys.stderr, flush=True)
+            rows.append({**cell, "seed": seed, **score_cell({**params, "SEED": seed}, cell_settings(**cell))})
     table = pd.DataFrame(rows)
     if args.out:
         table.to_csv(args.out, index=False)
     print(table.round(3).to_string(index=False))
+    print(pooled(table).round(3).to_string(index=False))
     return 0
 
 

@@ -33,3 +33,23 @@ def test_a_cell_is_scored_on_its_own_logs_and_sids(kit_home, shop):  # noqa: F81
     assert row["gap_vs_mca"] == pytest.approx(row["hr@10.dpo"] - row["hr@10.mca"])
     assert row["reference_index"] in ("catalogue", "fused")
     assert all(np.isnan(v) or 0 <= v <= 1 for key, v in row.items() if key.startswith("hr@10."))
+
+
+def test_pooled_pools_each_cells_seeds_with_their_own_intervals():
+    import pandas as pd
+
+    from ovkit import meta
+
+    rows = []
+    for layout, shift in (("vrq", 0.0), ("shape_first", 0.1)):
+        runs = [(0.01, -0.02, 0.04), (0.03, 0.00, 0.06), (-0.01, -0.05, 0.03)]
+        for seed, (est, low, high) in enumerate(runs):
+            row = {"layout": layout, "exposure": "visual", "seed": seed}
+            for name in why.CONTRASTS:
+                row |= {name: est + shift, f"{name}_ci_low": low + shift, f"{name}_ci_high": high + shift}
+            rows.append(row)
+    table = why.pooled(pd.DataFrame(rows)).set_index("layout")
+    assert table["seeds"].tolist() == [3, 3]
+    expected = meta.pool([0.11, 0.13, 0.09], [0.08, 0.10, 0.05], [0.14, 0.16, 0.13])
+    got = table.loc["shape_first", ["dpo_gain", "dpo_gain_ci_low", "dpo_gain_ci_high"]].tolist()
+    assert got == pytest.approx([expected.estimate, expected.ci_low, expected.ci_high])
