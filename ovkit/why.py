@@ -112,9 +112,9 @@ def main(argv=None) -> int:
             cell = dict(zip(FACTORS, levels, strict=True))
             print("seed", seed, "cell", cell, file=sys.stderr, flush=True)
             rows.append({**cell, "seed": seed, **score_cell({**params, "SEED": seed}, cell_settings(**cell))})
+            if args.out:  # after every cell: an interrupted grid keeps what it scored
+                pd.DataFrame(rows).to_csv(args.out, index=False)
     table = pd.DataFrame(rows)
-    if args.out:
-        table.to_csv(args.out, index=False)
     print(table.round(3).to_string(index=False))
     print(pooled(table).round(3).to_string(index=False))
     return 0
