@@ -83,7 +83,7 @@ def pooled(table):
     for levels, runs in table.groupby(list(FACTORS), sort=False):
         row = dict(zip(FACTORS, levels, strict=True)) | {"seeds": len(runs)}
         for name in CONTRASTS:
-            p = meta.pool(runs[name], runs[f"{name}_ci_low"], runs[f"{name}_ci_high"])
+            p = meta.pool(*(runs[c].to_numpy() for c in (name, f"{name}_ci_low", f"{name}_ci_high")))
             row |= {name: p.estimate, f"{name}_ci_low": p.ci_low, f"{name}_ci_high": p.ci_high}
         rows.append(row)
     return pd.DataFrame(rows)

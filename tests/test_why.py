@@ -53,3 +53,6 @@ def test_pooled_pools_each_cells_seeds_with_their_own_intervals():
     expected = meta.pool([0.11, 0.13, 0.09], [0.08, 0.10, 0.05], [0.14, 0.16, 0.13])
     got = table.loc["shape_first", ["dpo_gain", "dpo_gain_ci_low", "dpo_gain_ci_high"]].tolist()
     assert got == pytest.approx([expected.estimate, expected.ci_low, expected.ci_high])
+    one = why.pooled(pd.DataFrame(rows[4:5])).iloc[0]  # one run (shape_first, seed 1): its own interval
+    assert one[["seeds", "sft_gain", "sft_gain_ci_low", "sft_gain_ci_high"]].tolist() == pytest.approx(
+        [1, 0.13, 0.10, 0.16])
