@@ -78,7 +78,9 @@ def test_measure_records_cpu_and_peak_of_a_block(kit_home):
             pass
         del block
     assert usage["peak_rss_gb"] - usage["rss_before_gb"] >= 0.9 * 200 * MB / resources.GB
-    assert 0.3 <= usage["user_s"] + usage["sys_s"] < 2.0
+    # the busy loop, not the test session's CPU; faulting the 200 MB in can take seconds of system
+    # time when the kernel compacts memory for the huge pages numpy asks for (seen on a busy machine)
+    assert 0.3 <= usage["user_s"] + usage["sys_s"] < 5.0
     [entry] = resources.read_stages(resources.stages_file().parent.parent)
     assert entry == {"notebook": "interactive", "stage": "toy", "key": "k", **usage}
 
