@@ -260,7 +260,7 @@ def logging_policy(scores: np.ndarray, candidates: np.ndarray, k: int, explore: 
 def with_variants(ranked: np.ndarray, model_of: np.ndarray, k: int) -> np.ndarray:
     """Each ranked list (S, ≥k) with every SKU's other colourways (same ``model_of``, catalogue
     order) right after it, repeats dropped, cut to ``k``: (S, k)."""
-    siblings = pd.Series(np.arange(len(model_of))).groupby(model_of).apply(list)
+    siblings = {m: list(group) for m, group in pd.Series(np.arange(len(model_of))).groupby(model_of)}
     lists = []
     for row in np.asarray(ranked):
         shown = dict.fromkeys(sku for item in row for sku in [item, *siblings[model_of[item]]])

@@ -561,11 +561,10 @@ def by_model(vectors: np.ndarray, per_item: list, model: np.ndarray) -> tuple[np
     return l2_normalise(sums)[row].astype(vectors.dtype), [views[m] for m in row]
 
 
-def colourway_prefix_share(catalogue, codes: np.ndarray, depth: int | None = None) -> float:
+def colourway_prefix_share(catalogue, codes: np.ndarray, depth: int) -> float:
     """Share of colourway pairs (two SKUs of one 3D model) whose SIDs agree on their first ``depth``
-    codes (default: every code of the budget but the last, ``codes.shape[1] - 1`` when no token was
-    appended): pairs a decoder can reach from one another by its last step. NaN with no such pair."""
-    depth = codes.shape[1] - 1 if depth is None else depth
+    codes (``len(budget) - 1``: pairs a decoder can reach from one another by its last step; a token
+    appended by disambiguation comes after the budget). NaN with no such pair."""
     groups = catalogue.items.groupby("model_id")["item_id"].apply(np.asarray)
     pairs = np.array([(a, b) for group in groups for i, a in enumerate(group) for b in group[i + 1:]])
     if not len(pairs):

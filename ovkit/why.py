@@ -64,10 +64,10 @@ def score_cell(params: dict, changes: dict, k: int = 10, progress: bool = False)
     for name, (estimate, low, high) in diffs.iterrows():
         row |= {name: estimate, f"{name}_ci_low": low, f"{name}_ci_high": high}
     kinds = diagnose.target_types(built.catalogue, test)
+    by_type = diagnose.hr_by_target_type({s: lists[s] for s in ("dpo", "mca")}, test, kinds, k)[f"hr@{k}"]
     for system in ("dpo", "mca"):
         for kind in diagnose.TARGET_TYPES:
-            of_kind = hits[system][kinds == kind]
-            row[f"hr@{k}.{system}.{kind}"] = float(of_kind.mean()) if len(of_kind) else np.nan
+            row[f"hr@{k}.{system}.{kind}"] = float(by_type.get((system, kind), np.nan))
     depth = len(built.ids.config.budget) - 1  # every code of the budget but the last
     row["colourway_prefix_share"] = vrq.colourway_prefix_share(built.catalogue, built.ids.codes, depth)
     row["reference_index"] = index

@@ -224,8 +224,8 @@ def test_shape_first_layout_gives_colourways_every_code_but_the_last(fake_views)
     pairs = np.array(_colourway_pairs(cat))
     same_prefix = (shape["codes"][pairs[:, 0], :-1] == shape["codes"][pairs[:, 1], :-1]).all(1)
     assert same_prefix.mean() > 0.9  # all but pairs whose prefix ran out of last codes
-    assert vrq.colourway_prefix_share(cat, shape["codes"]) == pytest.approx(same_prefix.mean())
-    assert vrq.colourway_prefix_share(cat, per_sku["codes"]) < same_prefix.mean()
+    assert vrq.colourway_prefix_share(cat, shape["codes"], 3) == pytest.approx(same_prefix.mean())
+    assert vrq.colourway_prefix_share(cat, per_sku["codes"], 3) < same_prefix.mean()
     # the output prior still reads each SKU's own vector, not its model's
     np.testing.assert_array_equal(shape["item_vectors"], per_sku["item_vectors"])
 
