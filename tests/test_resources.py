@@ -117,6 +117,29 @@ def test_measure_counts_worker_processes(kit_home):
     assert usage["peak_rss_gb"] - usage["rss_before_gb"] >= 0.9 * 150 * MB / resources.GB
 
 
+def test_sampler_sees_the_process_tree_psutil_sees(kit_home):
+    """The /proc reading of the process tree and its RSS against psutil's (the oracle)."""
+    import subprocess
+
+    import psutil
+
+    hold = "import time, numpy as np; block = np.ones(100 * 2**20, np.uint8); time.sleep(4)"
+    spawn = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {hold!r}])"
+    children = [subprocess.Popen([sys.executable, "-c", code]) for code in (hold, spawn)]
+    time.sleep(2)
+    try:
+        me = psutil.Process()
+        tree = [me, *me.children(recursive=True)]
+        assert sorted(resources._tree_pids(me.pid)) == sorted(p.pid for p in tree)
+        assert len({p.pid for p in tree} - {me.pid, *(c.pid for c in children)}) >= 1  # the grandchild
+        rss, private = resources.PeakSampler().sample()
+        assert rss == pytest.approx(sum(p.memory_info().rss for p in tree), rel=0.02)
+        assert 2 * 100 * MB <= private <= rss
+    finally:
+        for child in children:
+            child.wait()
+
+
 def _hold_and_spin():
     block = np.ones(150 * MB, dtype=np.uint8)
     end = time.process_time() + 0.5
