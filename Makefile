@@ -13,7 +13,7 @@ SWEEP_FLAGS ?=
 # Tests and CI: no progress bars, no display, stable hashing.
 TEST_ENV := TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0 OVKIT_PROFILE=test
 
-.PHONY: setup data reproduce smoke profile seeds test unit unit-all test-browser nbval lab ui bench bench-scale notebooks lint clean distclean
+.PHONY: setup data reproduce smoke profile seeds why test unit unit-all test-browser nbval lab ui bench bench-scale notebooks lint clean distclean
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ profile: data
 # SWEEP_FLAGS="--engine local" runs the points one after another without Ray.
 seeds: data $(SWEEP_STAMP)
 	$(BIN)/ovkit sweep sweeps/seeds.yaml --profile $(PROFILE) $(SWEEP_FLAGS)
+
+# Why OneVision trails the cascade (sweeps/why.yaml): SID layout x logging exposure x 3 seeds, notebook 04
+# per point: runs/why-$(PROFILE)/summary.md, which notebook 08 then shows.
+why: data $(SWEEP_STAMP)
+	$(BIN)/ovkit sweep sweeps/why.yaml --profile $(PROFILE) $(SWEEP_FLAGS)
 
 test: data $(SWEEP_STAMP)
 	$(MAKE) lint unit-all nbval test-browser

@@ -7,6 +7,7 @@ A spec file (``sweeps/seeds.yaml``) names a profile, a list of seeds and an opti
     grid: {GEN: [{dpo: pairwise}, {dpo: listwise}]}   # optional: every combination × every seed
     parameters: {AB: {users: 500}}                     # optional: set for every point
     vary: [data, shoppers, models]                     # optional: each source of variation apart
+    notebooks: ["04"]                                  # optional: run only these (default: all)
 
 A seed is a whole new world: the point's ``SEED`` and every component's seed (:mod:`ovkit.seeds`) —
 written into the point's parameters, so each point records what it used. With ``vary``, each listed
@@ -15,10 +16,12 @@ its own points, in which only that source follows the seed and the rest keep the
 the summary then shows which source moves each effect most. Points that would be identical (e.g.
 ``vary: [data]`` on a dataset folder, whose catalogue ignores SEED) refuse to start.
 
-Each *point* (one grid cell × one source × one seed) is a full ``ovkit run`` of the profile with
-those overrides, recorded in ``runs/<sweep>/<point>/`` (metrics, executed notebooks, report.md); the
-sweep is named ``<spec file stem>-<profile>`` (``runs/seeds-default/``). Points share the stage cache,
-so stages whose parameters do not change between points are built once (and the cache lock in
+Each *point* (one grid cell × one source × one seed) is an ``ovkit run`` of the profile with
+those overrides (every notebook, or only the spec's ``notebooks``: their upstream stages are built on
+demand through the stage cache, so a sweep of notebook 04's quantities need not run 05-07),
+recorded in ``runs/<sweep>/<point>/`` (metrics, executed notebooks, report.md); the sweep is named
+``<spec file stem>-<profile>`` (``runs/seeds-default/``). Points share the stage cache, so stages
+whose parameters do not change between points are built once (and the cache lock in
 :mod:`ovkit.store` keeps two points from building one stage at once).
 
 Engines: ``ray`` schedules each point as a Ray task with its CPU/GPU needs (a local Ray runtime, or a
@@ -61,7 +64,8 @@ SPEC_KEYS = {"profile": "the params/<profile>.yaml every point starts from",
              "grid": "parameter name -> list of values; every combination is run for every seed",
              "parameters": "overrides for every point (like -p)",
              "vary": f"sources of variation varied apart, from {', '.join(seeds.SOURCES)} "
-                     "(default: all at once)"}
+                     "(default: all at once)",
+             "notebooks": "the notebooks each point runs, by number (default: all), e.g. ['04']"}
 ENGINES = ("ray", "local")
 # Passed to every point's process (Ray workers on other machines do not inherit this shell).
 FORWARDED_ENV = ("TQDM_DISABLE", "MPLBACKEND", "PYTHONHASHSEED", "OVKIT_ROOT", "OVKIT_DATA",
@@ -94,6 +98,7 @@ class Sweep:
     vary: tuple = (WORLD,)
     base: dict = field(default_factory=dict)  # the profile's values (its SEED and settings dicts)
     declared: frozenset | None = None  # the notebooks' parameter names (None: every component)
+    notebooks: tuple = ()  # the notebooks each point runs (empty: all)
 
     @property
     def folder(self) -> Path:
@@ -205,12 +210,22 @@ def load_spec(spec: str | Path, profile: str | None = None, overrides: list[str]
     if not isinstance(vary, list) or len(set(vary)) != len(vary) or set(vary) - {WORLD, *seeds.SOURCES}:
         raise RunError(f"{path}: vary must be a list of distinct sources from {WORLD}, "
                        f"{', '.join(seeds.SOURCES)}; got {vary!r}")
-    declared = frozenset(name for nb in runner.discover() for name in nb.parameters)
+    discovered = runner.discover()
+    declared = frozenset(name for nb in discovered for name in nb.parameters)
+    chosen = raw.get("notebooks") or []
+    if not isinstance(chosen, list) or not all(isinstance(n, str) for n in chosen):
+        raise RunError(f"{path}: notebooks must be a list of notebook numbers as strings "
+                       f"(e.g. ['04']), got {chosen!r}")
+    try:
+        runner.select(discovered, chosen, None)
+    except RunError as err:
+        raise RunError(f"{path}: {err}") from err
     try:
         base = runner.load_profile(profile)
     except RunError:  # an unknown profile: validate() reports it with every other problem
         base = {}
-    return Sweep(f"{path.stem}-{profile}", profile, seed_list, grid, parameters, tuple(vary), base, declared)
+    return Sweep(f"{path.stem}-{profile}", profile, seed_list, grid, parameters, tuple(vary), base, declared,
+                 tuple(chosen))
 
 
 def validate(sweep: Sweep) -> dict:
@@ -255,7 +270,7 @@ def check_distinct(values: dict) -> None:
 # --- running -----------------------------------------------------------------------------------------
 
 
-def run_point(profile: str, name: str, overrides: dict, env: dict) -> dict:
+def run_point(profile: str, name: str, overrides: dict, env: dict, only: list | None = None) -> dict:
     """Run one point (in a Ray worker or in this process); returns its outcome, never raises a RunError.
 
     The outcome holds ``status`` (ok / failed), ``error``, ``seconds`` and the point's ``metrics``
@@ -265,7 +280,7 @@ def run_point(profile: str, name: str, overrides: dict, env: dict) -> dict:
     error = None
     with runner.kernel_env(env):
         try:
-            runner.run(profile, overrides=overrides, name=name)
+            runner.run(profile, only=only or None, overrides=overrides, name=name)
         except Exception as err:  # a failed point is reported; the sweep goes on
             error = f"{type(err).__name__}: {err}" if not isinstance(err, RunError) else str(err)
         folder = runs_dir() / name
@@ -284,7 +299,8 @@ def finished(sweep: Sweep, values: dict) -> set:
         path = _status_file(sweep, point)
         if path.exists():
             status = json.loads(path.read_text())
-            if status.get("status") == "ok" and status.get("params") == runner.params_hash(values[point.id]):
+            same = status.get("params") == runner.params_hash(values[point.id])
+            if status.get("status") == "ok" and same and status.get("notebooks", []) == list(sweep.notebooks):
                 done.add(point.id)
     return done
 
@@ -300,7 +316,8 @@ def _point_env(threads: int | None) -> dict:
 def _local(sweep: Sweep, todo: list[Point], threads: int | None):
     for point in todo:
         name = f"{sweep.name}/{point.id}"
-        yield point, run_point(sweep.profile, name, point.overrides, _point_env(threads))
+        yield point, run_point(sweep.profile, name, point.overrides, _point_env(threads),
+                               list(sweep.notebooks))
 
 
 def check_address(address: str | None, timeout: float = 3.0) -> None:
@@ -341,8 +358,8 @@ def _ray(sweep: Sweep, todo: list[Point], address: str | None, cpus: int | None,
                                f"--{what.lower()}s-per-run or add machines")
         # A fresh worker process per point (max_calls=1); no automatic retry: a failure is reported.
         task = ray.remote(max_calls=1)(run_point).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-        pending = {task.remote(sweep.profile, f"{sweep.name}/{p.id}", p.overrides, _point_env(cpus)): p
-                   for p in todo}
+        pending = {task.remote(sweep.profile, f"{sweep.name}/{p.id}", p.overrides, _point_env(cpus),
+                               list(sweep.notebooks)): p for p in todo}
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
             point = pending.pop(ref)
@@ -388,19 +405,22 @@ def run(spec: str | Path, profile: str | None = None, overrides: list[str] | Non
     sweep.folder.mkdir(parents=True, exist_ok=True)
     write_atomic(sweep.folder / "sweep.json", json.dumps(
         {"name": sweep.name, "profile": sweep.profile, "seeds": sweep.seeds, "grid": sweep.grid,
-         "parameters": sweep.parameters, "vary": list(sweep.vary)}, indent=1, default=str))
+         "parameters": sweep.parameters, "vary": list(sweep.vary), "notebooks": list(sweep.notebooks)},
+        indent=1, default=str))
     points = sweep.points()
     done = finished(sweep, values)
     todo = [p for p in points if p.id not in done]
     sources = f" × {len(sweep.vary)} sources ({', '.join(sweep.vary)})" if sweep.vary != (WORLD,) else ""
+    only = f", notebooks {', '.join(sweep.notebooks)} only" if sweep.notebooks else ""
     print(f"sweep {sweep.name}: {len(points)} points ({len(sweep.cells())} grid cell(s){sources} × "
-          f"{len(sweep.seeds)} seed(s)); {len(done)} finished earlier, {len(todo)} to run with "
+          f"{len(sweep.seeds)} seed(s){only}); {len(done)} finished earlier, {len(todo)} to run with "
           f"engine {engine}")
     started = time.perf_counter()
     outcomes = (_ray(sweep, todo, address, cpus_per_run, gpus_per_run) if engine == "ray" and todo
                 else _local(sweep, todo, cpus_per_run))
     for point, outcome in progress(outcomes, total=len(todo), desc=f"ovkit sweep {sweep.name}", unit="point"):
         outcome["params"] = runner.params_hash(values[point.id])
+        outcome["notebooks"] = list(sweep.notebooks)
         _status_file(sweep, point).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(_status_file(sweep, point), json.dumps(outcome, indent=1, sort_keys=True))
         print(_point_line(point, outcome), flush=True)
@@ -469,7 +489,8 @@ def summarise(sweep: Sweep) -> dict:
             entry["records"] = seedstats.records(stats, table, len(ok))
         cells[label] = entry
     summary = {"sweep": sweep.name, "profile": sweep.profile, "seeds": sweep.seeds, "grid": sweep.grid,
-               "parameters": sweep.parameters, "vary": list(sweep.vary), "method": meta.METHOD,
+               "parameters": sweep.parameters, "vary": list(sweep.vary), "notebooks": list(sweep.notebooks),
+               "method": meta.METHOD,
                "groups": {label: list(g) for label, g in groups.items()}, "points": points, "cells": cells}
     if len(cells) == 1:  # a seeds-only sweep: its records at the top level too
         summary.update(next(iter(cells.values())).get("records", {}))
@@ -517,7 +538,9 @@ def summary_markdown(summary: dict, figure: Path | None = None) -> str:
     lines = [f"# ovkit sweep `{summary['sweep']}` (profile `{summary['profile']}`)", "",
              f"Written {summary.get('written', '?')}. Seeds {summary['seeds']}"
              + (f"; grid {summary['grid']}" if summary["grid"] else "")
-             + (f"; parameters {summary['parameters']}" if summary["parameters"] else "") + "."]
+             + (f"; parameters {summary['parameters']}" if summary["parameters"] else "")
+             + (f"; notebooks {', '.join(summary['notebooks'])} only" if summary.get("notebooks") else "")
+             + "."]
     if call := summary.get("last_call"):
         lines += ["", f"Last call: engine `{call['engine']}`, {call['seconds'] / 60:.1f} min wall time."]
     commits = sorted({p.get("commit") or "?" for p in summary["points"].values() if p["status"] == "ok"})

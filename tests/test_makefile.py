@@ -14,12 +14,14 @@ def test_make_lab_allows_root_only_when_root():
     assert ("--allow-root" in command) == (os.getuid() == 0)
 
 
-def test_make_seeds_sweeps_the_profile_and_installs_ray_first():
-    done = subprocess.run(["make", "-n", "-W", "pyproject.toml", "seeds", "PROFILE=smoke"], cwd=REPO,
+@pytest.mark.parametrize("target", ["seeds", "why"])
+def test_make_seeds_and_why_sweep_the_profile_and_install_ray_first(target):
+    done = subprocess.run(["make", "-n", "-W", "pyproject.toml", target, "PROFILE=smoke"], cwd=REPO,
                           capture_output=True, text=True, check=True)
     lines = done.stdout.splitlines()
     install = next(i for i, line in enumerate(lines) if "[dev,sweep,track]" in line)
-    sweep = next(i for i, line in enumerate(lines) if "ovkit sweep sweeps/seeds.yaml --profile smoke" in line)
+    command = f"ovkit sweep sweeps/{target}.yaml --profile smoke"
+    sweep = next(i for i, line in enumerate(lines) if command in line)
     assert install < sweep
 
 

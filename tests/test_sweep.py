@@ -67,6 +67,8 @@ def test_spec_grid_times_seeds(project):
     ("profile: tiny\nseeds: []\n", "non-empty list"),
     ("profile: tiny\ngrid: {SCALE: 3}\n", "non-empty lists"),
     ("profile: tiny\ngrid: {SEED: [1, 2]}\n", "set seeds with the 'seeds' key"),
+    ("profile: tiny\nnotebooks: ['05']\n", "no notebook '05'; notebooks: 04"),
+    ("profile: tiny\nnotebooks: [4]\n", "list of notebook numbers as strings"),
 ])
 def test_bad_spec_is_refused_before_anything_runs(project, text, message):
     (project / "sweeps" / "bad.yaml").write_text(text)
@@ -154,6 +156,23 @@ def test_local_sweep_reports_a_failed_point_and_resumes(project, kit_home, capsy
     sweep.write_summary(sweep.load_spec("two", overrides=["FAIL_SEEDS=[2]"]))  # a rewrite by newer code
     assert seedstats.load(folder)["last_call"]["engine"] == "local"
     assert "| 04.scale | 2 | 2.0000 |" in path.read_text()  # n is a count
+
+
+@pytest.mark.slow
+def test_a_sweep_of_some_notebooks_runs_only_those(project, kit_home, capsys):
+    write_notebook(project / "notebooks" / "05_after.ipynb", "SEED: int = 0",
+                   "import ovkit\novkit.record('05.ran', 1)")
+    (project / "sweeps" / "only.yaml").write_text("profile: tiny\nseeds: [0, 1]\nnotebooks: ['04']\n")
+    path = sweep.run("only", engine="local")
+    folder = kit_home / "runs" / "only-tiny"
+    metrics = json.loads((folder / "seed-1" / "metrics.json").read_text())
+    assert metrics["04.scale"] == 2 and "05.ran" not in metrics
+    assert not (folder / "seed-1" / "notebooks" / "05_after.ipynb").exists()
+    assert "notebooks 04 only" in capsys.readouterr().out and "notebooks 04 only" in path.read_text()
+    (project / "sweeps" / "only.yaml").write_text("profile: tiny\nseeds: [0, 1]\n")
+    sweep.run("only", engine="local")  # now every notebook: the points that ran 04 alone run again
+    assert "0 finished earlier, 2 to run" in capsys.readouterr().out
+    assert json.loads((folder / "seed-1" / "metrics.json").read_text())["05.ran"] == 1
 
 
 @pytest.mark.slow
