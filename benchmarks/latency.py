@@ -49,17 +49,17 @@ def main() -> None:
     started = time.perf_counter()
     built = pipeline.load(load_profile(args.profile))  # the stage cache (builds what is missing)
     index, cascade, _ = built.reference_cascade()
-    logs, model, queries = built.logs, built.model, built.queries()
+    logs, model, queries, beam = built.logs, built.model, built.queries(), built.gen_cfg.beam
     print(f"loaded the {args.profile} profile in {time.perf_counter() - started:.0f} s; timing "
           f"{min(args.queries, len(queries))} test queries × {args.repeats}, one loop, random order")
     test = logs.test_sessions
     views, hists = test["view_id"].to_numpy(), [logs.test_histories[s] for s in test["session"]]
     run_cascade = cascade.runner(views, hists)
-    systems = {"unpruned": prune.runner(model, queries, prune.Policy()),
-               "pruned": prune.runner(model, queries, policy), "MCA": run_cascade}
+    systems = {"unpruned": prune.runner(model, queries, prune.Policy(), beam=beam),
+               "pruned": prune.runner(model, queries, policy, beam=beam), "MCA": run_cascade}
     for threads in args.threads:
         result, times = prune.measure(model, queries, logs, policy, timed=args.queries, repeats=args.repeats,
-                                      others={"MCA": run_cascade}, threads=threads)
+                                      others={"MCA": run_cascade}, threads=threads, beam=beam)
         with config.threads(threads):
             batched = timing.batched(systems, len(times), batch=64, repeats=args.repeats)
         print(f"\n{threads} thread(s) ({os.cpu_count()} CPUs on this machine)")

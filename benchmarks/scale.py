@@ -72,10 +72,11 @@ def serve_worker(n: int, out: Path) -> dict:
     row["prior_index_s"] = time.perf_counter() - start
     # the top-M prior is exact up to GenConfig.prior_exact_max SKUs, an IVF search above: how much it finds
     row[f"prior_recall@{model.cfg.prior_neighbours}"] = model.prior_recall(torch.from_numpy(photos))
-    row["beam_b1_ms"] = scale.beam_latency(model, queries, 1, 40)
-    row["beam_b64_ms"] = scale.beam_latency(model, queries, 64, 4)
+    beam = gen.GenConfig().beam  # the default GenConfig's width, given explicitly
+    row["beam_b1_ms"] = scale.beam_latency(model, queries, 1, 40, beam=beam)
+    row["beam_b64_ms"] = scale.beam_latency(model, queries, 64, 4, beam=beam)
     exact = scale.generative_model(cat, saved["codes"], saved["sizes"], {"prior_neighbours": n})
-    row["beam_b1_exact_prior_ms"] = scale.beam_latency(exact, queries, 1, 20)
+    row["beam_b1_exact_prior_ms"] = scale.beam_latency(exact, queries, 1, 20, beam=beam)
     del exact, model
     start = time.perf_counter()
     indexes = scale.cascade_indexes(cat)

@@ -63,13 +63,13 @@ def history_contexts(sessions: pd.DataFrame, histories: dict, seed: int = 0) -> 
 
 
 def serve_contexts(model, cascade, embeddings, tokens, view_ids, contexts: dict, history_len: int,
-                   k: int = 10) -> dict:
+                   k: int = 10, *, beam: int) -> dict:
     """Top-``k`` lists of OneVision (``model``) and the cascade for the same photos under each
     user context of :func:`history_contexts`: ``{("onevision" | "cascade", context): (S, k)}``."""
     ranked = {}
     for context, histories in contexts.items():
         queries = gen.make_queries(embeddings, tokens, view_ids, histories, history_len)
-        ranked[("onevision", context)] = gen.beam_search(model, queries, k)[0]
+        ranked[("onevision", context)] = gen.beam_search(model, queries, k, beam=beam)[0]
         ranked[("cascade", context)] = cascade.rank(view_ids, histories, k)["rank"]
     return ranked
 

@@ -112,7 +112,7 @@ class Pipeline:
         """Top-``k`` SKUs (Q, k) of a stage's beam search on the sessions of ``split``; pretraining
         never saw a user, so it is served without history (as it was validated)."""
         queries = self.queries(split, with_user=stage != "pretrain")
-        return gen.beam_search(self.stages[stage].model, queries, k)[0]
+        return gen.beam_search(self.stages[stage].model, queries, k, beam=self.gen_cfg.beam)[0]
 
     def queries(self, split: str = "test", with_user: bool = True):
         """gen.Queries of the sessions of ``split`` (test, val, cold_test or cold_val)."""

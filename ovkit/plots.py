@@ -222,3 +222,23 @@ def seed_strips(summary: dict, keys, cols: int = 4):
                  fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def interval_panels(table, columns: dict, labels, xlabel: str = "HR@10 difference"):
+    """One panel per estimate: a dot per row of ``table`` with its 95% interval (``<column>_ci_low`` /
+    ``_ci_high``; none drawn where either is NaN) and the null effect at 0. ``columns``: column → panel
+    title; ``labels``: one y-tick label per row."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.4 * len(columns), 0.45 * len(table) + 1.4),
+                             sharey=True, squeeze=False)
+    y = np.arange(len(table))[::-1]  # the first row on top
+    for ax, (column, title) in zip(axes[0], columns.items(), strict=True):
+        estimate = table[column].to_numpy(float)
+        low, high = (table[f"{column}_ci_{end}"].to_numpy(float) for end in ("low", "high"))
+        known = np.isfinite(low) & np.isfinite(high)
+        below, above = np.where(known, estimate - low, 0), np.where(known, high - estimate, 0)
+        ax.errorbar(estimate, y, xerr=[below, above], fmt="o", capsize=3)
+        ax.axvline(0, color="grey", ls=":", lw=0.8)
+        ax.set(title=title, xlabel=xlabel)
+    axes[0, 0].set_yticks(y, list(labels))
+    fig.tight_layout()
+    return fig

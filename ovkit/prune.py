@@ -110,12 +110,14 @@ def beam_width(policy: Policy):
     return width
 
 
-def search(model: gen.OneVision, q: gen.Queries, policy: Policy, k: int = 10, stats: dict | None = None):
-    """Beam search under a pruning policy; returns (items (B, k), log-probabilities (B, k))."""
+def search(model: gen.OneVision, q: gen.Queries, policy: Policy, k: int = 10, stats: dict | None = None, *,
+           beam: int):
+    """Beam search of width ``beam`` under a pruning policy; returns (items (B, k), log-probabilities
+    (B, k))."""
     if policy.min_beams < k:
         raise ValueError(f"min_beams {policy.min_beams} < k={k}: pruning could leave fewer than k SKUs")
-    return gen.beam_search(model, q, k, visual_keep=visual_keep(q, policy), width=beam_width(policy),
-                           stats=stats)
+    return gen.beam_search(model, q, k, beam=beam, visual_keep=visual_keep(q, policy),
+                           width=beam_width(policy), stats=stats)
 
 
 def _labels(policies) -> list[str]:
@@ -129,22 +131,22 @@ def _labels(policies) -> list[str]:
     return labels
 
 
-def _quality(model, q, logs, policy: Policy, k: int, split: str):
+def _quality(model, q, logs, policy: Policy, k: int, split: str, beam: int):
     """Items (B, k), the split's metrics and the work per query of one policy on all queries.
 
     The counts come from one batched search; they are per query, the same as at batch 1.
     """
     counts = {}
-    items, _ = search(model, q, policy, k, counts)
+    items, _ = search(model, q, policy, k, counts, beam=beam)
     quality = gen.evaluate(items, logs, split)
     work = {name: counts[name] / len(q) for name in ("encoder_tokens", "decoder_rows")}
     return items, quality, work
 
 
-def runner(model: gen.OneVision, q: gen.Queries, policy: Policy, k: int = 10):
+def runner(model: gen.OneVision, q: gen.Queries, policy: Policy, k: int = 10, *, beam: int):
     """``run(which)`` for :mod:`ovkit.timing`: search query ``which`` alone (an index) or the queries
     of a slice together, under ``policy``."""
-    return lambda which: search(model, q.take(timing.rows(which)), policy, k)
+    return lambda which: search(model, q.take(timing.rows(which)), policy, k, beam=beam)
 
 
 SPEEDUP = interval_keys("speedup")  # median per-query ratio: speedup, speedup_ci_low, speedup_ci_high
@@ -170,7 +172,8 @@ def _speedups(times: pd.DataFrame, base: str) -> pd.DataFrame:
 
 
 def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "val", k: int = 10,
-          timed: int | None = None, repeats: int = 3, batch: int = 64) -> tuple[pd.DataFrame, pd.DataFrame]:
+          timed: int | None = None, repeats: int = 3, batch: int = 64, *,
+          beam: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Quality and cost of every policy on one split (validation: choose there, test once later).
 
     Args:
@@ -180,6 +183,7 @@ def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "va
         policies: the first is the baseline (normally ``Policy()``).
         split: "val" or "test".
         k: results per query.
+        beam: the unpruned search's beam width (the run's ``GEN`` beam; policies prune within it).
         timed: latency at batch 1 over the first ``timed`` queries (None: all).
         repeats: timings per query and policy (median), and passes of the batched timing.
         batch: batch size of the batched timing (over the first 2 × ``batch`` queries).
@@ -197,11 +201,12 @@ def sweep(model: gen.OneVision, q: gen.Queries, logs, policies, split: str = "va
     labels = _labels(policies)
     rows = []
     for policy in policies:
-        _, quality, work = _quality(model, q, logs, policy, k, split)
+        _, quality, work = _quality(model, q, logs, policy, k, split, beam)
         rows.append({"policy": policy.name, "split": split, "hr@10": quality["hr@10"],
                      "mrr@10": quality["mrr@10"], "valid": quality["valid"], **work})
     frame = pd.DataFrame(rows)
-    systems = {label: runner(model, q, policy, k) for label, policy in zip(labels, policies, strict=True)}
+    systems = {label: runner(model, q, policy, k, beam=beam)
+               for label, policy in zip(labels, policies, strict=True)}
     times = _latency(systems, len(q), timed, repeats)
     frame["latency_ms"] = times.median().to_numpy()
     frame[[*SPEEDUP, *TOTAL]] = _speedups(times, labels[0]).to_numpy()
@@ -238,7 +243,7 @@ def best(frame: pd.DataFrame, max_loss: float = 0.01) -> pd.Series:
 
 def measure(model: gen.OneVision, q: gen.Queries, logs, chosen: Policy, k: int = 10, timed: int | None = None,
             repeats: int = 3, split: str = "test", others: dict | None = None,
-            threads: int = 1) -> tuple[dict, pd.DataFrame]:
+            threads: int = 1, *, beam: int) -> tuple[dict, pd.DataFrame]:
     """The once-only test measurement of the policy chosen on validation, against the unpruned search.
 
     Args:
@@ -247,6 +252,7 @@ def measure(model: gen.OneVision, q: gen.Queries, logs, chosen: Policy, k: int =
         logs: the simulated logs.
         chosen: the policy (e.g. ``best(val_frame)``'s).
         k: results per query.
+        beam: the unpruned search's beam width (the run's ``GEN`` beam; policies prune within it).
         timed: latency at batch 1 over the first ``timed`` queries (None: all).
         repeats: timing rounds (each query once per system per round; the median counts).
         split: normally "test".
@@ -265,13 +271,13 @@ def measure(model: gen.OneVision, q: gen.Queries, logs, chosen: Policy, k: int =
     out = {"policy": chosen.name, "split": split, "queries": len(q)}
     items, policies = {}, {"unpruned": Policy(), "pruned": chosen}
     for label, policy in policies.items():
-        items[label], quality, work = _quality(model, q, logs, policy, k, split)
+        items[label], quality, work = _quality(model, q, logs, policy, k, split, beam)
         out |= {f"hr@10_{label}": quality["hr@10"], f"mrr@10_{label}": quality["mrr@10"],
                 **{f"{name}_{label}": value for name, value in work.items()}}
     base = out["hr@10_unpruned"]
     out["hr10_rel_loss"] = (base - out["hr@10_pruned"]) / base if base > 0 else math.nan
     out["topk_changed"] = float((items["unpruned"] != items["pruned"]).any(1).mean())
-    systems = {label: runner(model, q, policy, k) for label, policy in policies.items()}
+    systems = {label: runner(model, q, policy, k, beam=beam) for label, policy in policies.items()}
     times = _latency(systems | (others or {}), len(q), timed, repeats, threads)
     out["timed"] = len(times)
     ratios = timing.speedups(times, "unpruned", "pruned")

@@ -126,13 +126,15 @@ def timed(fn, repeats: int) -> np.ndarray:
     return np.asarray(times)
 
 
-def beam_latency(model: gen.OneVision, queries: gen.Queries, batch: int, repeats: int, k: int = 10) -> float:
+def beam_latency(model: gen.OneVision, queries: gen.Queries, batch: int, repeats: int, k: int = 10, *,
+                 beam: int) -> float:
     """p50 wall time (ms) of one beam-search call on ``batch`` queries (cycling through ``queries``)."""
     calls = iter(range(10**9))
 
     def one():
         start = next(calls) * batch % max(len(queries) - batch, 1)
-        gen.beam_search(model, queries.take(np.arange(start, start + batch)), k=k, batch_size=batch)
+        batch_queries = queries.take(np.arange(start, start + batch))
+        gen.beam_search(model, batch_queries, k=k, beam=beam, batch_size=batch)
 
     return float(np.median(timed(one, repeats)))
 
@@ -148,10 +150,10 @@ def recall_latency(index, photos: np.ndarray, n: int, repeats: int) -> float:
     return float(np.median(timed(one, repeats)))
 
 
-def beam_runner(model: gen.OneVision, queries: gen.Queries, k: int = 10):
+def beam_runner(model: gen.OneVision, queries: gen.Queries, k: int = 10, *, beam: int):
     """``run(which)`` for :mod:`ovkit.timing`: beam search on query ``which`` (an index or a slice)."""
     every = np.arange(len(queries))
-    return lambda which: gen.beam_search(model, queries.take(every[timing.rows(which)]), k=k,
+    return lambda which: gen.beam_search(model, queries.take(every[timing.rows(which)]), k=k, beam=beam,
                                          batch_size=len(every))
 
 

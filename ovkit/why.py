@@ -89,6 +89,132 @@ def pooled(table):
     return pd.DataFrame(rows)
 
 
+# The same contrasts as notebook 04 records them: a sweep of notebook 04 over the cells
+# (sweeps/why.yaml) gives them per cell and seed, with the user-swap effects beside.
+NOTEBOOK_KEYS = {"sft_gain": "04.hr@10_diff.sft_vs_pretrain", "dpo_gain": "04.hr@10_diff.dpo_vs_sft",
+                 "gap_vs_mca": "04.hr@10_diff.dpo_vs_mca", "user_swap.dpo": "04.hr@10_user_swap_diff.dpo",
+                 "user_swap.mca": "04.hr@10_user_swap_diff.mca"}
+INTERVAL = ("", "_ci_low", "_ci_high")
+
+
+def cells() -> list[dict]:
+    """Every cell of the factorial, e.g. ``{"layout": "vrq", "exposure": "visual"}``, in grid order."""
+    import itertools
+
+    return [dict(zip(FACTORS, levels, strict=True)) for levels in itertools.product(*FACTORS.values())]
+
+
+def sweep_cell(cell: dict) -> str:
+    """A cell's label in an ``ovkit sweep`` summary (``VRQ.layout=vrq,SIM.exposure=visual``)."""
+    from .sweep import _cell_label
+
+    return _cell_label(cell_settings(**cell))
+
+
+def from_sweep(summary: dict):
+    """The factorial from a sweep of notebook 04 over the cells: one row per cell with the seeds that
+    finished, each :data:`NOTEBOOK_KEYS` entry pooled over them (random effects, each run's own
+    interval: :func:`ovkit.seedstats.across_seeds`) and HR@10 per target type (mean over seeds) for
+    OneVision (DPO) and each seed's reference cascade. None when a cell has no finished point."""
+    import pandas as pd
+
+    rows = []
+    for cell in cells():
+        entry = summary.get("cells", {}).get(sweep_cell(cell), {})
+        if not entry.get("points"):
+            return None
+        row = {**cell, "seeds": len(entry["points"])}
+        for name, key in NOTEBOOK_KEYS.items():
+            got = entry.get("metrics", {}).get(key, {})
+            row |= {name: got.get("mean", np.nan), f"{name}_ci_low": got.get("ci_low", np.nan),
+                    f"{name}_ci_high": got.get("ci_high", np.nan)}
+        runs = [summary["points"][point]["metrics"] for point in entry["points"]]
+        for kind in diagnose.TARGET_TYPES:
+            row[f"hr@10.dpo.{kind}"] = _mean([m.get(f"04.hr@10.dpo.{kind}") for m in runs])
+            # each seed's own reference cascade, chosen on its validation sessions
+            reference = [m.get(f"04.hr@10.{m.get('04.reference_mca', 'mca')}.{kind}") for m in runs]
+            row[f"hr@10.mca.{kind}"] = _mean(reference)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else np.nan
+
+
+def score_here(params: dict, progress: bool = True):
+    """The factorial in one world (``params``' SEED): :func:`score_cell` for every cell, one row each
+    with its own intervals (users resampled) and ``seeds`` = 1; no user-swap effects (NaN)."""
+    import pandas as pd
+
+    from .config import progress as bar
+
+    keep = {*(name + end for name in CONTRASTS for end in INTERVAL),
+            *(f"hr@10.{s}.{kind}" for s in ("dpo", "mca") for kind in diagnose.TARGET_TYPES)}
+    missing = {name + end: np.nan for name in NOTEBOOK_KEYS if name not in CONTRASTS for end in INTERVAL}
+    rows = []
+    for cell in bar(cells(), enabled=progress, desc="why cells", unit="cell"):
+        row = score_cell(params, cell_settings(**cell))
+        rows.append({**cell, "seeds": 1, **{k: v for k, v in row.items() if k in keep}, **missing})
+    return pd.DataFrame(rows)
+
+
+def factorial(params: dict, sweep: str = "auto", profile: str | None = None, progress: bool = True):
+    """The factorial pooled over a sweep's seeds when that sweep has every cell, else scored here.
+
+    Args:
+        sweep: a sweep under ``runs/`` (``why-default``), ``"auto"`` (``why-<profile>`` when it
+            exists) or ``""`` (always score the cells here, in ``params``' world).
+    Returns:
+        (table: one row per cell, where it came from: a sentence naming the sweep, its seeds and
+        commits, or this run's seed).
+    """
+    from . import seedstats
+    from .paths import current_profile
+
+    name = f"why-{profile or current_profile()}" if sweep == "auto" else sweep
+    if name:
+        try:
+            summary = seedstats.load(name)
+        except FileNotFoundError:
+            if sweep != "auto":
+                raise
+        else:
+            table = from_sweep(summary)
+            if table is not None:
+                ok = [p for p in summary["points"].values() if p["status"] == "ok"]
+                commits = ", ".join(sorted({p.get("commit") or "?" for p in ok}))
+                return table, f"sweep {summary['sweep']} (notebook 04 per cell; seeds {summary['seeds']}; " \
+                              f"commit {commits})"
+            print(f"sweep {name} has a cell with no finished point: scoring the cells here instead")
+    return score_here(params, progress), f"this run (one world: SEED {params.get('SEED', 0)})"
+
+
+def shown(table, columns: dict):
+    """``table``'s estimates as ``+0.012 [-0.004, +0.028]`` strings, one column per ``columns`` entry
+    (column → title), one row per cell (``layout / exposure``), and the number of seeds."""
+    import pandas as pd
+
+    from .seedstats import _mean_interval
+
+    cells = table["layout"] + " / " + table["exposure"]
+    out = {title: [_mean_interval(*row) for row in table[[name + end for end in INTERVAL]].to_numpy(float)]
+           for name, title in columns.items()}
+    return pd.DataFrame(out, index=cells.to_numpy()).assign(seeds=table["seeds"].to_numpy())
+
+
+def prefix_shares(params: dict) -> dict:
+    """Per SID layout, the share of colourway pairs whose SIDs differ only in the last code (this
+    run's world; the SID stage is cached)."""
+    out = {}
+    for layout in FACTORS["layout"]:
+        built = pipeline.load(with_settings(params, cell_settings(layout=layout)), upto="vrq")
+        depth = len(built.ids.config.budget) - 1
+        out[layout] = vrq.colourway_prefix_share(built.catalogue, built.ids.codes, depth)
+    return out
+
+
 def main(argv=None) -> int:
     """``python -m ovkit.why --profile P [--seeds S ...] [--out FILE]``: score every cell of
     :data:`FACTORS`' grid for a profile in each seed (a seed is a whole new world), write one row per

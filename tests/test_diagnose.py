@@ -65,7 +65,7 @@ def test_serving_contexts_runs_both_systems_on_the_same_photos():
     model = gen.OneVision(cfg, gen.Trie(codes, (4, 6)), emb[first_view], 2).eval()
     contexts = diagnose.history_contexts(test, hists)
     views = test["view_id"].to_numpy()
-    ranked = diagnose.serve_contexts(model, cascade, emb, tokens, views, contexts, 4, k=5)
+    ranked = diagnose.serve_contexts(model, cascade, emb, tokens, views, contexts, 4, k=5, beam=10)
     assert set(ranked) == {(system, c) for system in ("onevision", "cascade") for c in contexts}
     assert all(lists.shape == (len(test), 5) and (lists >= 0).all() for lists in ranked.values())
     own = cascade.rank(views, contexts["own"], 5)["rank"]

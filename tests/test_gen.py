@@ -148,16 +148,17 @@ def row_widths(widths):
 def test_per_row_widths_prune_each_query_on_its_own():
     model, q = tiny_model(), tiny_queries(b=6)
     full_stats = {}
-    full = gen.beam_search(model, q, 8, 12, stats=full_stats)
-    same = gen.beam_search(model, q, 8, 12, width=lambda *_: 12)  # full width: the unpruned search
+    full = gen.beam_search(model, q, 8, beam=12, stats=full_stats)
+    same = gen.beam_search(model, q, 8, beam=12, width=lambda *_: 12)  # full width: the unpruned search
     assert all(np.array_equal(a, b) for a, b in zip(full, same, strict=True))
     widths = [8, 12, 9, 12, 8, 10]
     batch_stats = {}
-    items, scores = gen.beam_search(model, q, 8, 12, width=row_widths(widths), stats=batch_stats)
+    items, scores = gen.beam_search(model, q, 8, beam=12, width=row_widths(widths), stats=batch_stats)
     single_rows = 0
     for i, w in enumerate(widths):  # alone, with the same width: the same results and the same work
         stats = {}
-        alone = gen.beam_search(model, q.take(slice(i, i + 1)), 8, 12, width=row_widths([w]), stats=stats)
+        one = q.take(slice(i, i + 1))
+        alone = gen.beam_search(model, one, 8, beam=12, width=row_widths([w]), stats=stats)
         assert np.array_equal(alone[0], items[i : i + 1])
         assert np.allclose(alone[1], scores[i : i + 1], atol=1e-5)
         single_rows += stats["decoder_rows"]
@@ -176,16 +177,16 @@ def test_a_history_with_gaps_is_packed_so_its_query_does_not_depend_on_the_batch
     packed = gen.Queries(gapped.global_, gapped.visual, np.array([[-1, -1, 5, 7]]), gapped.task)
     np.testing.assert_array_equal(gen.model.pack_history(torch.as_tensor(q.history)).numpy(),
                                   [[-1, -1, -1, -1], [3, 9, 14, 27], [-1, -1, 5, 7], [-1, -1, 11, 2]])
-    items, scores = gen.beam_search(model, q, 8)
+    items, scores = gen.beam_search(model, q, 8, beam=8)
     for one in (gapped, packed):
-        alone = gen.beam_search(model, one, 8)
+        alone = gen.beam_search(model, one, 8, beam=8)
         np.testing.assert_array_equal(alone[0], items[2:3])
         np.testing.assert_allclose(alone[1], scores[2:3], atol=1e-5)
 
 
 def test_dead_beams_come_back_only_as_empty_slots():
     model, q = tiny_model(), tiny_queries(b=4)
-    items, scores = gen.beam_search(model, q, 8, 8, width=lambda level, score: 1)  # one beam: ≤ 5 SKUs
+    items, scores = gen.beam_search(model, q, 8, beam=8, width=lambda level, score: 1)  # one beam: ≤ 5 SKUs
     live = np.isfinite(scores)
     assert (live.sum(1) <= 5).all() and ((items >= 0) == live).all()
     assert (live[:, :-1] >= live[:, 1:]).all()  # live results first
@@ -195,6 +196,18 @@ def test_dead_beams_come_back_only_as_empty_slots():
 def test_beam_narrower_than_k_is_refused():
     with pytest.raises(ValueError, match="smaller than k"):
         gen.beam_search(tiny_model(), tiny_queries(), k=10, beam=5)
+
+
+def test_the_beam_width_is_always_the_callers_never_the_saved_configs():
+    """A cached model carries the config it was trained with; serving reads only what it is given."""
+    model, q = tiny_model(n=200, sizes=(16, 8, 4)), tiny_queries(b=8, n_items=200)
+    with pytest.raises(TypeError, match="beam"):
+        gen.beam_search(model, q, 8)  # no width from the saved config: the caller must say
+    wide = gen.beam_search(model, q, 8, beam=64)
+    model.cfg = dataclasses.replace(model.cfg, beam=8)  # a saved config with another width …
+    again = gen.beam_search(model, q, 8, beam=64)
+    assert all(np.array_equal(a, b) for a, b in zip(again, wide, strict=True))  # … changes nothing
+    assert not np.array_equal(gen.beam_search(model, q, 8, beam=8)[1], wide[1])  # the width given does
 
 
 def test_dpo_loss_is_the_formula():
@@ -260,11 +273,11 @@ def test_stages_train_cache_and_refuse_other_sids(kit_home, world):
     assert list(stages) == ["pretrain", "sft", "dpo"] and all(s.artifact.fresh for s in stages.values())
     assert "val_hr@10" in stages["sft"].history.dropna().columns
     q = gen.session_queries(logs, emb, run.tokens, 4)
-    items, _ = gen.beam_search(stages["dpo"].model, q, 5)
+    items, _ = gen.beam_search(stages["dpo"].model, q, 5, beam=8)
     assert (items >= 0).all()
     again = gen.train_stages(cat, run, ids, logs, staged(), progress=False)  # read back, not retrained
     assert not any(s.artifact.fresh for s in again.values())
-    assert np.array_equal(gen.beam_search(again["dpo"].model, q, 5)[0], items)
+    assert np.array_equal(gen.beam_search(again["dpo"].model, q, 5, beam=8)[0], items)
     changed = gen.train_stages(cat, run, ids, logs, staged(dpo_steps=2), progress=False)
     assert not changed["sft"].artifact.fresh and changed["dpo"].artifact.fresh  # only DPO reruns
     other = vrq.semantic_ids(cat, emb, cat.artifact, dataclasses.replace(SIDS, levels=(8, 4)))
@@ -320,7 +333,7 @@ def test_empty_history_and_no_user_still_give_real_skus(world):
     assert (empty.history == -1).all() and (empty.task == 1).all()
     none = gen.make_queries(emb, run.tokens, [0, 1, 2], None, 4)
     for q in (empty, none):
-        assert (gen.beam_search(model, q, 5)[0] >= 0).all()
+        assert (gen.beam_search(model, q, 5, beam=8)[0] >= 0).all()
     with pytest.raises(ValueError, match="3 histories for 2 queries"):
         gen.make_queries(emb, run.tokens, [0, 1], [[], [], []], 4)
 
@@ -334,29 +347,31 @@ def test_bad_settings():
 
 def test_item_vectors_can_be_swapped_without_touching_the_model():
     model, q = tiny_model(), tiny_queries(b=8)
-    before = gen.beam_search(model, q, 8)
+    before = gen.beam_search(model, q, 8, beam=8)
     state = {name: value.clone() for name, value in model.state_dict().items()}
     same = model.with_item_vectors(tiny_vectors())
-    assert all(np.array_equal(a, b) for a, b in zip(gen.beam_search(same, q, 8), before, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(gen.beam_search(same, q, 8, beam=8), before, strict=True))
     other = model.with_item_vectors(np.random.default_rng(9).normal(size=(60, 16)))
-    assert not np.array_equal(gen.beam_search(other, q, 8)[0], before[0])
+    assert not np.array_equal(gen.beam_search(other, q, 8, beam=8)[0], before[0])
     assert other.token.weight is model.token.weight  # the weights are shared, not copied
     assert all(torch.equal(value, model.state_dict()[name]) for name, value in state.items())
-    assert all(np.array_equal(a, b) for a, b in zip(gen.beam_search(model, q, 8), before, strict=True))
+    again = gen.beam_search(model, q, 8, beam=8)
+    assert all(np.array_equal(a, b) for a, b in zip(again, before, strict=True))
     with pytest.raises(ValueError, match=r"shape of the model's buffer \(n_items, d\) = \(60, 16\)"):
         model.with_item_vectors(np.zeros((60, 8)))
 
 
 def test_prior_bonus_lifts_the_chosen_skus_and_leaves_the_model_alone():
     model, q = tiny_model(), tiny_queries(b=8)
-    before = gen.beam_search(model, q, 8)
+    before = gen.beam_search(model, q, 8, beam=8)
     same = model.with_prior_bonus(np.zeros(60))
-    assert all(np.array_equal(a, b) for a, b in zip(gen.beam_search(same, q, 8), before, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(gen.beam_search(same, q, 8, beam=8), before, strict=True))
     lifted = np.zeros(60, bool)
     lifted[[5, 17, 42]] = True
-    boosted = gen.beam_search(model.with_prior_bonus(5.0 * lifted), q, 8)[0]
+    boosted = gen.beam_search(model.with_prior_bonus(5.0 * lifted), q, 8, beam=8)[0]
     assert np.isin(boosted[:, :3], np.flatnonzero(lifted)).all()  # a huge bonus puts them first
-    assert all(np.array_equal(a, b) for a, b in zip(gen.beam_search(model, q, 8), before, strict=True))
+    again = gen.beam_search(model, q, 8, beam=8)
+    assert all(np.array_equal(a, b) for a, b in zip(again, before, strict=True))
     assert "prior_bonus" not in model.state_dict()  # never saved into a checkpoint
     with pytest.raises(ValueError, match="one value per SKU"):
         model.with_prior_bonus(np.zeros(3))
@@ -366,7 +381,7 @@ def test_prior_factor_scales_the_learned_prior_at_serving_only():
     """Factor 0 is the decoder alone (as if no prior were given), 2 doubles the prior's term
     (the formula), 1 changes nothing; the model itself is never touched."""
     model, q = tiny_model(), tiny_queries(b=6)
-    before = gen.beam_search(model, q, 8)
+    before = gen.beam_search(model, q, 8, beam=8)
     with torch.no_grad():
         mem = model.encode(q)
         rows = torch.arange(len(q))
@@ -381,10 +396,10 @@ def test_prior_factor_scales_the_learned_prior_at_serving_only():
         expected = logits + 2.0 * model.log_prior_scale[0].exp() * prior
         expected = torch.log_softmax(expected.masked_fill(child < 0, float("-inf")), -1)
         torch.testing.assert_close(doubled, expected)
-    same = gen.beam_search(model.with_prior_factor(1.0), q, 8)
+    same = gen.beam_search(model.with_prior_factor(1.0), q, 8, beam=8)
     assert all(np.array_equal(a, b) for a, b in zip(same, before, strict=True))
     assert not all(np.array_equal(a, b) for a, b in
-                   zip(gen.beam_search(model.with_prior_factor(0.0), q, 8), before, strict=True))
+                   zip(gen.beam_search(model.with_prior_factor(0.0), q, 8, beam=8), before, strict=True))
     assert model.prior_factor == 1.0 and "prior_factor" not in model.state_dict()
     with pytest.raises(ValueError, match="finite number >= 0"):
         model.with_prior_factor(-1.0)
@@ -395,14 +410,15 @@ def test_cold_prior_sweep_chooses_on_validation_within_the_warm_tolerance(kit_ho
     ids = vrq.semantic_ids(cat, emb, cat.artifact, SIDS)
     model = gen.train_stages(cat, run, ids, logs, staged(beam=10), progress=False)["dpo"].model
     cold = cat.items["cold"].to_numpy()
-    bonus, table = gen.cold_prior_sweep(model, logs, emb, run.tokens, cold, [0.1, 5.0], 4, tolerance=0.02)
+    bonus, table = gen.cold_prior_sweep(model, logs, emb, run.tokens, cold, [0.1, 5.0], 4, tolerance=0.02,
+                                        beam=10)
     assert list(table.index) == [0.0, 0.1, 5.0] and table.loc[0.0, "allowed"]
     allowed = table[table["allowed"]]
     assert bonus in allowed.index
     assert table.loc[bonus, "cold recall_exact@10"] == allowed["cold recall_exact@10"].max()
     # an oracle for one row: the boosted model scored on cold validation sessions by hand
     q = gen.session_queries(logs, emb, run.tokens, 4, split="cold_val")
-    lists = gen.beam_search(model.with_prior_bonus(5.0 * cold), q, 10)[0]
+    lists = gen.beam_search(model.with_prior_bonus(5.0 * cold), q, 10, beam=10)[0]
     exact = metrics.hit_rate(lists, logs.cold_val_sessions["intent"].to_numpy(), 10)
     assert table.loc[5.0, "cold recall_exact@10"] == pytest.approx(exact)
 
@@ -411,7 +427,7 @@ def test_prior_factor_sweep_chooses_the_best_validation_hr_with_ties_to_the_lear
     cat, emb, logs, run = world
     ids = vrq.semantic_ids(cat, emb, cat.artifact, SIDS)
     model = gen.train_stages(cat, run, ids, logs, staged(beam=10), progress=False)["dpo"].model
-    factor, table = gen.prior_factor_sweep(model, logs, emb, run.tokens, [0.0, 4.0, 4.0], 4)
+    factor, table = gen.prior_factor_sweep(model, logs, emb, run.tokens, [0.0, 4.0, 4.0], 4, beam=10)
     assert list(table.index) == [0.0, 1.0, 4.0]  # 1 (the learned scales) always, each factor once
     best = table["val hr@10"].max()
     assert table.loc[factor, "val hr@10"] == best
@@ -419,7 +435,7 @@ def test_prior_factor_sweep_chooses_the_best_validation_hr_with_ties_to_the_lear
         assert factor == 1.0
     # an oracle for one row: the scaled model scored on the validation sessions by hand
     q = gen.session_queries(logs, emb, run.tokens, 4, split="val")
-    lists = gen.beam_search(model.with_prior_factor(4.0), q, 10)[0]
+    lists = gen.beam_search(model.with_prior_factor(4.0), q, 10, beam=10)[0]
     hr = metrics.hit_rate(lists, logs.val_sessions["ordered"].to_numpy(), 10)
     assert table.loc[4.0, "val hr@10"] == pytest.approx(hr)
 

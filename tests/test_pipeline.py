@@ -40,9 +40,10 @@ def test_each_stopping_point_loads_its_stages_and_reuses_the_cache(kit_home, sho
     np.testing.assert_array_equal(again.ids.codes, built.ids.codes)
     # a stage's ranked lists: pretraining served without history (as validated), SFT/DPO with it
     without_user = built.queries("val", with_user=False)
-    np.testing.assert_array_equal(built.ranked("pretrain", "val"),
-                                  gen.beam_search(built.stages["pretrain"].model, without_user, 10)[0])
-    with_user = gen.beam_search(built.model, built.queries("val"), 10)[0]
+    beam = built.gen_cfg.beam  # the run's GEN beam, not the cached model's own
+    pretrain = gen.beam_search(built.stages["pretrain"].model, without_user, 10, beam=beam)[0]
+    np.testing.assert_array_equal(built.ranked("pretrain", "val"), pretrain)
+    with_user = gen.beam_search(built.model, built.queries("val"), 10, beam=beam)[0]
     np.testing.assert_array_equal(built.ranked("dpo", "val"), with_user)
 
 

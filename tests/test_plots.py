@@ -91,3 +91,16 @@ def test_ab_lifts_draws_the_kits_intervals_beside_the_papers_values():
     assert np.allclose(np.asarray(paper)[:, 1], [2.15, 2.27, 3.12])  # in percent
     assert len(fig.axes[1].patches) == 4  # two kinds × two arms; "found" is not a click kind
     plt.close(fig)
+
+
+def test_interval_panels_draw_each_row_with_its_interval_first_row_on_top():
+    table = pd.DataFrame({"a": [0.1, -0.2], "a_ci_low": [0.0, -0.3], "a_ci_high": [0.2, np.nan]})
+    fig = plots.interval_panels(table, {"a": "A"}, ["first", "second"])
+    ax = fig.axes[0]
+    line, caps, (bars,) = ax.containers[0]
+    assert np.asarray(line.get_xydata()).round(3).tolist() == [[0.1, 1.0], [-0.2, 0.0]]
+    segments = [np.asarray(s)[:, 0].round(3).tolist() for s in bars.get_segments()]
+    assert segments == [[0.0, 0.2], [-0.2, -0.2]]  # an interval with a NaN end is not drawn
+    ticks = dict(zip([t.get_text() for t in ax.get_yticklabels()], ax.get_yticks(), strict=True))
+    assert ticks == {"first": 1, "second": 0} and ax.get_title() == "A"
+    plt.close(fig)

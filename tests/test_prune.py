@@ -48,24 +48,24 @@ def pruned_rows(model, q, policy):
         cut[:] |= (w < torch.isfinite(score).sum(1)).numpy()
         return w
 
-    gen.beam_search(model, q, 10, width=width)
+    gen.beam_search(model, q, 10, beam=30, width=width)
     return cut
 
 
 def test_null_policy_reproduces_the_unpruned_search_exactly():
     model, q = tiny_model(beam=20), tiny_queries(b=12)
-    expected = gen.beam_search(model, q, 10)
+    expected = gen.beam_search(model, q, 10, beam=20)
     for policy in (prune.Policy(), prune.Policy(keep_ratio=1.0, token_mass=1.0, delta=math.inf, tau=1.0)):
-        items, scores = prune.search(model, q, policy, 10)
+        items, scores = prune.search(model, q, policy, 10, beam=20)
         assert np.array_equal(items, expected[0]) and np.array_equal(scores, expected[1])
 
 
 def test_pruned_searches_return_only_real_skus_and_compute_less():
     model, q = tiny_model(beam=20), tiny_queries(b=12)
     full, pruned = {}, {}
-    prune.search(model, q, prune.Policy(), 10, full)
+    prune.search(model, q, prune.Policy(), 10, full, beam=20)
     policy = prune.Policy(keep_ratio=0.5, delta=1.0, tau=0.2, min_beams=10)
-    items, scores = prune.search(model, q, policy, 10, pruned)
+    items, scores = prune.search(model, q, policy, 10, pruned, beam=20)
     assert (items >= 0).all() and model.trie.contains(model.trie.codes[items]).all()
     assert (np.diff(scores, axis=1) <= 1e-6).all()
     assert pruned["decoder_rows"] < full["decoder_rows"] and pruned["encoder_tokens"] < full["encoder_tokens"]
@@ -76,10 +76,10 @@ def test_a_query_gets_the_same_results_alone_or_in_a_batch(mixed, settings):
     model, q = mixed
     policy = prune.Policy(**settings)
     batch_stats = {}
-    items, scores = prune.search(model, q, policy, 10, batch_stats)
+    items, scores = prune.search(model, q, policy, 10, batch_stats, beam=30)
     single_stats = {}
     for i in range(len(q)):
-        alone = prune.search(model, q.take(slice(i, i + 1)), policy, 10, single_stats)
+        alone = prune.search(model, q.take(slice(i, i + 1)), policy, 10, single_stats, beam=30)
         assert np.array_equal(alone[0], items[i : i + 1]), f"query {i}"
         assert np.allclose(alone[1], scores[i : i + 1], atol=1e-4)
     assert batch_stats == single_stats  # the work counted is per query too
@@ -102,8 +102,8 @@ def test_small_delta_computes_fewer_decoder_rows_at_batch_1(mixed):
     model, q = mixed
     for i in range(4):
         full, pruned = {}, {}
-        prune.search(model, q.take(slice(i, i + 1)), prune.Policy(), 10, full)
-        prune.search(model, q.take(slice(i, i + 1)), prune.Policy(delta=1.0), 10, pruned)
+        prune.search(model, q.take(slice(i, i + 1)), prune.Policy(), 10, full, beam=30)
+        prune.search(model, q.take(slice(i, i + 1)), prune.Policy(delta=1.0), 10, pruned, beam=30)
         assert pruned["decoder_rows"] < full["decoder_rows"]
 
 
@@ -113,7 +113,7 @@ def test_token_counts_are_the_tokens_encoded():
     keep = prune.visual_keep(q, policy)
     for i in range(len(q)):  # one query at a time, as the latency is measured
         stats = {}
-        prune.search(model, q.take(slice(i, i + 1)), policy, 10, stats)
+        prune.search(model, q.take(slice(i, i + 1)), policy, 10, stats, beam=20)
         history = int((q.history[i] >= 0).sum())
         assert stats["encoder_tokens"] == 1 + keep[i].sum() + history + 1  # global + visual + history + task
 
@@ -135,7 +135,7 @@ def test_bad_policies():
     with pytest.raises(ValueError, match="tau"):
         prune.Policy(tau=1.5)
     with pytest.raises(ValueError, match="min_beams 5 < k=10"):
-        prune.search(tiny_model(), tiny_queries(), prune.Policy(min_beams=5), 10)
+        prune.search(tiny_model(), tiny_queries(), prune.Policy(min_beams=5), 10, beam=8)
 
 
 def fake_logs(n, seed=0):
@@ -150,7 +150,7 @@ def fake_logs(n, seed=0):
 def test_sweep_measures_every_policy_against_the_first():
     model, q = tiny_model(beam=20), tiny_queries(b=8)
     policies = [prune.Policy(), prune.Policy(delta=0.5), prune.Policy()]
-    frame, times = prune.sweep(model, q, fake_logs(8), policies, timed=4, repeats=1, batch=4)
+    frame, times = prune.sweep(model, q, fake_logs(8), policies, timed=4, repeats=1, batch=4, beam=20)
     assert list(frame["policy"]) == ["unpruned", "δ 0.5", "unpruned"] and (frame["split"] == "val").all()
     assert list(times.columns) == ["unpruned", "δ 0.5", "unpruned #2"] and times.shape == (4, 3)
     first = frame.loc[0]
@@ -161,7 +161,7 @@ def test_sweep_measures_every_policy_against_the_first():
     assert frame.loc[1, "decoder_rows"] < frame.loc[0, "decoder_rows"] == frame.loc[2, "decoder_rows"]
     assert (frame["valid"] == 1.0).all() and frame.loc[2, "hr10_rel_loss"] == 0.0
     stats = {}
-    prune.search(model, q, prune.Policy(delta=0.5), 10, stats)
+    prune.search(model, q, prune.Policy(delta=0.5), 10, stats, beam=20)
     assert frame.loc[1, "encoder_tokens"] == stats["encoder_tokens"] / len(q)
 
 
@@ -169,10 +169,11 @@ def test_measure_compares_the_chosen_policy_with_the_unpruned_search_once():
     model, q = tiny_model(beam=20), tiny_queries(b=8)
     logs = fake_logs(8)
     chosen = prune.Policy(delta=0.5)
-    out, times = prune.measure(model, q, logs, chosen, timed=3, repeats=1, others={"other": lambda i: None})
+    out, times = prune.measure(model, q, logs, chosen, timed=3, repeats=1, others={"other": lambda i: None},
+                               beam=20)
     assert list(times.columns) == ["unpruned", "pruned", "other"] and len(times) == 3
     assert out["split"] == "test" and out["policy"] == "δ 0.5" and out["timed"] == 3
-    items = {label: prune.search(model, q, policy, 10)[0] for label, policy in
+    items = {label: prune.search(model, q, policy, 10, beam=20)[0] for label, policy in
              (("unpruned", prune.Policy()), ("pruned", chosen))}
     for label in items:
         assert out[f"hr@10_{label}"] == gen.evaluate(items[label], logs, "test")["hr@10"]
@@ -181,7 +182,8 @@ def test_measure_compares_the_chosen_policy_with_the_unpruned_search_once():
     assert out["topk_changed"] == (items["unpruned"] != items["pruned"]).any(1).mean()
     assert out["speedup_ci_low"] <= out["speedup"] <= out["speedup_ci_high"]
     assert {"mrr@10_unpruned", "mrr@10_pruned", "hr10_rel_loss"} <= set(out)
-    assert prune.measure(model, q, logs, prune.Policy(), timed=2, repeats=1)[0]["topk_changed"] == 0.0
+    same, _ = prune.measure(model, q, logs, prune.Policy(), timed=2, repeats=1, beam=20)
+    assert same["topk_changed"] == 0.0
 
 
 def test_best_is_the_fastest_within_the_loss_budget_and_settings_round_trip():
@@ -204,6 +206,7 @@ def test_best_is_the_fastest_within_the_loss_budget_and_settings_round_trip():
 def test_runner_answers_one_query_or_a_slice_as_search_does():
     model, q = tiny_model(beam=20), tiny_queries(b=6)
     policy = prune.Policy(delta=0.5)
-    run = prune.runner(model, q, policy)
-    np.testing.assert_array_equal(run(2)[0], prune.search(model, q.take(slice(2, 3)), policy)[0])
-    np.testing.assert_array_equal(run(slice(1, 5))[0], prune.search(model, q.take(slice(1, 5)), policy)[0])
+    run = prune.runner(model, q, policy, beam=20)
+    np.testing.assert_array_equal(run(2)[0], prune.search(model, q.take(slice(2, 3)), policy, beam=20)[0])
+    np.testing.assert_array_equal(run(slice(1, 5))[0],
+                                  prune.search(model, q.take(slice(1, 5)), policy, beam=20)[0])

@@ -71,10 +71,10 @@ def test_top_prior_is_exact_where_the_best_skus_are_and_an_upper_bound_elsewhere
         assert (got[~seen] >= want[~seen] - 1e-6).all()  # the M-th best bounds every unseen SKU
     q = tiny_queries()
     small = tiny_model(prior_neighbours=5)
-    items, scores = gen.beam_search(small, q, k=5)
+    items, scores = gen.beam_search(small, q, k=5, beam=8)
     assert (items >= 0).all() and small.trie.contains(small.trie.codes[items]).all()
-    assert np.array_equal(gen.beam_search(tiny_model(prior_neighbours=60), q, k=5)[0],
-                          gen.beam_search(tiny_model(), q, k=5)[0])  # M = #SKUs: the exact path
+    assert np.array_equal(gen.beam_search(tiny_model(prior_neighbours=60), q, k=5, beam=8)[0],
+                          gen.beam_search(tiny_model(), q, k=5, beam=8)[0])  # M = #SKUs: the exact path
 
 
 def test_prior_ivf_index_above_its_threshold_finds_the_exact_top():

@@ -56,3 +56,62 @@ def test_pooled_pools_each_cells_seeds_with_their_own_intervals():
     one = why.pooled(pd.DataFrame(rows[4:5])).iloc[0]  # one run (shape_first, seed 1): its own interval
     assert one[["seeds", "sft_gain", "sft_gain_ci_low", "sft_gain_ci_high"]].tolist() == pytest.approx(
         [1, 0.13, 0.10, 0.16])
+
+
+def _summary(per_cell_seeds: dict) -> dict:
+    """A sweep summary as ovkit.sweep writes it, from each cell's per-seed notebook-04 metrics."""
+    from ovkit import seedstats
+
+    points, cells = {}, {}
+    for label, runs in per_cell_seeds.items():
+        ids = []
+        for seed, metrics_ in enumerate(runs):
+            pid = f"{label}_seed-{seed}"
+            points[pid] = {"status": "ok", "seed": seed, "commit": "abc1234", "metrics": metrics_}
+            ids.append(pid)
+        cells[label] = {"points": ids, "seeds": list(range(len(runs))),
+                        "metrics": seedstats.across_seeds(runs)[1]}
+    return {"sweep": "why-tiny", "seeds": [0, 1], "points": points, "cells": cells}
+
+
+def _run(shift: float, reference: str) -> dict:
+    run = {"04.reference_mca": reference, "04.hr@10.mca.colourway": 0.3, "04.hr@10.mca_fused.colourway": 0.5,
+           "04.hr@10.dpo.colourway": 0.2 + shift}
+    for key in why.NOTEBOOK_KEYS.values():
+        run |= {key: 0.02 + shift, f"{key}_ci_low": 0.0 + shift, f"{key}_ci_high": 0.04 + shift}
+    return run
+
+
+def test_the_factorial_from_a_sweep_pools_each_cells_seeds():
+    from ovkit import meta
+
+    labels = [why.sweep_cell(cell) for cell in why.cells()]
+    assert labels[0] == "VRQ.layout=vrq,SIM.exposure=visual" and len(labels) == 4
+    runs = {label: [_run(0.0, "mca"), _run(0.01 * i, "mca_fused")] for i, label in enumerate(labels)}
+    summary = _summary(runs)
+    table = why.from_sweep(summary).set_index(["layout", "exposure"])
+    expected = meta.pool([0.02, 0.05], [0.0, 0.03], [0.04, 0.07])  # cell 3: shifts 0 and 0.03
+    got = table.loc[("shape_first", "variants"), ["gap_vs_mca", "gap_vs_mca_ci_low", "gap_vs_mca_ci_high"]]
+    assert got.tolist() == pytest.approx([expected.estimate, expected.ci_low, expected.ci_high])
+    assert table["seeds"].tolist() == [2, 2, 2, 2]
+    assert table.loc[("vrq", "visual"), "hr@10.mca.colourway"] == pytest.approx(0.4)  # each seed's reference
+    assert table.loc[("shape_first", "variants"), "hr@10.dpo.colourway"] == pytest.approx(0.215)
+    del summary["cells"][labels[2]]
+    assert why.from_sweep(summary) is None  # a cell missing: nothing pooled
+
+
+def test_factorial_reads_a_finished_sweep_and_scores_here_without_one(kit_home, monkeypatch):
+    import json
+
+    labels = [why.sweep_cell(cell) for cell in why.cells()]
+    folder = kit_home / "runs" / "why-tiny"
+    folder.mkdir(parents=True)
+    summary = _summary({label: [_run(0.0, "mca")] for label in labels})
+    (folder / "summary.json").write_text(json.dumps(summary))
+    table, source = why.factorial({}, profile="tiny")
+    assert len(table) == 4 and "sweep why-tiny" in source and "abc1234" in source
+    monkeypatch.setattr(why, "score_here", lambda params, progress: ("scored here", params))
+    assert why.factorial({"SEED": 3}, sweep="")[0] == ("scored here", {"SEED": 3})
+    assert why.factorial({"SEED": 3}, profile="other")[1] == "this run (one world: SEED 3)"
+    with pytest.raises(FileNotFoundError, match="no sweep summary for why-nope"):
+        why.factorial({}, sweep="why-nope")

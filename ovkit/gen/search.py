@@ -12,7 +12,7 @@ from .trie import BOS
 
 
 @torch.inference_mode()
-def beam_search(model: OneVision, q: Queries, k: int = 10, beam: int | None = None, batch_size: int = 256,
+def beam_search(model: OneVision, q: Queries, k: int = 10, *, beam: int, batch_size: int = 256,
                 constrained: bool = True, visual_keep=None, width=None, stats: dict | None = None):
     """Top-``k`` SKUs per query by beam search masked with the SID trie (every result is a real SKU).
 
@@ -22,7 +22,9 @@ def beam_search(model: OneVision, q: Queries, k: int = 10, beam: int | None = No
         model: the generative model.
         q: B queries.
         k: results per query.
-        beam: beams kept after each level (default ``model.cfg.beam``).
+        beam: beams kept after each level. Always given by the caller (e.g. ``GEN``'s ``beam`` of
+            the run): never read from the model's saved config, so a cached model is served with
+            the decoding settings of the run that serves it.
         batch_size: queries searched together.
         constrained: False drops the trie mask (to show why it is there): a decoded path that is no
             SKU's SID comes back as -1.
@@ -36,7 +38,6 @@ def beam_search(model: OneVision, q: Queries, k: int = 10, beam: int | None = No
         (items (B, k) int64, log-probabilities (B, k)), best first; a slot no live beam could fill
         holds -1 / -inf.
     """
-    beam = beam or model.cfg.beam
     if beam < k:
         raise ValueError(f"beam width {beam} is smaller than k={k}: the search keeps only {beam} "
                          f"sequences, so it cannot return {k} SKUs; raise GEN beam or lower k")

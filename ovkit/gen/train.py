@@ -259,7 +259,7 @@ def session_queries(logs, embeddings, tokens, history_len: int, with_user: bool 
 
 
 def cold_prior_sweep(model: OneVision, logs, embeddings, tokens, cold, bonuses, history_len: int,
-                     tolerance: float = 0.01, k: int = 10):
+                     tolerance: float = 0.01, k: int = 10, *, beam: int):
     """Choose, on validation sessions, a prior bonus for cold SKUs (the cold remedy of notebook 04).
 
     Each bonus ``b`` adds ``b`` to every cold SKU's cosine in the output prior
@@ -270,6 +270,7 @@ def cold_prior_sweep(model: OneVision, logs, embeddings, tokens, cold, bonuses, 
     Args:
         cold: (n_items,) bool, the SKUs with no training photo.
         bonuses: candidate values; 0 is always added.
+        beam: the beam width served (the run's ``GEN`` beam).
     Returns:
         (chosen bonus, table with one row per bonus); with no cold validation sessions (a dataset
         whose cold SKUs have test photos only) nothing can be chosen: (0.0, an empty table).
@@ -281,8 +282,8 @@ def cold_prior_sweep(model: OneVision, logs, embeddings, tokens, cold, bonuses, 
     rows = []
     for bonus in sorted({0.0, *map(float, bonuses)}):
         boosted = model.with_prior_bonus(bonus * np.asarray(cold, np.float32))
-        warm = evaluate(beam_search(boosted, queries["val"], k)[0], logs, "val")
-        new = evaluate(beam_search(boosted, queries["cold_val"], k)[0], logs, "cold_val")
+        warm = evaluate(beam_search(boosted, queries["val"], k, beam=beam)[0], logs, "val")
+        new = evaluate(beam_search(boosted, queries["cold_val"], k, beam=beam)[0], logs, "cold_val")
         rows.append({"bonus": bonus, f"warm hr@{k}": warm[f"hr@{k}"], f"cold hr@{k}": new[f"hr@{k}"],
                      f"cold recall_exact@{k}": new[f"recall_exact@{k}"]})
     table = pd.DataFrame(rows).set_index("bonus")
@@ -291,7 +292,8 @@ def cold_prior_sweep(model: OneVision, logs, embeddings, tokens, cold, bonuses, 
     return float(best.index[0]), table
 
 
-def prior_factor_sweep(model: OneVision, logs, embeddings, tokens, factors, history_len: int, k: int = 10):
+def prior_factor_sweep(model: OneVision, logs, embeddings, tokens, factors, history_len: int, k: int = 10, *,
+                       beam: int):
     """Choose, on validation sessions, a factor for the output prior's learned scales at serving.
 
     The scales are learned with the decoder to fit the training examples, never to rank the
@@ -301,13 +303,14 @@ def prior_factor_sweep(model: OneVision, logs, embeddings, tokens, factors, hist
 
     Args:
         factors: candidate values (>= 0); 1 (the learned scales) is always added.
+        beam: the beam width served (the run's ``GEN`` beam).
     Returns:
         (chosen factor, table with one row per factor: validation HR@k and MRR@k).
     """
     queries = session_queries(logs, embeddings, tokens, history_len, split="val")
     rows = []
     for factor in sorted({1.0, *map(float, factors)}):
-        scores = evaluate(beam_search(model.with_prior_factor(factor), queries, k)[0], logs, "val")
+        scores = evaluate(beam_search(model.with_prior_factor(factor), queries, k, beam=beam)[0], logs, "val")
         rows.append({"factor": factor, **{f"val {m}": scores[m] for m in (f"hr@{k}", f"mrr@{k}")}})
     table = pd.DataFrame(rows).set_index("factor")
     distance = lambda f: abs(np.log(f)) if f else np.inf  # noqa: E731  (from the learned scales)
@@ -413,7 +416,7 @@ class _Stages:
     def validator(self, with_user: bool):
         """The curve's check: HR@10, MRR@10 and exact recall@10 on the validation sessions."""
         def check(model):
-            ranked = beam_search(model, self.val[with_user], 10, max(self.cfg.beam, 10))[0]
+            ranked = beam_search(model, self.val[with_user], 10, beam=max(self.cfg.beam, 10))[0]
             r = evaluate(ranked, self.logs, "val")
             return {f"val_{k}": r[k] for k in ("hr@10", "mrr@10", "recall_exact@10")}
         return check
