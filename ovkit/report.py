@@ -69,6 +69,7 @@ class Claim:
     keys: tuple  # metric keys the verdict needs (the first is the headline number)
     rule: str  # the verdict rule, in words
     judge: Callable  # metrics dict → (measured text, verdict)
+    why: str = ""  # the contrast notebook 08's factorial measures for it (its "why" column), if any
 
 
 def is_reproduced(verdict: str) -> bool:
@@ -286,13 +287,13 @@ CLAIMS = [
           f"non-inferiority, margin {ON_PAR_MARGIN:.0%} relative, on HR@10 and MRR@10 (DPO − MCA) / MCA: "
           f"a metric passes if its 95% CI's low end ≥ −{ON_PAR_MARGIN:.0%}, fails if its high end < "
           f"−{ON_PAR_MARGIN:.0%}; any fails → not reproduced; all pass → reproduced; some pass → partly; "
-          "none decided → inconclusive", _on_par),
+          "none decided → inconclusive", _on_par, "gap_vs_mca"),
     Claim("SFT adds personalisation", "SFT with user context improves on pretraining", NO_NUMBER,
           _ci_keys("04.hr@10_diff.sft_vs_pretrain"), _effect_rule("HR@10 difference SFT − pretrain"),
-          _effect("04.hr@10_diff.sft_vs_pretrain", minimum=MINIMUM)),
+          _effect("04.hr@10_diff.sft_vs_pretrain", minimum=MINIMUM), "sft_gain"),
     Claim("DPO improves further", "DPO on user preferences improves on SFT", NO_NUMBER,
           _ci_keys("04.hr@10_diff.dpo_vs_sft"), _effect_rule("HR@10 difference DPO − SFT"),
-          _effect("04.hr@10_diff.dpo_vs_sft", minimum=MINIMUM)),
+          _effect("04.hr@10_diff.dpo_vs_sft", minimum=MINIMUM), "dpo_gain"),
     Claim("dynamic pruning", "+21% inference efficiency at on-par quality", "1.21×",
           (*_ci_keys(SPEEDUP_KEY), "05.hr10_rel_loss_at_best", "05.best_policy"),
           _effect_rule("total-time speed-up at batch 1 (Σ unpruned ms / Σ pruned ms, queries and timing "
@@ -328,6 +329,34 @@ CLAIMS = [
 ]
 
 
+WHY_TEXT = {"gap_vs_mca": "OneVision − reference cascade", "sft_gain": "SFT − pretrain",
+            "dpo_gain": "DPO − SFT"}
+
+
+def why_note(m: dict, contrast: str) -> str:
+    """The "why" column of a claim: its contrast in every cell of notebook 08's factorial (SID layout ×
+    logging exposure, ``08.<contrast>.<layout>.<exposure>`` with intervals) and what they say; empty
+    where notebook 08 has not recorded it."""
+    prefix = f"08.{contrast}."
+    cells = sorted(k[len(prefix):] for k in m
+                   if k.startswith(prefix) and not k.endswith(("_ci_low", "_ci_high")))
+    if not cells:
+        return ""
+    values = {cell: _ci(m, prefix + cell) for cell in cells}
+    shown = "; ".join(f"{cell.replace('.', '/')} {_interval(m, prefix + cell)}" for cell in cells)
+    above = [c.replace(".", "/") for c, (_, low, _) in values.items() if low > 0]
+    holding = [c.replace(".", "/") for c, (_, low, high) in values.items() if low <= 0 <= high]
+    if contrast == "gap_vs_mca":
+        said = (f"the gap's interval holds 0 in {', '.join(holding)}" if holding
+                else "OneVision stays below the cascade in every cell" if not above
+                else f"OneVision above the cascade in {', '.join(above)}")
+    else:
+        said = f"above 0 in {', '.join(above)}" if above else "no cell's interval lies above 0"
+    seeds = m.get("08.why_seeds")
+    pooled = f"{seeds} seed{'s' if seeds != 1 else ''}" if seeds is not None else "seeds ?"
+    return f"{WHY_TEXT[contrast]} per cell (notebook 08, {pooled}): {shown} → {said}"
+
+
 def ledger(metrics: dict | None = None, profile: str | None = None) -> pd.DataFrame:
     """The claims ledger for ``metrics`` (default: everything recorded under ``profile``).
 
@@ -347,7 +376,7 @@ def ledger(metrics: dict | None = None, profile: str | None = None) -> pd.DataFr
                 measured, verdict = f"the recorded numbers are invalid: {err}", INVALID
         rows.append({"claim": claim.topic, "paper": claim.paper, "paper_value": claim.paper_value,
                      "kit": measured, "verdict": verdict, "evidence": f"`{claim.keys[0]}`",
-                     "rule": claim.rule})
+                     "rule": claim.rule, "why": why_note(m, claim.why) if claim.why else ""})
     return pd.DataFrame(rows)
 
 
@@ -372,9 +401,11 @@ def write(profile: str | None = None, parameters: dict | None = None, failure: s
     if warning := provenance_warning(run):
         lines += [f"**Warning:** {warning}", ""]
     lines += [f"Code: commit {', '.join(run_commits(run)) or 'unknown'}.", ""]
-    table = ledger(metrics).set_index("claim")[["paper", "paper_value", "kit", "verdict", "rule", "evidence"]]
+    columns = ["paper", "paper_value", "kit", "verdict", "rule", "evidence", "why"]
+    table = ledger(metrics).set_index("claim")[columns]
     lines += ["## Claims ledger", "", "OneVision's claims, the paper's number beside what this run measured, "
-              "the verdict and the rule that gave it (`ovkit.report.CLAIMS`).", "",
+              "the verdict and the rule that gave it (`ovkit.report.CLAIMS`); *why*: the claim's contrast in "
+              "each cell of notebook 08's controlled experiments, where it ran.", "",
               markdown_table(table).strip(), ""]
     figures = load_figures(run)
     if figures:

@@ -226,7 +226,9 @@ def test_missing_metrics_are_not_measured():
 
 def test_ledger_columns_paper_values_and_kit_text():
     table = report.ledger(MEASURED)
-    assert list(table.columns) == ["claim", "paper", "paper_value", "kit", "verdict", "evidence", "rule"]
+    assert list(table.columns) == ["claim", "paper", "paper_value", "kit", "verdict", "evidence", "rule",
+                                   "why"]
+    assert (table["why"] == "").all()  # notebook 08 has not run
     values = table.set_index("claim")["paper_value"]
     assert values["online: item CTR"] == "+2.15%" and values["online: CVR"] == "+2.27%"
     assert values["online: order volume"] == "+3.12%" and values["dynamic pruning"] == "1.21×"
@@ -284,3 +286,23 @@ def test_report_warns_when_metrics_come_from_different_runs(kit_home, monkeypatc
     ovkit.record("04.hr@10.dpo", 0.3)
     text = report.write("pytest").read_text()
     assert "**Warning:**" in text and "aaaaaaaaaaaa" in text and "bbbbbbbbbbbb" in text
+
+
+def test_the_why_column_reads_notebook_08s_cells():
+    cells = {"vrq.visual": (-0.045, -0.06, -0.03), "vrq.variants": (-0.02, -0.045, 0.005),
+             "shape_first.visual": (-0.04, -0.06, -0.02), "shape_first.variants": (-0.03, -0.05, -0.01)}
+    metrics = {**MEASURED, "08.why_seeds": 3}
+    for cell, (est, low, high) in cells.items():
+        sft_low = 0.002 if cell == "vrq.variants" else -0.005
+        metrics |= {f"08.gap_vs_mca.{cell}": est, f"08.gap_vs_mca.{cell}_ci_low": low,
+                    f"08.gap_vs_mca.{cell}_ci_high": high, f"08.sft_gain.{cell}": 0.01,
+                    f"08.sft_gain.{cell}_ci_low": sft_low, f"08.sft_gain.{cell}_ci_high": 0.02}
+    why = report.ledger(metrics).set_index("claim")["why"]
+    gap = why["offline quality on par with MCA"]
+    assert gap.startswith("OneVision − reference cascade per cell (notebook 08, 3 seeds): shape_first/")
+    assert "vrq/variants -0.020 [-0.045, +0.005]" in gap and gap.endswith("holds 0 in vrq/variants")
+    assert why["SFT adds personalisation"].endswith("→ above 0 in vrq/variants")
+    assert why["DPO improves further"] == "" and why["online: CVR"] == ""  # not measured / no experiment
+    metrics = {k: v for k, v in metrics.items() if not k.startswith("08.gap_vs_mca.vrq.variants")}
+    gap = report.ledger(metrics).set_index("claim")["why"]["offline quality on par with MCA"]
+    assert gap.endswith("OneVision stays below the cascade in every cell")  # the cells left are all < 0
