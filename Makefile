@@ -13,7 +13,7 @@ SWEEP_FLAGS ?=
 # Tests and CI: no progress bars, no display, stable hashing.
 TEST_ENV := TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0 OVKIT_PROFILE=test
 
-.PHONY: setup data reproduce smoke profile seeds why test unit unit-all test-browser nbval lab ui bench bench-scale notebooks lint clean distclean
+.PHONY: setup data reproduce smoke profile seeds why scaling test unit unit-all test-browser nbval lab ui bench bench-scale notebooks lint clean distclean
 
 setup: $(STAMP)
 
@@ -59,6 +59,11 @@ seeds: data $(SWEEP_STAMP)
 # per point: runs/why-$(PROFILE)/summary.md, which notebook 08 then shows.
 why: data $(SWEEP_STAMP)
 	$(BIN)/ovkit sweep sweeps/why.yaml --profile $(PROFILE) $(SWEEP_FLAGS)
+
+# OneVision's capacity and training steps on a small grid (sweeps/scaling.yaml): the scaling curve of
+# notebook 08, runs/scaling-$(PROFILE)/summary.md.
+scaling: data $(SWEEP_STAMP)
+	$(BIN)/ovkit sweep sweeps/scaling.yaml --profile $(PROFILE) $(SWEEP_FLAGS)
 
 test: data $(SWEEP_STAMP)
 	$(MAKE) lint unit-all nbval test-browser

@@ -242,3 +242,24 @@ def interval_panels(table, columns: dict, labels, xlabel: str = "HR@10 differenc
     axes[0, 0].set_yticks(y, list(labels))
     fig.tight_layout()
     return fig
+
+
+def scaling_curve(table):
+    """The gap to the cascade (with its 95% interval) against the seconds each configuration's
+    training took (log scale), a label per point, the one chosen on validation ringed."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    below = (table["gap_vs_mca"] - table["gap_vs_mca_ci_low"]).fillna(0)
+    above = (table["gap_vs_mca_ci_high"] - table["gap_vs_mca"]).fillna(0)
+    ax.errorbar(table["train_seconds"], table["gap_vs_mca"], yerr=[below, above], fmt="o", capsize=3)
+    for row in table.itertuples():
+        ax.annotate(f"{row.cell}\n{row.parameters / 1e6:.2f}M params", (row.train_seconds, row.gap_vs_mca),
+                    xytext=(5, 4), textcoords="offset points", fontsize=6)
+    chosen = table[table["chosen"]]
+    ax.scatter(chosen["train_seconds"], chosen["gap_vs_mca"], s=160, facecolors="none", edgecolors="k",
+               label="best validation HR@10")
+    ax.axhline(0, color="grey", ls=":", lw=0.8)
+    ax.set(xscale="log", xlabel="training seconds, three stages (this machine)",
+           ylabel="HR@10: OneVision − cascade")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

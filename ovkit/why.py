@@ -160,6 +160,29 @@ def score_here(params: dict, progress: bool = True):
     return pd.DataFrame(rows)
 
 
+def load_sweep(sweep: str, stem: str, profile: str | None = None) -> dict | None:
+    """A sweep's summary: ``sweep`` names one under ``runs/``; ``"auto"`` means ``<stem>-<profile>``
+    when it exists (None otherwise); ``""`` means none. A named sweep that is missing is an error."""
+    from . import seedstats
+    from .paths import current_profile
+
+    name = f"{stem}-{profile or current_profile()}" if sweep == "auto" else sweep
+    if not name:
+        return None
+    try:
+        return seedstats.load(name)
+    except FileNotFoundError:
+        if sweep != "auto":
+            raise
+        return None
+
+
+def _source(summary: dict, what: str) -> str:
+    ok = [p for p in summary["points"].values() if p["status"] == "ok"]
+    commits = ", ".join(sorted({p.get("commit") or "?" for p in ok}))
+    return f"sweep {summary['sweep']} ({what}; seeds {summary['seeds']}; commit {commits})"
+
+
 def factorial(params: dict, sweep: str = "auto", profile: str | None = None, progress: bool = True):
     """The factorial pooled over a sweep's seeds when that sweep has every cell, else scored here.
 
@@ -170,25 +193,22 @@ def factorial(params: dict, sweep: str = "auto", profile: str | None = None, pro
         (table: one row per cell, where it came from: a sentence naming the sweep, its seeds and
         commits, or this run's seed).
     """
-    from . import seedstats
-    from .paths import current_profile
-
-    name = f"why-{profile or current_profile()}" if sweep == "auto" else sweep
-    if name:
-        try:
-            summary = seedstats.load(name)
-        except FileNotFoundError:
-            if sweep != "auto":
-                raise
-        else:
-            table = from_sweep(summary)
-            if table is not None:
-                ok = [p for p in summary["points"].values() if p["status"] == "ok"]
-                commits = ", ".join(sorted({p.get("commit") or "?" for p in ok}))
-                return table, f"sweep {summary['sweep']} (notebook 04 per cell; seeds {summary['seeds']}; " \
-                              f"commit {commits})"
-            print(f"sweep {name} has a cell with no finished point: scoring the cells here instead")
+    summary = load_sweep(sweep, "why", profile)
+    if summary is not None:
+        table = from_sweep(summary)
+        if table is not None:
+            return table, _source(summary, "notebook 04 per cell")
+        print(f"sweep {summary['sweep']} has a cell with no finished point: scoring the cells here instead")
     return score_here(params, progress), f"this run (one world: SEED {params.get('SEED', 0)})"
+
+
+def scaling_curve(sweep: str = "auto", profile: str | None = None):
+    """(:func:`scaling` of the ``scaling-<profile>`` sweep, where it came from), or (None, a sentence
+    saying how to run it) when there is none."""
+    summary = load_sweep(sweep, "scaling", profile)
+    if summary is None:
+        return None, "no scaling sweep has run: make scaling (ovkit sweep sweeps/scaling.yaml)"
+    return scaling(summary), _source(summary, "notebook 04 per configuration")
 
 
 def shown(table, columns: dict):
@@ -202,6 +222,37 @@ def shown(table, columns: dict):
     out = {title: [_mean_interval(*row) for row in table[[name + end for end in INTERVAL]].to_numpy(float)]
            for name, title in columns.items()}
     return pd.DataFrame(out, index=cells.to_numpy()).assign(seeds=table["seeds"].to_numpy())
+
+
+def scaling(summary: dict):
+    """The scaling curve from a sweep of notebook 04 over OneVision's size and steps
+    (``sweeps/scaling.yaml``): one row per grid cell with its parameters, the examples its three
+    stages drew, their training seconds (summed), DPO's validation HR@10, and the gap to the
+    reference cascade on test pooled over the cell's seeds; ``chosen`` marks the cell with the best
+    validation HR@10 (ties: the fewer examples, then parameters). Cells with no finished point are
+    left out."""
+    import pandas as pd
+
+    rows = []
+    for cell, entry in summary.get("cells", {}).items():
+        if not entry.get("points"):
+            continue
+        stats = entry.get("metrics", {})
+        mean = {key: value.get("mean", np.nan) for key, value in stats.items()}
+        seconds = sum(mean.get(f"04.train_seconds.{stage}", np.nan) for stage in ("pretrain", "sft", "dpo"))
+        row = {"cell": cell, "seeds": len(entry["points"]), "train_seconds": seconds,
+               "parameters": mean.get("04.gen_parameters", np.nan),
+               "examples": mean.get("04.train_examples", np.nan),
+               "val_hr@10": mean.get("04.val_hr@10.dpo", np.nan)}
+        gap = stats.get(NOTEBOOK_KEYS["gap_vs_mca"], {})
+        rows.append(row | {"gap_vs_mca" + end: gap.get(field, np.nan)
+                           for end, field in zip(INTERVAL, ("mean", "ci_low", "ci_high"), strict=True)})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    order = table.sort_values(["val_hr@10", "examples", "parameters"], ascending=[False, True, True])
+    table["chosen"] = table.index == order.index[0]
+    return table
 
 
 def prefix_shares(params: dict) -> dict:

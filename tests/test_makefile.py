@@ -14,7 +14,7 @@ def test_make_lab_allows_root_only_when_root():
     assert ("--allow-root" in command) == (os.getuid() == 0)
 
 
-@pytest.mark.parametrize("target", ["seeds", "why"])
+@pytest.mark.parametrize("target", ["seeds", "why", "scaling"])
 def test_make_seeds_and_why_sweep_the_profile_and_install_ray_first(target):
     done = subprocess.run(["make", "-n", "-W", "pyproject.toml", target, "PROFILE=smoke"], cwd=REPO,
                           capture_output=True, text=True, check=True)

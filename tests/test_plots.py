@@ -104,3 +104,16 @@ def test_interval_panels_draw_each_row_with_its_interval_first_row_on_top():
     ticks = dict(zip([t.get_text() for t in ax.get_yticklabels()], ax.get_yticks(), strict=True))
     assert ticks == {"first": 1, "second": 0} and ax.get_title() == "A"
     plt.close(fig)
+
+
+def test_scaling_curve_rings_the_configuration_chosen_on_validation():
+    table = pd.DataFrame({"cell": ["small", "large"], "parameters": [1e5, 1e6],
+                          "train_seconds": [10.0, 100.0], "gap_vs_mca": [-0.05, -0.02],
+                          "gap_vs_mca_ci_low": [-0.07, -0.04], "gap_vs_mca_ci_high": [-0.03, 0.0],
+                          "chosen": [False, True]})
+    fig = plots.scaling_curve(table)
+    ax = fig.axes[0]
+    ring = ax.collections[-1].get_offsets()
+    assert np.asarray(ring).tolist() == [[100.0, -0.02]] and ax.get_xscale() == "log"
+    assert [t.get_text().splitlines()[0] for t in ax.texts] == ["small", "large"]
+    plt.close(fig)

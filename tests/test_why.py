@@ -115,3 +115,26 @@ def test_factorial_reads_a_finished_sweep_and_scores_here_without_one(kit_home, 
     assert why.factorial({"SEED": 3}, profile="other")[1] == "this run (one world: SEED 3)"
     with pytest.raises(FileNotFoundError, match="no sweep summary for why-nope"):
         why.factorial({}, sweep="why-nope")
+    assert why.scaling_curve(profile="tiny") == (None, "no scaling sweep has run: make scaling (ovkit sweep "
+                                                       "sweeps/scaling.yaml)")
+
+
+def test_the_scaling_curve_chooses_on_validation_and_reads_the_gap_on_test():
+    from ovkit import seedstats
+
+    def run(params, examples, val, gap):
+        return {"04.gen_parameters": params, "04.train_examples": examples, "04.val_hr@10.dpo": val,
+                "04.train_seconds.pretrain": 10.0, "04.train_seconds.sft": 5.0, "04.train_seconds.dpo": 1.0,
+                "04.hr@10_diff.dpo_vs_mca": gap, "04.hr@10_diff.dpo_vs_mca_ci_low": gap - 0.02,
+                "04.hr@10_diff.dpo_vs_mca_ci_high": gap + 0.02}
+
+    grid = {"GEN.d_model=64": run(1e5, 1000, 0.30, -0.01), "GEN.d_model=128": run(4e5, 1000, 0.32, -0.05),
+            "GEN.steps=x4": run(4e5, 4000, 0.32, -0.03), "GEN.d_model=256": None}
+    cells = {cell: {"points": [f"{cell}_seed-0"], "metrics": seedstats.across_seeds([metrics])[1]}
+             if metrics else {"points": []} for cell, metrics in grid.items()}
+    table = why.scaling({"cells": cells}).set_index("cell")
+    assert list(table.index) == ["GEN.d_model=64", "GEN.d_model=128", "GEN.steps=x4"]  # unfinished: left out
+    assert table.loc["GEN.d_model=128", "train_seconds"] == 16.0
+    assert table["chosen"].tolist() == [False, True, False]  # best validation; the tie to fewer examples
+    gap = table.loc["GEN.d_model=128", ["gap_vs_mca", "gap_vs_mca_ci_low"]].tolist()
+    assert gap == pytest.approx([-0.05, -0.07])
