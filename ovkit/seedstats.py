@@ -8,6 +8,7 @@ verdict. The second half reads a written summary back as tables.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections import Counter
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import meta, report
-from .paths import runs_dir
+from .paths import project_root, runs_dir
 
 BASE_CELL = "base"  # the grid cell of a sweep without a grid
 WORLD = "world"  # every source of variation follows the seed (a sweep without ``vary``)
@@ -162,7 +163,10 @@ def load(sweep: str | Path) -> dict:
     for candidate in (path, path / "summary.json", runs_dir() / str(sweep) / "summary.json"):
         if candidate.is_file():
             return json.loads(candidate.read_text())
-    raise FileNotFoundError(f"no sweep summary for {sweep} (looked in {runs_dir() / str(sweep)}): run one "
+    where = runs_dir() / str(sweep)
+    with contextlib.suppress(ValueError):  # shown relative to the project (no machine path in outputs)
+        where = where.relative_to(project_root())
+    raise FileNotFoundError(f"no sweep summary for {sweep} (looked in {where}): run one "
                             "with 'ovkit sweep sweeps/seeds.yaml --profile <profile>' (make seeds)")
 
 

@@ -208,7 +208,7 @@ def scaling_curve(sweep: str = "auto", profile: str | None = None):
     summary = load_sweep(sweep, "scaling", profile)
     if summary is None:
         return None, "no scaling sweep has run: make scaling (ovkit sweep sweeps/scaling.yaml)"
-    return scaling(summary), _source(summary, "notebook 04 per configuration")
+    return scaling(summary), "from " + _source(summary, "notebook 04 per configuration")
 
 
 def shown(table, columns: dict):
