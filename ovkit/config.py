@@ -222,6 +222,10 @@ PARAMETERS: dict[str, Parameter] = {
     "SCALE_GEN": P({"pretrain_steps": 60}, "overrides of ovkit.gen.GenConfig for its model",
                    "ovkit.gen:GenConfig"),
     "SCALE_QUERIES": P(300, "fresh shoppers' photos it is evaluated and timed on"),
+    # notebook 08
+    "WHY_SWEEP": P("auto", "the why-factorial's sweep: auto reads runs/why-<profile> when it has every cell, "
+                   "else the cells are scored in the notebook; '' always scores them there"),
+    "SCALING_SWEEP": P("auto", "the scaling curve's sweep: auto reads runs/scaling-<profile> when it exists"),
 }
 del P
 

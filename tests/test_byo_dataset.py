@@ -31,7 +31,7 @@ def test_every_notebook_runs_on_a_folder_dataset(kit_home, tmp_path, monkeypatch
 
     out = kit_home / "runs" / "smoke"
     timings = json.loads((out / "timings.json").read_text())["notebooks"]
-    assert len(timings) == 8 and all(t["status"] == "ok" for t in timings.values())
+    assert len(timings) == 9 and all(t["status"] == "ok" for t in timings.values())
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["00.n_skus"] == 48 and metrics["00.n_models"] == 24
     assert 0 <= metrics["01.recall@1.aligned"] <= 1 and "06.ctr.lift" in metrics
