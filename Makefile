@@ -13,7 +13,7 @@ SWEEP_FLAGS ?=
 # Tests and CI: no progress bars, no display, stable hashing.
 TEST_ENV := TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0 OVKIT_PROFILE=test
 
-.PHONY: setup data reproduce smoke profile seeds why scaling test unit unit-all test-browser nbval lab ui bench bench-scale notebooks lint clean distclean
+.PHONY: setup data reproduce smoke profile seeds why scaling training taste test unit unit-all test-browser nbval lab ui bench bench-scale notebooks lint clean distclean
 
 setup: $(STAMP)
 
@@ -64,6 +64,14 @@ why: data $(SWEEP_STAMP)
 # notebook 08, runs/scaling-$(PROFILE)/summary.md.
 scaling: data $(SWEEP_STAMP)
 	$(BIN)/ovkit sweep sweeps/scaling.yaml --profile $(PROFILE) $(SWEEP_FLAGS)
+
+# One setting at a time in one world, notebook 04 per point (notebook 08 shows them): OneVision's training
+# signal and the decoder without its prior (sweeps/training.yaml), the shoppers' taste strength (taste.yaml).
+training: data $(SWEEP_STAMP)
+	$(BIN)/ovkit sweep sweeps/training.yaml --profile $(PROFILE) $(SWEEP_FLAGS)
+
+taste: data $(SWEEP_STAMP)
+	$(BIN)/ovkit sweep sweeps/taste.yaml --profile $(PROFILE) $(SWEEP_FLAGS)
 
 test: data $(SWEEP_STAMP)
 	$(MAKE) lint unit-all nbval test-browser

@@ -226,6 +226,8 @@ PARAMETERS: dict[str, Parameter] = {
     "WHY_SWEEP": P("auto", "the why-factorial's sweep: auto reads runs/why-<profile> when it has every cell, "
                    "else the cells are scored in the notebook; '' always scores them there"),
     "SCALING_SWEEP": P("auto", "the scaling curve's sweep: auto reads runs/scaling-<profile> when it exists"),
+    "TRAINING_SWEEP": P("auto", "the training-signal screen's sweep: auto reads runs/training-<profile>"),
+    "TASTE_SWEEP": P("auto", "the taste-strength screen's sweep: auto reads runs/taste-<profile>"),
 }
 del P
 

@@ -94,6 +94,8 @@ def pooled(table):
 NOTEBOOK_KEYS = {"sft_gain": "04.hr@10_diff.sft_vs_pretrain", "dpo_gain": "04.hr@10_diff.dpo_vs_sft",
                  "gap_vs_mca": "04.hr@10_diff.dpo_vs_mca", "user_swap.dpo": "04.hr@10_user_swap_diff.dpo",
                  "user_swap.mca": "04.hr@10_user_swap_diff.mca"}
+# Read by the screens only (the factorial's cells share the world, so this is one number there).
+SCREEN_KEYS = {"taste_gain": "04.hr@10_diff.taste_vs_intent_oracle"}
 INTERVAL = ("", "_ci_low", "_ci_high")
 
 
@@ -244,15 +246,86 @@ def scaling(summary: dict):
                "parameters": mean.get("04.gen_parameters", np.nan),
                "examples": mean.get("04.train_examples", np.nan),
                "val_hr@10": mean.get("04.val_hr@10.dpo", np.nan)}
-        gap = stats.get(NOTEBOOK_KEYS["gap_vs_mca"], {})
-        rows.append(row | {"gap_vs_mca" + end: gap.get(field, np.nan)
-                           for end, field in zip(INTERVAL, ("mean", "ci_low", "ci_high"), strict=True)})
+        rows.append(row | _interval(stats, "gap_vs_mca"))
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     order = table.sort_values(["val_hr@10", "examples", "parameters"], ascending=[False, True, True])
     table["chosen"] = table.index == order.index[0]
     return table
+
+
+def _interval(stats: dict, name: str) -> dict:
+    """``name``, ``name_ci_low``, ``name_ci_high`` of a :data:`NOTEBOOK_KEYS` entry pooled over a sweep
+    cell's seeds (``stats``: the cell's ``metrics`` in the summary); NaN where not recorded."""
+    got = stats.get({**NOTEBOOK_KEYS, **SCREEN_KEYS}[name], {})
+    return {name + end: (np.nan if got.get(field) is None else got[field])
+            for end, field in zip(INTERVAL, ("mean", "ci_low", "ci_high"), strict=True)}
+
+
+def _change(overrides: dict) -> str:
+    """A sweep cell's settings as a short label (``sft_on=orders``); the kit's defaults: ``today's``."""
+    from .config import settings_class
+
+    changes = {}
+    for name, values in overrides.items():
+        cls = settings_class(name)
+        if cls is None:
+            raise ValueError(f"a screen varies settings dicts (GEN, SIM, …), not {name}")
+        changes |= {k: v for k, v in values.items() if getattr(cls(), k, None) != v}
+    return ", ".join(f"{k}={v}" for k, v in changes.items()) or "today's"
+
+
+def screen(summary: dict):
+    """A one-factor-at-a-time screen from a sweep of notebook 04 (``sweeps/training.yaml``: GEN's
+    training signal and the decoder alone; ``sweeps/taste.yaml``: how strongly the simulated shoppers'
+    taste drives them): one row per grid cell — its change from the kit's settings (``today's`` for
+    none), its seeds, DPO's validation HR@10, HR@10 of the decoder alone (output prior off at serving),
+    the taste-oracle − intent-oracle HR@10 (what knowing the shopper's taste buys) and the SFT gain,
+    DPO gain and gap to the reference cascade on test, pooled over the cell's seeds. ``chosen`` marks
+    the best validation HR@10 (ties: today's, then the first in the grid). Cells with no finished
+    point are left out."""
+    import pandas as pd
+
+    rows = []
+    for entry in summary.get("cells", {}).values():
+        if not entry.get("points"):
+            continue
+        stats = entry.get("metrics", {})
+        mean = {key: value.get("mean", np.nan) for key, value in stats.items()}
+        row = {"setting": _change(entry["overrides"]), "seeds": len(entry["points"]),
+               "val_hr@10": mean.get("04.val_hr@10.dpo", np.nan),
+               "decoder_only": mean.get("04.hr@10.decoder_only.dpo", np.nan)}
+        for name in ("taste_gain", *CONTRASTS, "user_swap.dpo", "user_swap.mca"):
+            row |= _interval(stats, name)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    ranked = table.assign(other=table["setting"] != "today's")  # today's first among equals
+    order = ranked.sort_values(["val_hr@10", "other"], ascending=[False, True], kind="stable")
+    table["chosen"] = table.index == order.index[0]
+    return table
+
+
+SCREENS = {"training": "make training (ovkit sweep sweeps/training.yaml)",
+           "taste": "make taste (ovkit sweep sweeps/taste.yaml)"}
+
+
+def setting_key(setting: str) -> str:
+    """A screen's setting label as a metric-key part: ``sft_on=orders`` → ``sft_on_orders``."""
+    import re
+
+    return "today" if setting == "today's" else re.sub(r"[^A-Za-z0-9.]+", "_", setting).strip("_")
+
+
+def screen_table(stem: str, sweep: str = "auto", profile: str | None = None):
+    """(:func:`screen` of the ``<stem>-<profile>`` sweep, where it came from), or (None, a sentence
+    saying how to run it) when there is none; ``stem`` is one of :data:`SCREENS`."""
+    summary = load_sweep(sweep, stem, profile)
+    if summary is None:
+        return None, f"no {stem} sweep has run: {SCREENS[stem]}"
+    return screen(summary), "from " + _source(summary, "notebook 04 per setting")
 
 
 def prefix_shares(params: dict) -> dict:

@@ -7,6 +7,7 @@ import math
 import types
 
 import numpy as np
+import pandas
 import pytest
 import torch
 from conftest import fake_catalogue
@@ -316,7 +317,8 @@ def test_every_gen_setting_is_in_each_stage_key_or_excluded_with_a_reason():
     for stage in gen.STAGES:
         excluded = gen.train.KEY_EXCLUDED[stage]
         assert set(excluded) <= names and all(reason.strip() for reason in excluded.values()), stage
-        assert set(gen.train.stage_params(cfg, stage)) == names - set(excluded)
+        at_default = set(gen.train.KEYED_WHEN_SET)  # keyed only when set away from the default
+        assert set(gen.train.stage_params(cfg, stage)) == names - set(excluded) - at_default
         for name in names - set(excluded):  # the key does move with each keyed field
             other = dataclasses.replace(cfg, **{name: _other(getattr(cfg, name))})
             assert key(stage, other) != key(stage, cfg), (stage, name)
@@ -324,6 +326,46 @@ def test_every_gen_setting_is_in_each_stage_key_or_excluded_with_a_reason():
     for earlier, later in zip(gen.STAGES, gen.STAGES[1:], strict=False):
         assert set(gen.train.KEY_EXCLUDED[later]) <= set(gen.train.KEY_EXCLUDED[earlier])
     assert not gen.train.KEY_EXCLUDED["dpo"]
+
+
+def _one_logged_session():
+    """Five SKUs shown at positions 0-4; 11 and 13 clicked, 13 ordered."""
+    log = pandas.DataFrame({"session": 0, "view_id": 0, "position": range(5), "item_id": [10, 11, 12, 13, 14],
+                        "clicked": [False, True, False, True, False],
+                        "ordered": [False, False, False, True, False]})
+    emb, tok = np.ones((1, 4), np.float32), np.ones((1, 2, 4), np.float32)
+    return types.SimpleNamespace(train_log=log, train_histories={0: [7]}), emb, tok
+
+
+@pytest.mark.parametrize("pairs, expected", [
+    ("graded", {11: {10, 12, 14}, 13: {10, 11, 12, 14}}),  # order ≻ click ≻ shown
+    ("clicks", {11: {10, 12, 14}, 13: {10, 12, 14}}),  # the order counts as a click
+    ("skip_above", {11: {10}, 13: {10, 11, 12}}),  # only what was shown above the preferred SKU
+])
+def test_dpo_pairs_follow_the_rule_by_hand(pairs, expected):
+    logs, emb, tok = _one_logged_session()
+    queries, chosen, rejected = gen.preference_lists(logs, emb, tok, 3, pairs=pairs)
+    got = {int(c): set(r[r >= 0].tolist()) for c, r in zip(chosen, rejected, strict=True)}
+    assert got == expected
+    assert (queries.history[:, -1] == 7).all() and (queries.task == 1).all()
+
+
+def test_sft_on_orders_keeps_only_what_was_bought():
+    logs, emb, tok = _one_logged_session()
+    clicks = gen.sft_examples(logs, emb, tok, 3, order_weight=3.0)
+    assert clicks.targets.tolist() == [11, 13] and clicks.weights.tolist() == [1.0, 4.0]
+    orders = gen.sft_examples(logs, emb, tok, 3, order_weight=3.0, on="orders")
+    assert orders.targets.tolist() == [13] and orders.weights.tolist() == [1.0]
+    with pytest.raises(ValueError, match="clicks or orders"):
+        gen.sft_examples(logs, emb, tok, 3, order_weight=3.0, on="views")
+
+
+def test_new_training_signal_settings_keep_old_checkpoints_valid():
+    cfg = gen.GenConfig()
+    for stage in gen.STAGES:  # at their defaults the new settings are not in any key
+        assert not set(gen.train.KEYED_WHEN_SET) & set(gen.train.stage_params(cfg, stage))
+    assert gen.train.stage_params(dataclasses.replace(cfg, sft_on="orders"), "sft")["sft_on"] == "orders"
+    assert "dpo_pairs" not in gen.train.stage_params(dataclasses.replace(cfg, dpo_pairs="clicks"), "sft")
 
 
 def test_empty_history_and_no_user_still_give_real_skus(world):
@@ -340,7 +382,8 @@ def test_empty_history_and_no_user_still_give_real_skus(world):
 
 def test_bad_settings():
     for override, message in (({"dpo": "ranked"}, "pairwise"), ({"d_model": 30, "heads": 4}, "multiple"),
-                               ({"sft_replay": 1.0}, "sft_replay"), ({"depth": 3}, "unknown GEN")):
+                               ({"sft_replay": 1.0}, "sft_replay"), ({"depth": 3}, "unknown GEN"),
+                               ({"sft_on": "views"}, "sft_on"), ({"dpo_pairs": "all"}, "skip_above")):
         with pytest.raises(ValueError, match=message):
             gen.GenConfig.from_overrides(override)
 

@@ -138,3 +138,37 @@ def test_the_scaling_curve_chooses_on_validation_and_reads_the_gap_on_test():
     assert table["chosen"].tolist() == [False, True, False]  # best validation; the tie to fewer examples
     gap = table.loc["GEN.d_model=128", ["gap_vs_mca", "gap_vs_mca_ci_low"]].tolist()
     assert gap == pytest.approx([-0.05, -0.07])
+
+
+def test_a_screen_labels_each_change_and_chooses_on_validation():
+    from ovkit import meta
+
+    def run(val, shift):
+        return _run(shift, "mca") | {"04.val_hr@10.dpo": val, "04.hr@10.decoder_only.dpo": 0.01}
+
+    summary = _summary({"GEN.sft_on=orders": [run(0.3, 0.02)], "GEN.dpo_pairs=graded": [run(0.25, 0.0),
+                        run(0.35, 0.01)], "GEN.beta=0.1": [run(0.2, 0.0)]})
+    overrides = {"GEN.dpo_pairs=graded": {"dpo_pairs": "graded"}, "GEN.sft_on=orders": {"sft_on": "orders"},
+                 "GEN.beta=0.1": {"beta": 0.1}}
+    for label, change in overrides.items():
+        summary["cells"][label]["overrides"] = {"GEN": change}
+    table = why.screen(summary).set_index("setting")
+    assert list(table.index) == ["sft_on=orders", "today's", "beta=0.1"]  # a default setting is today's
+    assert table["val_hr@10"].tolist() == [0.3, 0.3, 0.2]
+    assert table["chosen"].tolist() == [False, True, False]  # the tie goes to today's
+    expected = meta.pool([0.02, 0.03], [0.0, 0.01], [0.04, 0.05])
+    got = table.loc["today's", ["dpo_gain", "dpo_gain_ci_low", "dpo_gain_ci_high"]].tolist()
+    assert got == pytest.approx([expected.estimate, expected.ci_low, expected.ci_high])
+    summary["cells"]["GEN.beta=0.1"]["overrides"] = {"SIM": {"taste": 3}}
+    assert why.screen(summary)["setting"].tolist()[-1] == "taste=3"
+    summary["cells"]["GEN.beta=0.1"]["overrides"] = {"SEED": 3}
+    with pytest.raises(ValueError, match="not SEED"):
+        why.screen(summary)
+    assert why.screen_table("taste", profile="nowhere") == (None, "no taste sweep has run: make taste "
+                                                                  "(ovkit sweep sweeps/taste.yaml)")
+
+
+def test_setting_keys_are_metric_key_parts():
+    assert why.setting_key("today's") == "today"
+    assert why.setting_key("sft_on=orders") == "sft_on_orders"
+    assert why.setting_key("beta=0.1, dpo=listwise") == "beta_0.1_dpo_listwise"

@@ -18,6 +18,15 @@ from ..recall import l2_normalise
 from .prior import DensePrior, TopPrior, ivf_prior_index, top_recall
 from .trie import BOS, Trie, expand_children
 
+# Training signal (kit choices, issue 28). What SFT learns from:
+SFT_ON = {"clicks": "every logged click → the clicked SKU, orders weighted 1 + order_weight",
+          "orders": "only ordered SKUs, each weight 1 (what the shopper bought, not what caught the eye)"}
+# Which logged SKUs DPO prefers to which, within a session:
+DPO_PAIRS = {"graded": "ordered ≻ clicked, not ordered ≻ shown, not clicked",
+             "clicks": "clicked ≻ shown, not clicked (orders ignored)",
+             "skip_above": "graded, but a SKU is rejected only if it was shown above the preferred one "
+                           "(seen and passed over: the click-skip-above rule, less position bias)"}
+
 
 @dataclass(frozen=True)
 class GenConfig:
@@ -41,8 +50,10 @@ class GenConfig:
     sft_steps: int = 200
     dpo_steps: int = 100
     order_weight: float = 3.0  # SFT weight of an ordered example is 1 + order_weight (clicks: 1)
+    sft_on: str = "clicks"  # SFT examples: every logged click (orders weigh more) | orders only (SFT_ON)
     sft_replay: float = 0.8  # share of each SFT batch drawn from pretraining examples (keeps visual priors)
     dpo: str = "pairwise"  # pairwise (Rafailov et al.) or listwise (softmax over one chosen and its rejected)
+    dpo_pairs: str = "graded"  # which logged SKUs DPO prefers to which (DPO_PAIRS)
     beta: float = 0.5  # DPO temperature
     dpo_lr: float = 3e-5
     dpo_nll: float = 1.0  # weight of the chosen item's NLL beside the DPO loss (keeps the likelihood up)
@@ -59,6 +70,9 @@ class GenConfig:
             raise ValueError(f"GEN d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
         if self.dpo not in ("pairwise", "listwise"):
             raise ValueError(f"GEN dpo must be 'pairwise' or 'listwise', got {self.dpo!r}")
+        for name, known in (("sft_on", SFT_ON), ("dpo_pairs", DPO_PAIRS)):
+            if getattr(self, name) not in known:
+                raise ValueError(f"GEN {name} must be one of {', '.join(known)}, got {getattr(self, name)!r}")
         if not 0 <= self.sft_replay < 1:
             raise ValueError(f"GEN sft_replay must be in [0, 1), got {self.sft_replay}")
         for name in ("d_model", "heads", "batch", "beam", "history", "eval_every", "prior_neighbours"):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import align, config, metrics, store, vrq
-from .model import GenConfig, OneVision, Queries, make_queries
+from .model import DPO_PAIRS, SFT_ON, GenConfig, OneVision, Queries, make_queries
 from .search import beam_search
 from .trie import Trie, codes_fingerprint
 
@@ -47,33 +47,49 @@ def pretraining_examples(catalogue, embeddings, tokens, history_len: int) -> Exa
     return Examples(q, rows["item_id"].to_numpy(np.int64), np.ones(len(rows), np.float32))
 
 
-def sft_examples(logs, embeddings, tokens, history_len: int, order_weight: float, sessions=None) -> Examples:
-    """Logged clicks: (query photo, the user's earlier clicks) → the clicked SKU; orders weigh more."""
+def sft_examples(logs, embeddings, tokens, history_len: int, order_weight: float, sessions=None,
+                 on: str = "clicks") -> Examples:
+    """Logged clicks: (query photo, the user's earlier clicks) → the clicked SKU; orders weigh more.
+
+    ``on="orders"``: only the ordered SKUs, each of weight 1 (:data:`~ovkit.gen.model.SFT_ON`).
+    """
+    if on not in SFT_ON:
+        raise ValueError(f"SFT examples are built on {' or '.join(SFT_ON)}, got {on!r}")
     log = logs.train_log
     if sessions is not None:
         log = log[log["session"].isin(sessions)]
-    clicks = log[log["clicked"]]
+    clicks = log[log["ordered"]] if on == "orders" else log[log["clicked"]]
     hist = [logs.train_histories[s] for s in clicks["session"]]
     q = make_queries(embeddings, tokens, clicks["view_id"].to_numpy(), hist, history_len)
-    weight = 1 + order_weight * clicks["ordered"].to_numpy(np.float32)
+    weight = 1 + (0 if on == "orders" else order_weight) * clicks["ordered"].to_numpy(np.float32)
     return Examples(q, clicks["item_id"].to_numpy(np.int64), weight.astype(np.float32))
 
 
-def preference_lists(logs, embeddings, tokens, history_len: int, sessions=None):
-    """DPO data from the logs: per session and chosen SKU, the exposed SKUs of a lower grade.
+def preference_lists(logs, embeddings, tokens, history_len: int, sessions=None, pairs: str = "graded"):
+    """DPO data from the logs: per session and preferred SKU, the exposed SKUs it is preferred to.
 
-    Grades: ordered (2) ≻ clicked but not ordered (1) ≻ exposed but not clicked (0).
+    ``pairs`` (:data:`~ovkit.gen.model.DPO_PAIRS`): ``graded`` — ordered (2) ≻ clicked but not ordered
+    (1) ≻ exposed but not clicked (0); ``clicks`` — clicked (1) ≻ not clicked (0); ``skip_above`` —
+    graded, each rejected SKU shown above the preferred one.
     Returns (queries, chosen (N,), rejected (N, R) padded with -1).
     """
+    if pairs not in DPO_PAIRS:
+        raise ValueError(f"DPO pairs must be one of {', '.join(DPO_PAIRS)}, got {pairs!r}")
     log = logs.train_log
     if sessions is not None:
         log = log[log["session"].isin(sessions)]
-    log = log.assign(grade=log["clicked"].astype(int) + log["ordered"].astype(int))
+    grade = log["clicked"].astype(int) + (0 if pairs == "clicks" else log["ordered"].astype(int))
+    log = log.assign(grade=grade)
     views, hists, chosen, rejected = [], [], [], []
     for session, rows in log.groupby("session", sort=True):
         grades, items = rows["grade"].to_numpy(), rows["item_id"].to_numpy()
-        for item, grade in zip(items[grades > 0], grades[grades > 0], strict=True):
-            lower = items[grades < grade]
+        positions = rows["position"].to_numpy()
+        for item, grade, position in zip(items[grades > 0], grades[grades > 0], positions[grades > 0],
+                                         strict=True):
+            below = grades < grade
+            if pairs == "skip_above":
+                below &= positions < position
+            lower = items[below]
             if len(lower):
                 views.append(rows["view_id"].iat[0])
                 hists.append(logs.train_histories[session])
@@ -335,8 +351,8 @@ def evaluate(ranked: np.ndarray, logs, split: str = "test") -> dict:
 # --------------------------------------------------------------------------- the stages
 
 STAGES = ("pretrain", "sft", "dpo")
-_SFT_ONLY = ("sft_lr", "sft_steps", "order_weight", "sft_replay")
-_DPO_ONLY = ("dpo", "beta", "dpo_lr", "dpo_nll", "dpo_steps")
+_SFT_ONLY = ("sft_lr", "sft_steps", "order_weight", "sft_replay", "sft_on")
+_DPO_ONLY = ("dpo", "beta", "dpo_lr", "dpo_nll", "dpo_steps", "dpo_pairs")
 # A stage's cache key holds every GenConfig field but these, which cannot change its checkpoint (a
 # new field is keyed unless listed here: forgetting it costs a rebuild, never a stale model).
 KEY_EXCLUDED = {
@@ -345,6 +361,10 @@ KEY_EXCLUDED = {
     "sft": {f: "read by the DPO stage only" for f in _DPO_ONLY},
     "dpo": {},
 }
+# Settings added after stages were cached: keyed only when set away from their default, so checkpoints
+# built before they existed (which used that default) stay valid.
+KEYED_WHEN_SET = {"sft_on": "clicks", "dpo_pairs": "graded"}
+_UNSET = object()
 STAGE_VERSION = 2  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md); 2: the
 # top-M prior's IVF (above prior_exact_max SKUs) finds more of the top M
 
@@ -353,7 +373,9 @@ def stage_params(cfg: GenConfig, stage: str) -> dict:
     """The settings in ``stage``'s cache key: all of ``cfg`` but ``KEY_EXCLUDED[stage]`` (the beam width
     and ``eval_every`` included: they choose the checkpoint that validation keeps)."""
     excluded = KEY_EXCLUDED[stage]
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in excluded}
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in excluded
+            and KEYED_WHEN_SET.get(f.name, _UNSET) != getattr(cfg, f.name)}
+
 
 
 @dataclass
@@ -430,13 +452,13 @@ def _train(s: _Stages, stage: str, model: OneVision, previous) -> pd.DataFrame:
         return train_likelihood(model, data, cfg.pretrain_steps, "pretrain", cfg.lr,
                                 validate=s.validator(False), progress=s.progress)
     if stage == "sft":
-        data = sft_examples(s.logs, s.emb, s.tok, cfg.history, cfg.order_weight)
+        data = sft_examples(s.logs, s.emb, s.tok, cfg.history, cfg.order_weight, on=cfg.sft_on)
         replay = pretraining_examples(s.catalogue, s.emb, s.tok, cfg.history)
         return train_likelihood(model, data, cfg.sft_steps, "sft", cfg.sft_lr, replay, cfg.sft_replay,
                                 s.validator(True), s.progress)
     reference = load_model(previous / "model.pt", s.ids, s.device)  # the SFT model, frozen
-    return train_dpo(model, reference, *preference_lists(s.logs, s.emb, s.tok, cfg.history), cfg.dpo_steps,
-                     s.validator(True), s.progress)
+    pairs = preference_lists(s.logs, s.emb, s.tok, cfg.history, pairs=cfg.dpo_pairs)
+    return train_dpo(model, reference, *pairs, cfg.dpo_steps, s.validator(True), s.progress)
 
 
 def _build(s: _Stages, stage: str, previous, catalogue_fp: str, folder) -> dict:
