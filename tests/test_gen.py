@@ -37,11 +37,11 @@ def tiny_vectors(n=60, dim=16, seed=0):
     return np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
 
 
-def tiny_model(n=60, sizes=(4, 3, 5), dim=16, n_visual=2, seed=0, **overrides):
+def tiny_model(n=60, sizes=(4, 3, 5), dim=16, n_visual=2, seed=0, attributes=None, **overrides):
     codes, sizes = random_codes(n, sizes, seed)
     torch.manual_seed(seed)
     model = gen.OneVision(gen.GenConfig.from_overrides({**TINY, **overrides}), gen.Trie(codes, sizes),
-                          tiny_vectors(n, dim, seed), n_visual)
+                          tiny_vectors(n, dim, seed), n_visual, attributes)
     return model.eval()
 
 
@@ -368,6 +368,47 @@ def test_new_training_signal_settings_keep_old_checkpoints_valid():
     assert "dpo_pairs" not in gen.train.stage_params(dataclasses.replace(cfg, dpo_pairs="clicks"), "sft")
 
 
+def test_item_attributes_number_each_column_after_the_last():
+    items = pandas.DataFrame({"fine_type": ["chair", "lamp", "chair"], "colour": ["red", "red", "blue"],
+                              "creator": ["a", "b", "c"]})
+    # types chair 0, lamp 1; colours blue 2, red 3; creators a 4, b 5, c 6
+    assert gen.item_attributes(items).tolist() == [[0, 3, 4], [1, 3, 5], [0, 2, 6]]
+    with pytest.raises(ValueError, match="needs item columns creator"):
+        gen.item_attributes(items.drop(columns="creator"))
+
+
+def test_attribute_histories_let_the_encoder_see_what_the_clicks_reveal(tmp_path):
+    n = 60
+    attributes = np.stack([np.arange(n) % 3, 3 + np.arange(n) % 4, 7 + np.arange(n) % 2], 1)
+    q = tiny_queries(n_items=n)
+    recoloured = attributes.copy()
+    recoloured[:, 1] = 3 + (recoloured[:, 1] - 2) % 4  # every SKU another colour, SIDs unchanged
+
+    def memory(model, table):
+        """Each query's encoder outputs at the positions it attends to: (B, max over positions)."""
+        model.item_attributes.copy_(torch.as_tensor(table))
+        with torch.no_grad():
+            mem = model.encode(q)
+        return mem.memory.masked_fill(mem.mask[..., None], 0.0)
+
+    with_attributes = tiny_model(history_items="attributes", attributes=attributes)
+    changed = (memory(with_attributes, recoloured) - memory(with_attributes, attributes)).abs().amax((1, 2))
+    assert changed[0] == 0 and (changed[1:] > 1e-4).all()  # query 0 has no history: nothing to recolour
+    plain = tiny_model()
+    assert not hasattr(plain, "item_attributes")  # the SID-only model is as before
+    with pytest.raises(ValueError, match="needs each SKU's attributes"):
+        tiny_model(history_items="attributes")
+    # the attributes travel with the checkpoint
+    path = tmp_path / "model.pt"
+    gen.save_model(with_attributes, path, "fp")
+    ids = types.SimpleNamespace(codes=with_attributes.trie.codes, sizes=with_attributes.trie.sizes,
+                                item_vectors=tiny_vectors(n))
+    loaded = gen.load_model(path, ids)
+    assert torch.equal(loaded.item_attributes, with_attributes.item_attributes)
+    with torch.no_grad():
+        assert torch.allclose(loaded.encode(q).memory, with_attributes.encode(q).memory)
+
+
 def test_empty_history_and_no_user_still_give_real_skus(world):
     cat, emb, logs, run = world
     model = tiny_model(n=len(cat.items), sizes=(6, 6, 6), dim=emb.shape[1])
@@ -383,7 +424,8 @@ def test_empty_history_and_no_user_still_give_real_skus(world):
 def test_bad_settings():
     for override, message in (({"dpo": "ranked"}, "pairwise"), ({"d_model": 30, "heads": 4}, "multiple"),
                                ({"sft_replay": 1.0}, "sft_replay"), ({"depth": 3}, "unknown GEN"),
-                               ({"sft_on": "views"}, "sft_on"), ({"dpo_pairs": "all"}, "skip_above")):
+                               ({"sft_on": "views"}, "sft_on"), ({"dpo_pairs": "all"}, "skip_above"),
+                               ({"history_items": "ids"}, "history_items")):
         with pytest.raises(ValueError, match=message):
             gen.GenConfig.from_overrides(override)
 

@@ -20,7 +20,17 @@ loops, evaluation and the cached stages).
 Everything a notebook uses is importable as ``gen.<name>``.
 """
 
-from .model import GenConfig, Memory, OneVision, Queries, make_queries
+from .model import (
+    DPO_PAIRS,
+    HISTORY_ITEMS,
+    SFT_ON,
+    GenConfig,
+    Memory,
+    OneVision,
+    Queries,
+    item_attributes,
+    make_queries,
+)
 from .prior import DensePrior, TopPrior
 from .search import beam_batch, beam_search, score_all
 from .train import (
@@ -49,7 +59,8 @@ from .trie import BOS, Trie, codes_fingerprint
 __all__ = [
     "BOS", "DensePrior", "GenConfig", "Memory", "OneVision", "Queries", "TopPrior", "Trie", "beam_batch",
     "beam_search",
-    "codes_fingerprint", "make_queries", "score_all", "STAGE_VERSION", "STAGES", "Examples", "Trained",
+    "codes_fingerprint", "item_attributes", "make_queries", "DPO_PAIRS", "HISTORY_ITEMS", "SFT_ON",
+    "score_all", "STAGE_VERSION", "STAGES", "Examples", "Trained",
     "cold_prior_sweep", "colourway_facts", "dpo_loss", "evaluate", "load_model", "logs_fingerprint",
     "preference_lists", "prior_factor_sweep",
     "pretraining_examples", "save_model", "session_queries", "sft_examples", "train_dpo",

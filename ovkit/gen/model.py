@@ -27,6 +27,12 @@ DPO_PAIRS = {"graded": "ordered ≻ clicked, not ordered ≻ shown, not clicked"
              "skip_above": "graded, but a SKU is rejected only if it was shown above the preferred one "
                            "(seen and passed over: the click-skip-above rule, less position bias)"}
 
+# How a clicked SKU of the user's history enters the encoder (kit choice, issue 28):
+HISTORY_ITEMS = {"sid": "the sum of its SID token embeddings (what the decoder emits)",
+                 "attributes": "that plus embeddings of its product type, colour and creator: what the "
+                               "clicks reveal about taste, what the cascade's hist_* features read"}
+ATTRIBUTES = ("fine_type", "colour", "creator")  # the item columns of history_items="attributes"
+
 
 @dataclass(frozen=True)
 class GenConfig:
@@ -42,6 +48,7 @@ class GenConfig:
     prior_neighbours: int = 4096  # the prior reads the query's top-M SKUs (faiss); M >= #SKUs: all of them
     prior_exact_max: int = 50_000  # those top-M come from exact search up to this many SKUs, faiss IVF above
     history: int = 8  # the user's last H clicked SKUs as encoder tokens
+    history_items: str = "sid"  # how a clicked SKU enters the encoder (HISTORY_ITEMS)
     task_token: bool = True  # a token telling the model whether user context is present
     batch: int = 256
     lr: float = 1e-3  # pretraining learning rate (peak of a one-cycle schedule)
@@ -70,7 +77,7 @@ class GenConfig:
             raise ValueError(f"GEN d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
         if self.dpo not in ("pairwise", "listwise"):
             raise ValueError(f"GEN dpo must be 'pairwise' or 'listwise', got {self.dpo!r}")
-        for name, known in (("sft_on", SFT_ON), ("dpo_pairs", DPO_PAIRS)):
+        for name, known in (("sft_on", SFT_ON), ("dpo_pairs", DPO_PAIRS), ("history_items", HISTORY_ITEMS)):
             if getattr(self, name) not in known:
                 raise ValueError(f"GEN {name} must be one of {', '.join(known)}, got {getattr(self, name)!r}")
         if not 0 <= self.sft_replay < 1:
@@ -97,6 +104,21 @@ class Queries:
 
     def take(self, rows) -> Queries:
         return Queries(*(np.asarray(a)[rows] for a in (self.global_, self.visual, self.history, self.task)))
+
+
+def item_attributes(items) -> np.ndarray:
+    """(n_items, len(ATTRIBUTES)) int64: each SKU's :data:`ATTRIBUTES` as ids into one shared
+    vocabulary (column j's values are numbered after column j-1's), for ``history_items="attributes"``."""
+    missing = [c for c in ATTRIBUTES if c not in items]
+    if missing:
+        raise ValueError(f"history_items='attributes' needs item columns {', '.join(missing)}; the items "
+                         f"table has {', '.join(items.columns)}")
+    table, offset = [], 0
+    for column in ATTRIBUTES:
+        values, ids = np.unique(items[column].astype(str).to_numpy(), return_inverse=True)
+        table.append(ids + offset)
+        offset += len(values)
+    return np.stack(table, 1).astype(np.int64)
 
 
 def make_queries(embeddings, tokens, view_ids, histories=None, history_len: int = 8, task=None) -> Queries:
@@ -192,7 +214,10 @@ class OneVision(nn.Module):
     The SID table is a buffer of the model: a checkpoint carries the IDs it was trained on.
     """
 
-    def __init__(self, cfg: GenConfig, trie: Trie, item_vectors: np.ndarray, n_visual: int):
+    def __init__(self, cfg: GenConfig, trie: Trie, item_vectors: np.ndarray, n_visual: int,
+                 item_attributes: np.ndarray | None = None):
+        """``item_attributes`` (n_items, A) int: each SKU's attribute ids (:func:`item_attributes`),
+        needed by ``history_items="attributes"`` only."""
         super().__init__()
         d, feature_dim = cfg.d_model, item_vectors.shape[1]
         self.cfg, self.trie = cfg, trie
@@ -231,6 +256,13 @@ class OneVision(nn.Module):
         self.out = nn.ModuleList(nn.Linear(d, size) for size in trie.sizes)  # one head per level
         self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(trie.depth),
                              persistent=False)
+        if cfg.history_items == "attributes":  # last, so the other weights start as without it
+            if item_attributes is None or len(item_attributes) != len(trie.codes):
+                raise ValueError("GEN history_items='attributes' needs each SKU's attributes: "
+                                 "OneVision(..., item_attributes=gen.item_attributes(catalogue.items))")
+            table = torch.tensor(np.asarray(item_attributes), dtype=torch.long)  # a copy, not a view
+            self.register_buffer("item_attributes", table)  # in the checkpoint, like the SIDs
+            self.attribute = nn.Embedding(int(table.max()) + 1, d)
 
     @property
     def device(self):
@@ -310,6 +342,8 @@ class OneVision(nn.Module):
         hist = hist[:, (hist >= 0).any(0)]  # drop columns no query fills (pretraining: all of them)
         empty = hist < 0
         items = self.token(self.sid_tokens[hist.clamp(min=0)]).sum(-2)  # an SKU = the sum of its SID tokens
+        if self.cfg.history_items == "attributes":  # … and of its type, colour and creator
+            items = items + self.attribute(self.item_attributes[hist.clamp(min=0)]).sum(-2)
         items = items + self.history_pos[self.cfg.history - hist.shape[1]:]
         parts = [self.global_in(g)[:, None], self.visual_in(v) + visual_pos, items]
         masks = [torch.zeros(len(g), 1, dtype=torch.bool, device=dev), ~keep, empty]

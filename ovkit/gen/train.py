@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import align, config, metrics, store, vrq
-from .model import DPO_PAIRS, SFT_ON, GenConfig, OneVision, Queries, make_queries
+from .model import DPO_PAIRS, SFT_ON, GenConfig, OneVision, Queries, item_attributes, make_queries
 from .search import beam_search
 from .trie import Trie, codes_fingerprint
 
@@ -363,7 +363,7 @@ KEY_EXCLUDED = {
 }
 # Settings added after stages were cached: keyed only when set away from their default, so checkpoints
 # built before they existed (which used that default) stay valid.
-KEYED_WHEN_SET = {"sft_on": "clicks", "dpo_pairs": "graded"}
+KEYED_WHEN_SET = {"sft_on": "clicks", "dpo_pairs": "graded", "history_items": "sid"}
 _UNSET = object()
 STAGE_VERSION = 2  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md); 2: the
 # top-M prior's IVF (above prior_exact_max SKUs) finds more of the top M
@@ -412,7 +412,9 @@ def load_model(path, ids, device: str = "cpu") -> OneVision:
                          f"{saved['catalogue']}), not these ({expected}): its decoder would emit IDs of "
                          f"other products. Retrain it with gen.train_stages(...) on these SIDs")
     cfg = GenConfig.from_overrides(saved["config"])
-    model = OneVision(cfg, Trie(ids.codes, ids.sizes), ids.item_vectors, saved["n_visual"])
+    attributes = saved["state_dict"].get("item_attributes")  # history_items="attributes" only
+    model = OneVision(cfg, Trie(ids.codes, ids.sizes), ids.item_vectors, saved["n_visual"],
+                      None if attributes is None else attributes.cpu().numpy())
     model.load_state_dict(saved["state_dict"])
     return model.to(device).eval()
 
@@ -465,7 +467,8 @@ def _build(s: _Stages, stage: str, previous, catalogue_fp: str, folder) -> dict:
     """Write one stage's checkpoint and curve into ``folder`` (the stage cache's build step)."""
     torch.manual_seed(s.cfg.seed)
     if previous is None:
-        model = OneVision(s.cfg, s.trie, s.ids.item_vectors, s.tok.shape[1]).to(s.device)
+        attributes = item_attributes(s.catalogue.items) if s.cfg.history_items == "attributes" else None
+        model = OneVision(s.cfg, s.trie, s.ids.item_vectors, s.tok.shape[1], attributes).to(s.device)
     else:  # continue from the previous stage's checkpoint
         model = load_model(previous / "model.pt", s.ids, s.device)
         model.cfg = s.cfg
