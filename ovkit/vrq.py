@@ -53,8 +53,10 @@ STAGE_VERSION = 1  # bump when the stage's build code changes what it writes (se
 # SID layouts at the same code budget (kit choices, issue 28): ``vrq`` quantizes each SKU's own fused
 # vector, so colourways that look different may part at any level; ``shape_first`` quantizes every
 # SKU by its 3D model's vector (the mean over its colourways, voted by all their views), so the
-# colourways of a product share every code and only disambiguation (the last code) tells them apart.
-LAYOUTS = ("vrq", "shape_first")
+# colourways of a product share every code and only disambiguation (the last code) tells them apart;
+# ``random`` quantizes seeded random vectors (one per SKU, its views voting with it): IDs of the same
+# budget and balance that carry no meaning — does the decoder gain anything from semantic IDs?
+LAYOUTS = ("vrq", "shape_first", "random")
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class VRQConfig:
     type_neighbours: int = 20  # k of the k-NN type predictor for query images
     type_index: str = "views"  # k-NN type predictor searches "views" (catalogue + training photos) or "items"
     dedup: str = "reassign"  # reassign (nearest free last code) | append (extra token)
-    layout: str = "vrq"  # vrq (each SKU by its own vector) | shape_first (by its 3D model; see LAYOUTS)
+    layout: str = "vrq"  # vrq (each SKU by its own vector) | shape_first (by its 3D model) | random (LAYOUTS)
     kmeans_iters: int = 25
     kmeans_sample: int = 262_144  # most points one k-means level trains on (a seeded random subset)
     type_knn_max: int = 50_000  # most references the type k-NN reads; above, a linear classifier predicts
@@ -547,7 +549,12 @@ def build_ids(catalogue, embeddings: np.ndarray, cfg: VRQConfig) -> dict:
     view_ids = np.concatenate(per_item).astype(int) if per_item else np.zeros(0, int)
     owner = np.repeat(np.arange(len(per_item)), [len(v) for v in per_item])
     cold = catalogue.items["cold"].to_numpy().astype(bool)
-    out = quantize(coded, types, len(names), emb[view_ids], owner, cold, cfg)
+    views_x = emb[view_ids]
+    if cfg.layout == "random":  # meaningless vectors; each view votes with its SKU's, not its image
+        noise = np.random.default_rng([cfg.seed, 17]).normal(size=vectors.shape)
+        coded = l2_normalise(noise).astype(vectors.dtype)
+        views_x = coded[owner]
+    out = quantize(coded, types, len(names), views_x, owner, cold, cfg)
     return {**out, "item_vectors": vectors, "categories": names}  # the prior reads each SKU's own vector
 
 

@@ -17,9 +17,12 @@ from . import diagnose, meta, metrics, pipeline, vrq
 
 # Each factor's levels (kit choices): settings overrides merged into the profile's dicts.
 FACTORS = {
-    "layout": {"vrq": {"VRQ": {"layout": "vrq"}}, "shape_first": {"VRQ": {"layout": "shape_first"}}},
+    "layout": {layout: {"VRQ": {"layout": layout}} for layout in ("vrq", "shape_first", "random")},
     "exposure": {"visual": {"SIM": {"exposure": "visual"}}, "variants": {"SIM": {"exposure": "variants"}}},
 }
+# The smallest informative version, which notebook 08 scores itself when no sweep has run (the random
+# layout, a control, is in the sweep only: it keeps make reproduce within its time).
+HERE = {"layout": ("vrq", "shape_first"), "exposure": ("visual", "variants")}
 # Paired differences of HR@10 on the same test sessions: name -> (system a, system b), a - b.
 CONTRASTS = {"sft_gain": ("sft", "pretrain"), "dpo_gain": ("dpo", "sft"), "gap_vs_mca": ("dpo", "mca")}
 
@@ -99,11 +102,13 @@ SCREEN_KEYS = {"taste_gain": "04.hr@10_diff.taste_vs_intent_oracle"}
 INTERVAL = ("", "_ci_low", "_ci_high")
 
 
-def cells() -> list[dict]:
-    """Every cell of the factorial, e.g. ``{"layout": "vrq", "exposure": "visual"}``, in grid order."""
+def cells(levels: dict | None = None) -> list[dict]:
+    """Every cell of the factorial (``levels``: factor → its levels, default :data:`FACTORS`'), e.g.
+    ``{"layout": "vrq", "exposure": "visual"}``, in grid order."""
     import itertools
 
-    return [dict(zip(FACTORS, levels, strict=True)) for levels in itertools.product(*FACTORS.values())]
+    levels = levels or FACTORS
+    return [dict(zip(levels, combo, strict=True)) for combo in itertools.product(*levels.values())]
 
 
 def sweep_cell(cell: dict) -> str:
@@ -117,14 +122,17 @@ def from_sweep(summary: dict):
     """The factorial from a sweep of notebook 04 over the cells: one row per cell with the seeds that
     finished, each :data:`NOTEBOOK_KEYS` entry pooled over them (random effects, each run's own
     interval: :func:`ovkit.seedstats.across_seeds`) and HR@10 per target type (mean over seeds) for
-    OneVision (DPO) and each seed's reference cascade. None when a cell has no finished point."""
+    OneVision (DPO) and each seed's reference cascade. None when a cell of :data:`HERE` has no
+    finished point; other cells (the random layout) are shown when they have one."""
     import pandas as pd
 
-    rows = []
+    rows, here = [], cells(HERE)
     for cell in cells():
         entry = summary.get("cells", {}).get(sweep_cell(cell), {})
         if not entry.get("points"):
-            return None
+            if cell in here:
+                return None
+            continue
         row = {**cell, "seeds": len(entry["points"])}
         for name, key in NOTEBOOK_KEYS.items():
             got = entry.get("metrics", {}).get(key, {})
@@ -146,8 +154,8 @@ def _mean(values) -> float:
 
 
 def score_here(params: dict, progress: bool = True):
-    """The factorial in one world (``params``' SEED): :func:`score_cell` for every cell, one row each
-    with its own intervals (users resampled) and ``seeds`` = 1; no user-swap effects (NaN)."""
+    """The factorial's :data:`HERE` cells in one world (``params``' SEED): :func:`score_cell` for each,
+    one row each with its own intervals (users resampled) and ``seeds`` = 1; no user-swap effects (NaN)."""
     import pandas as pd
 
     from .config import progress as bar
@@ -156,7 +164,7 @@ def score_here(params: dict, progress: bool = True):
             *(f"hr@10.{s}.{kind}" for s in ("dpo", "mca") for kind in diagnose.TARGET_TYPES)}
     missing = {name + end: np.nan for name in NOTEBOOK_KEYS if name not in CONTRASTS for end in INTERVAL}
     rows = []
-    for cell in bar(cells(), enabled=progress, desc="why cells", unit="cell"):
+    for cell in bar(cells(HERE), enabled=progress, desc="why cells", unit="cell"):
         row = score_cell(params, cell_settings(**cell))
         rows.append({**cell, "seeds": 1, **{k: v for k, v in row.items() if k in keep}, **missing})
     return pd.DataFrame(rows)
@@ -200,7 +208,7 @@ def factorial(params: dict, sweep: str = "auto", profile: str | None = None, pro
         table = from_sweep(summary)
         if table is not None:
             return table, _source(summary, "notebook 04 per cell")
-        print(f"sweep {summary['sweep']} has a cell with no finished point: scoring the cells here instead")
+        print(f"sweep {summary['sweep']} lacks a finished point in a cell: scoring the cells here instead")
     return score_here(params, progress), f"this run (one world: SEED {params.get('SEED', 0)})"
 
 
@@ -344,7 +352,6 @@ def main(argv=None) -> int:
     :data:`FACTORS`' grid for a profile in each seed (a seed is a whole new world), write one row per
     cell and seed as CSV and print each cell's contrasts pooled over the seeds (stages cached as usual)."""
     import argparse
-    import itertools
     import sys
 
     import pandas as pd
@@ -358,8 +365,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     params, rows = load_profile(args.profile), []
     for seed in args.seeds if args.seeds else [params.get("SEED", 0)]:
-        for levels in itertools.product(*(list(v) for v in FACTORS.values())):
-            cell = dict(zip(FACTORS, levels, strict=True))
+        for cell in cells():
             print("seed", seed, "cell", cell, file=sys.stderr, flush=True)
             rows.append({**cell, "seed": seed, **score_cell({**params, "SEED": seed}, cell_settings(**cell))})
             if args.out:  # after every cell: an interrupted grid keeps what it scored

@@ -236,3 +236,18 @@ def test_by_model_means_and_pools_the_views_of_a_models_colourways():
     coded, views = vrq.by_model(vectors, per_item, np.array([7, 7, 9]))
     np.testing.assert_allclose(coded, [[0.7071068, 0.7071068]] * 2 + [[1.0, 0.0]], rtol=1e-6)
     assert [v.tolist() for v in views] == [[0, 1, 2], [0, 1, 2], [3]]
+
+
+def test_random_layout_ids_ignore_the_images_but_the_prior_does_not(fake_views):
+    cat, emb = fake_views
+    rng = np.random.default_rng(5)
+    other = rng.normal(size=emb.shape).astype(emb.dtype)  # entirely different images
+    random_ids = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, layout="random"))
+    assert len({tuple(r) for r in random_ids["codes"]}) == len(cat.items)  # still one SID per SKU
+    again = vrq.build_ids(cat, other, vrq.VRQConfig(**SMALL, layout="random"))
+    np.testing.assert_array_equal(random_ids["codes"], again["codes"])  # the codes never read the images
+    reseeded = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL, layout="random", seed=1))
+    assert (reseeded["codes"] != random_ids["codes"]).any()
+    per_sku = vrq.build_ids(cat, emb, vrq.VRQConfig(**SMALL))
+    np.testing.assert_array_equal(random_ids["item_vectors"], per_sku["item_vectors"])
+    assert (per_sku["codes"] != vrq.build_ids(cat, other, vrq.VRQConfig(**SMALL))["codes"]).any()

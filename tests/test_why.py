@@ -85,8 +85,10 @@ def _run(shift: float, reference: str) -> dict:
 def test_the_factorial_from_a_sweep_pools_each_cells_seeds():
     from ovkit import meta
 
-    labels = [why.sweep_cell(cell) for cell in why.cells()]
+    labels = [why.sweep_cell(cell) for cell in why.cells(why.HERE)]
     assert labels[0] == "VRQ.layout=vrq,SIM.exposure=visual" and len(labels) == 4
+    assert len(why.cells()) == 6
+    assert why.sweep_cell(why.cells()[-1]) == "VRQ.layout=random,SIM.exposure=variants"
     runs = {label: [_run(0.0, "mca"), _run(0.01 * i, "mca_fused")] for i, label in enumerate(labels)}
     summary = _summary(runs)
     table = why.from_sweep(summary).set_index(["layout", "exposure"])
@@ -96,14 +98,18 @@ def test_the_factorial_from_a_sweep_pools_each_cells_seeds():
     assert table["seeds"].tolist() == [2, 2, 2, 2]
     assert table.loc[("vrq", "visual"), "hr@10.mca.colourway"] == pytest.approx(0.4)  # each seed's reference
     assert table.loc[("shape_first", "variants"), "hr@10.dpo.colourway"] == pytest.approx(0.215)
+    assert "random" not in set(table.index.get_level_values(0))  # a control cell the sweep lacks: left out
+    random_cell = why.sweep_cell({"layout": "random", "exposure": "visual"})
+    summary["cells"][random_cell] = dict(summary["cells"][labels[0]])
+    assert len(why.from_sweep(summary)) == 5  # ... and shown when it ran
     del summary["cells"][labels[2]]
-    assert why.from_sweep(summary) is None  # a cell missing: nothing pooled
+    assert why.from_sweep(summary) is None  # a cell of the smallest version missing: nothing pooled
 
 
 def test_factorial_reads_a_finished_sweep_and_scores_here_without_one(kit_home, monkeypatch):
     import json
 
-    labels = [why.sweep_cell(cell) for cell in why.cells()]
+    labels = [why.sweep_cell(cell) for cell in why.cells(why.HERE)]
     folder = kit_home / "runs" / "why-tiny"
     folder.mkdir(parents=True)
     summary = _summary({label: [_run(0.0, "mca")] for label in labels})
