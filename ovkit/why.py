@@ -134,10 +134,8 @@ def from_sweep(summary: dict):
                 return None
             continue
         row = {**cell, "seeds": len(entry["points"])}
-        for name, key in NOTEBOOK_KEYS.items():
-            got = entry.get("metrics", {}).get(key, {})
-            row |= {name: got.get("mean", np.nan), f"{name}_ci_low": got.get("ci_low", np.nan),
-                    f"{name}_ci_high": got.get("ci_high", np.nan)}
+        for name in NOTEBOOK_KEYS:
+            row |= _interval(entry.get("metrics", {}), name)
         runs = [summary["points"][point]["metrics"] for point in entry["points"]]
         for kind in diagnose.TARGET_TYPES:
             row[f"hr@10.dpo.{kind}"] = _mean([m.get(f"04.hr@10.dpo.{kind}") for m in runs])
@@ -244,22 +242,29 @@ def scaling(summary: dict):
     import pandas as pd
 
     rows = []
-    for cell, entry in summary.get("cells", {}).items():
-        if not entry.get("points"):
-            continue
-        stats = entry.get("metrics", {})
-        mean = {key: value.get("mean", np.nan) for key, value in stats.items()}
+    for cell, entry, stats, mean in _finished(summary):
         seconds = sum(mean.get(f"04.train_seconds.{stage}", np.nan) for stage in ("pretrain", "sft", "dpo"))
         row = {"cell": cell, "seeds": len(entry["points"]), "train_seconds": seconds,
                "parameters": mean.get("04.gen_parameters", np.nan),
                "examples": mean.get("04.train_examples", np.nan),
                "val_hr@10": mean.get("04.val_hr@10.dpo", np.nan)}
         rows.append(row | _interval(stats, "gap_vs_mca"))
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    order = table.sort_values(["val_hr@10", "examples", "parameters"], ascending=[False, True, True])
-    table["chosen"] = table.index == order.index[0]
+    return _choose(pd.DataFrame(rows), ["val_hr@10", "examples", "parameters"], [False, True, True])
+
+
+def _finished(summary: dict):
+    """(label, entry, pooled stats, their means) of each sweep cell with a finished point."""
+    for label, entry in summary.get("cells", {}).items():
+        if entry.get("points"):
+            stats = entry.get("metrics", {})
+            yield label, entry, stats, {key: value.get("mean", np.nan) for key, value in stats.items()}
+
+
+def _choose(table, by: list, ascending: list):
+    """``table`` with ``chosen`` marking its first row sorted by ``by`` (stable: ties keep grid order)."""
+    if not table.empty:
+        order = table.sort_values(by, ascending=ascending, kind="stable")
+        table["chosen"] = table.index == order.index[0]
     return table
 
 
@@ -296,11 +301,7 @@ def screen(summary: dict):
     import pandas as pd
 
     rows = []
-    for entry in summary.get("cells", {}).values():
-        if not entry.get("points"):
-            continue
-        stats = entry.get("metrics", {})
-        mean = {key: value.get("mean", np.nan) for key, value in stats.items()}
+    for _, entry, stats, mean in _finished(summary):
         row = {"setting": _change(entry["overrides"]), "seeds": len(entry["points"]),
                "val_hr@10": mean.get("04.val_hr@10.dpo", np.nan),
                "decoder_only": mean.get("04.hr@10.decoder_only.dpo", np.nan)}
@@ -310,10 +311,8 @@ def screen(summary: dict):
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    ranked = table.assign(other=table["setting"] != "today's")  # today's first among equals
-    order = ranked.sort_values(["val_hr@10", "other"], ascending=[False, True], kind="stable")
-    table["chosen"] = table.index == order.index[0]
-    return table
+    table["today"] = table["setting"] == "today's"  # today's first among equals
+    return _choose(table, ["val_hr@10", "today"], [False, False]).drop(columns="today")
 
 
 SCREENS = {"training": "make training (ovkit sweep sweeps/training.yaml)",
