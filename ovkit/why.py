@@ -335,6 +335,20 @@ def screen_table(stem: str, sweep: str = "auto", profile: str | None = None):
     return screen(summary), "from " + _source(summary, "notebook 04 per setting")
 
 
+def interval_records(table, screens: dict) -> dict:
+    """What notebook 08 records as intervals: ``08.<contrast>.<layout>.<exposure>`` per factorial cell
+    (``table``, :func:`factorial`) and ``08.<screen>.<setting>.<contrast>`` per row of each screen
+    (``screens``: stem → :func:`screen` table or None). Contrasts not measured (NaN) are left out.
+    Returns key → [estimate, ci_low, ci_high]."""
+    screened = (*CONTRASTS, *SCREEN_KEYS, "user_swap.dpo", "user_swap.mca")
+    rows = [(f"08.{{}}.{row['layout']}.{row['exposure']}", row, NOTEBOOK_KEYS)
+            for row in table.to_dict("records")]
+    rows += [(f"08.{stem}.{setting_key(row['setting'])}.{{}}", row, screened)
+             for stem, found in screens.items() if found is not None for row in found.to_dict("records")]
+    return {key.format(name): [row[name + end] for end in INTERVAL]
+            for key, row, names in rows for name in names if not np.isnan(row[name])}
+
+
 def prefix_shares(params: dict) -> dict:
     """Per SID layout, the share of colourway pairs whose SIDs differ only in the last code (this
     run's world; the SID stage is cached)."""

@@ -178,3 +178,21 @@ def test_setting_keys_are_metric_key_parts():
     assert why.setting_key("today's") == "today"
     assert why.setting_key("sft_on=orders") == "sft_on_orders"
     assert why.setting_key("beta=0.1, dpo=listwise") == "beta_0.1_dpo_listwise"
+
+
+def test_interval_records_name_each_cell_and_setting_and_skip_what_was_not_measured():
+    import pandas as pd
+
+    cell = {"layout": "vrq", "exposure": "visual", "seeds": 1}
+    for name in why.NOTEBOOK_KEYS:  # one world: no user swaps
+        measured = name in why.CONTRASTS
+        cell |= {name + end: (v if measured else np.nan) for end, v in
+                 zip(why.INTERVAL, (0.1, 0.0, 0.2), strict=True)}
+    setting = {"setting": "beta=2.0", "seeds": 1}
+    for name in (*why.CONTRASTS, "taste_gain", "user_swap.dpo", "user_swap.mca"):
+        setting |= {name + end: v for end, v in zip(why.INTERVAL, (-0.1, -0.2, 0.0), strict=True)}
+    got = why.interval_records(pd.DataFrame([cell]), {"training": pd.DataFrame([setting]), "taste": None})
+    assert got["08.gap_vs_mca.vrq.visual"] == [0.1, 0.0, 0.2]
+    assert "08.user_swap.dpo.vrq.visual" not in got
+    assert got["08.training.beta_2.0.taste_gain"] == [-0.1, -0.2, 0.0]
+    assert len(got) == 3 + 6
