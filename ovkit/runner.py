@@ -285,12 +285,17 @@ def kernel_defaults() -> dict:
     switches and 16.1 s wall passive against 0.35 s, 3,400 and 13.0 s with a short spin, at the same
     user time (23.0 s). ``GLIBC_TUNABLES`` (:data:`MALLOC_TUNABLES`): the frozen backbone's pass over
     1,024 images took 5.5 s of system time in page faults (3.0 M) with glibc's defaults and 0.1 s
-    (14 k) with these, at the same user time and identical maps. Both are read when a process
-    starts, so they are set for the kernels here. None of them changes a computed number.
+    (14 k) with these, at the same user time and identical maps. ``NUMPY_MADVISE_HUGEPAGE=0``:
+    numpy asks for 2 MB pages for every array of 4 MB or more, and the kernel zeroes each whole
+    2 MB page on first touch; notebook 03 at the default profile spent 5.2-5.8 s of system time
+    with them and 3.0-3.5 s without (three alternating pairs, the same user time, and no change in
+    head training). All are read when a process starts, so they are set for the kernels here (and
+    the render workers they fork). None of them changes a computed number.
     """
     user_set = os.environ.get("OMP_WAIT_POLICY") or os.environ.get("GOMP_SPINCOUNT")
     omp = {} if user_set else {"GOMP_SPINCOUNT": OMP_SPIN_COUNT}
-    return {**omp, "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES") or MALLOC_TUNABLES}
+    return {**omp, "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES") or MALLOC_TUNABLES,
+            "NUMPY_MADVISE_HUGEPAGE": os.environ.get("NUMPY_MADVISE_HUGEPAGE") or "0"}
 
 
 @contextlib.contextmanager

@@ -286,6 +286,23 @@ def test_stages_train_cache_and_refuse_other_sids(kit_home, world):
         gen.load_model(stages["sft"].artifact / "model.pt", other)
 
 
+def test_pretraining_is_keyed_on_the_validation_sessions_alone(kit_home, world):
+    """Another logging policy (other training logs, same validation sessions) reuses the pretrained
+    model and retrains SFT and DPO; other validation sessions retrain everything."""
+    cat, emb, logs, run = world
+    ids = vrq.semantic_ids(cat, emb, cat.artifact, SIDS)
+    first = gen.train_stages(cat, run, ids, logs, staged(), progress=False)
+    relogged = dataclasses.replace(logs, train_log=logs.train_log.iloc[::-1].reset_index(drop=True))
+    again = gen.train_stages(cat, run, ids, relogged, staged(), progress=False)
+    assert again["pretrain"].artifact.key == first["pretrain"].artifact.key
+    assert not again["pretrain"].artifact.fresh and again["sft"].artifact.fresh and again["dpo"].artifact.fresh
+    val = logs.val_sessions.copy()
+    val["ordered"] = val["ordered"].to_numpy()[::-1]
+    revalidated = gen.train_stages(cat, run, ids, dataclasses.replace(logs, val_sessions=val), staged(),
+                                   progress=False)
+    assert all(s.artifact.fresh for s in revalidated.values())
+
+
 def test_beam_and_eval_every_choose_the_kept_checkpoint_so_every_stage_key_holds_them(kit_home, world):
     cat, emb, logs, run = world
     ids = vrq.semantic_ids(cat, emb, cat.artifact, SIDS)

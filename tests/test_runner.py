@@ -261,16 +261,27 @@ def test_bad_values_and_a_bad_folder_are_reported_together(project, kit_home):
 
 
 def test_kernel_defaults_keep_what_the_user_set(monkeypatch):
-    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "GLIBC_TUNABLES"):
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "GLIBC_TUNABLES", "NUMPY_MADVISE_HUGEPAGE"):
         monkeypatch.delenv(name, raising=False)
     assert runner.kernel_defaults() == {"GOMP_SPINCOUNT": runner.OMP_SPIN_COUNT,
-                                        "GLIBC_TUNABLES": runner.MALLOC_TUNABLES}
+                                        "GLIBC_TUNABLES": runner.MALLOC_TUNABLES,
+                                        "NUMPY_MADVISE_HUGEPAGE": "0"}
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # a policy of the user's own: no spin count
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
-    assert runner.kernel_defaults() == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+    assert runner.kernel_defaults() == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2",
+                                        "NUMPY_MADVISE_HUGEPAGE": "1"}
     monkeypatch.delenv("OMP_WAIT_POLICY")
     monkeypatch.setenv("GOMP_SPINCOUNT", "0")
     assert "GOMP_SPINCOUNT" not in runner.kernel_defaults()  # kept as the user set it (inherited)
+
+
+def test_kernels_start_with_numpy_s_huge_pages_off(monkeypatch):
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    ask = "import numpy; print(numpy._core.multiarray._get_madvise_hugepage())"
+    env = {**os.environ, **runner.kernel_defaults()}
+    child = subprocess.run([sys.executable, "-c", ask], env=env, check=True, capture_output=True, text=True)
+    assert child.stdout.strip() == "False"
 
 
 ALLOCATE_AND_FREE = """

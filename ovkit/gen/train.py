@@ -389,12 +389,22 @@ class Trained:
     artifact: store.Artifact
 
 
-def logs_fingerprint(logs) -> str:
-    """Hash of the training logs and the evaluation sessions a model is trained and checked on."""
+LOGS_FRAMES = ("train_log", "test_sessions", "val_sessions")
+
+
+def logs_fingerprint(logs, frames=LOGS_FRAMES) -> str:
+    """Hash of the training logs and the evaluation sessions a model is trained and checked on
+    (``frames``: the parts of :class:`ovkit.sim.Logs` hashed)."""
     h = hashlib.sha256()
-    for frame in (logs.train_log, logs.test_sessions, logs.val_sessions):
-        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    for name in frames:
+        h.update(pd.util.hash_pandas_object(getattr(logs, name), index=False).to_numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+# What each stage reads of the logs: pretraining learns from the catalogue and training photos and is
+# checked on the validation sessions only, so logging policies that change the training logs alone
+# (e.g. SIM exposure) share one pretrained model.
+LOGS_READ = {"pretrain": ("val_sessions",), "sft": LOGS_FRAMES, "dpo": LOGS_FRAMES}
 
 
 def save_model(model: OneVision, path, catalogue_fp: str) -> None:
@@ -497,11 +507,12 @@ def train_stages(catalogue, align_run: align.Aligned, ids, logs, cfg: GenConfig 
     ids.check(catalogue)
     s = _Stages(catalogue, cfg, ids, logs, align_run.embeddings, np.asarray(align_run.tokens, np.float32),
                 device, progress)
-    fps = {"sids": codes_fingerprint(ids.codes), "logs": logs_fingerprint(logs)}
+    sids = codes_fingerprint(ids.codes)
     catalogue_fp = ids.artifact.meta["catalogue_fingerprint"]
     out, upstream, previous = {}, [align_run.artifact, ids.artifact], None
     for stage in STAGES:
         build = functools.partial(_build, s, stage, previous, catalogue_fp)
+        fps = {"sids": sids, "logs": logs_fingerprint(logs, LOGS_READ[stage])}
         artifact = store.cached(f"gen_{stage}", {**stage_params(cfg, stage), **fps}, build, upstream=upstream,
                                 version=STAGE_VERSION, rebuild=rebuild)
         model = load_model(artifact / "model.pt", ids, device)
