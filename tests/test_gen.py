@@ -295,7 +295,7 @@ def test_pretraining_is_keyed_on_the_validation_sessions_alone(kit_home, world):
     relogged = dataclasses.replace(logs, train_log=logs.train_log.iloc[::-1].reset_index(drop=True))
     again = gen.train_stages(cat, run, ids, relogged, staged(), progress=False)
     assert again["pretrain"].artifact.key == first["pretrain"].artifact.key
-    assert not again["pretrain"].artifact.fresh and again["sft"].artifact.fresh and again["dpo"].artifact.fresh
+    assert [again[s].artifact.fresh for s in gen.STAGES] == [False, True, True]
     val = logs.val_sessions.copy()
     val["ordered"] = val["ordered"].to_numpy()[::-1]
     revalidated = gen.train_stages(cat, run, ids, dataclasses.replace(logs, val_sessions=val), staged(),
