@@ -108,6 +108,7 @@ ui: $(SWEEP_STAMP)
 bench: data
 	$(PY) benchmarks/catalogue.py
 	$(PY) benchmarks/latency.py --profile $(PROFILE) --threads 1 2
+	$(PY) benchmarks/backbones.py
 
 # VRQ, trie, beam search and recall on synthetic catalogues of 10k / 100k / 1M SKUs (~1 h on 2 cores):
 # runs/bench-scale/scale.md. SCALE_SIZES="10000 100000" for a shorter run.
