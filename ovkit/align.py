@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import augment, backbone, config, store
+from . import augment, backbone, config, metrics, store
 from .config import with_overrides
 from .data.render import FACTORS
 from .recall import l2_normalise, rank_items
@@ -359,6 +359,27 @@ def heldout_recall(catalogue, embeddings: dict, family: str = "test") -> pd.Data
     rows = [f for f in ["all", *FACTORS] if len(catalogue.heldout_views(family, f, cold=False))]
     return pd.DataFrame({name: {f: evaluate(catalogue, emb, catalogue.heldout_views(family, f, cold=False)[
         "view_id"])["recall@1"] for f in rows} for name, emb in embeddings.items()})
+
+
+def heldout_retention(catalogue, embeddings: dict, indist_views, family: str = "test") -> dict:
+    """Retention per held-out condition: Recall@1 on warm SKUs' held-out photos of ``family`` over
+    Recall@1 on ``indist_views`` (their in-distribution photos), for ``"all"`` (every factor changed)
+    and each factor changed alone.
+
+    Returns:
+        condition → :func:`ovkit.metrics.retention_ci`'s result: system → (ratio, low, high), and the
+        first two systems' difference; the intervals resample SKUs.
+    """
+    sku = catalogue.views["item_id"].to_numpy()
+    indist_views = np.asarray(indist_views)
+    indist = {name: recall_hits(catalogue, emb, indist_views, 1) for name, emb in embeddings.items()}
+    out = {}
+    for condition in ["all", *FACTORS]:
+        views = catalogue.heldout_views(family, condition, cold=False)["view_id"].to_numpy()
+        if len(views):
+            held = {name: recall_hits(catalogue, emb, views, 1) for name, emb in embeddings.items()}
+            out[condition] = metrics.retention_ci(held, sku[views], indist, sku[indist_views])
+    return out
 
 
 def gather(maps, extra, ids: np.ndarray) -> np.ndarray:

@@ -245,3 +245,24 @@ def test_bit_dropout_masks_are_independent_between_neighbouring_entries():
     assert abs(agree - 0.5) < 0.005
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         align.BitDropout(1.0)
+
+
+def test_heldout_retention_per_condition_is_held_out_over_in_distribution_recall(built):
+    """Perfect everywhere but on the photos with lighting changed alone: retention 1 for every other
+    condition, and for lighting the Recall@1 of those photos over the in-distribution one."""
+    perfect = np.eye(len(built.items), dtype=np.float32)[built.views["item_id"].to_numpy()]
+    lighting = built.heldout_views("test", "lighting", cold=False)["view_id"].to_numpy()
+    hurt = perfect.copy()
+    hurt[lighting] = np.random.default_rng(0).normal(size=(len(lighting), perfect.shape[1]))
+    test = built.query_views("test", cold=False)["view_id"].to_numpy()
+    kept = align.heldout_retention(built, {"hurt": hurt, "perfect": perfect}, test)
+    assert list(kept) == ["all", *data.render.FACTORS]
+    recall = {name: align.evaluate(built, hurt, views)["recall@1"] for name, views in
+              (("lighting", lighting), ("test", test))}
+    expected = recall["lighting"] / recall["test"]
+    assert kept["lighting"]["hurt"][0] == pytest.approx(expected) and expected < 1
+    assert kept["lighting"]["hurt − perfect"][0] == pytest.approx(expected - 1)
+    low, high = kept["lighting"]["hurt"][1:]
+    assert low <= expected <= high
+    for condition in ("all", "background", "camera"):
+        assert kept[condition]["hurt"] == pytest.approx((1.0, 1.0, 1.0))
