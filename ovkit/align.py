@@ -356,9 +356,17 @@ def heldout_recall(catalogue, embeddings: dict, family: str = "test") -> pd.Data
     """Recall@1 of each embedding (name → (n_views, d)) on warm SKUs' held-out photos of ``family``:
     row ``all`` (every factor changed at once), then one row per factor changed alone (those the
     catalogue has photos for)."""
-    rows = [f for f in ["all", *FACTORS] if len(catalogue.heldout_views(family, f, cold=False))]
-    return pd.DataFrame({name: {f: evaluate(catalogue, emb, catalogue.heldout_views(family, f, cold=False)[
-        "view_id"])["recall@1"] for f in rows} for name, emb in embeddings.items()})
+    sets = heldout_sets(catalogue, family)
+    return pd.DataFrame({name: {condition: evaluate(catalogue, emb, views)["recall@1"]
+                                for condition, views in sets.items()} for name, emb in embeddings.items()})
+
+
+def heldout_sets(catalogue, family: str = "test") -> dict:
+    """Warm SKUs' held-out photos of ``family`` by condition: ``"all"`` (every factor changed), then
+    each factor changed alone; condition → view ids, only the conditions the catalogue has photos for."""
+    sets = {condition: catalogue.heldout_views(family, condition, cold=False)["view_id"].to_numpy()
+            for condition in ["all", *FACTORS]}
+    return {condition: views for condition, views in sets.items() if len(views)}
 
 
 def heldout_retention(catalogue, embeddings: dict, indist_views, family: str = "test") -> dict:
@@ -374,11 +382,9 @@ def heldout_retention(catalogue, embeddings: dict, indist_views, family: str = "
     indist_views = np.asarray(indist_views)
     indist = {name: recall_hits(catalogue, emb, indist_views, 1) for name, emb in embeddings.items()}
     out = {}
-    for condition in ["all", *FACTORS]:
-        views = catalogue.heldout_views(family, condition, cold=False)["view_id"].to_numpy()
-        if len(views):
-            held = {name: recall_hits(catalogue, emb, views, 1) for name, emb in embeddings.items()}
-            out[condition] = metrics.retention_ci(held, sku[views], indist, sku[indist_views])
+    for condition, views in heldout_sets(catalogue, family).items():
+        held = {name: recall_hits(catalogue, emb, views, 1) for name, emb in embeddings.items()}
+        out[condition] = metrics.retention_ci(held, sku[views], indist, sku[indist_views])
     return out
 
 
