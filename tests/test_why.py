@@ -85,8 +85,9 @@ def _run(shift: float, reference: str) -> dict:
 def test_the_factorial_from_a_sweep_pools_each_cells_seeds():
     from ovkit import meta
 
-    labels = [why.sweep_cell(cell) for cell in why.cells(why.HERE)]
-    assert labels[0] == "VRQ.layout=vrq,SIM.exposure=visual" and len(labels) == 4
+    here = [why.sweep_cell(cell) for cell in why.cells(why.HERE)]
+    assert here == ["VRQ.layout=vrq,SIM.exposure=visual", "VRQ.layout=vrq,SIM.exposure=variants"]
+    labels = [why.sweep_cell(cell) for cell in why.cells()][:4]  # the VRQ and shape-first cells
     assert len(why.cells()) == 6
     assert why.sweep_cell(why.cells()[-1]) == "VRQ.layout=random,SIM.exposure=variants"
     runs = {label: [_run(0.0, "mca"), _run(0.01 * i, "mca_fused")] for i, label in enumerate(labels)}
@@ -102,7 +103,9 @@ def test_the_factorial_from_a_sweep_pools_each_cells_seeds():
     random_cell = why.sweep_cell({"layout": "random", "exposure": "visual"})
     summary["cells"][random_cell] = dict(summary["cells"][labels[0]])
     assert len(why.from_sweep(summary)) == 5  # ... and shown when it ran
-    del summary["cells"][labels[2]]
+    del summary["cells"][labels[2]]  # a shape-first cell missing: the others are still shown
+    assert len(why.from_sweep(summary)) == 4
+    del summary["cells"][labels[1]]
     assert why.from_sweep(summary) is None  # a cell of the smallest version missing: nothing pooled
 
 
@@ -115,7 +118,7 @@ def test_factorial_reads_a_finished_sweep_and_scores_here_without_one(kit_home, 
     summary = _summary({label: [_run(0.0, "mca")] for label in labels})
     (folder / "summary.json").write_text(json.dumps(summary))
     table, source = why.factorial({}, profile="tiny")
-    assert len(table) == 4 and "sweep why-tiny" in source and "abc1234" in source
+    assert len(table) == 2 and "sweep why-tiny" in source and "abc1234" in source
     monkeypatch.setattr(why, "score_here", lambda params, progress: ("scored here", params))
     assert why.factorial({"SEED": 3}, sweep="")[0] == ("scored here", {"SEED": 3})
     assert why.factorial({"SEED": 3}, profile="other")[1] == "this run (one world: SEED 3)"
