@@ -49,6 +49,10 @@ class AlignConfig:
     weight_decay: float = 1e-4
     eval_every: int = 50  # validation Recall@1 every so many steps (keeps the best head)
     tune_blocks: int = 0  # last backbone block stages trained with the head (a GPU option)
+    # WiSE-FT (Wortsman et al. 2022): the tuned blocks' weights mixed back toward the pretrained ones,
+    # (1 - α)·pretrained + α·tuned, for each α here; the α with the best validation score (the notebook
+    # 01 rule: mean Recall@1 on val and held-out val photos) is kept. (): the blocks as trained.
+    wise_alphas: tuple[float, ...] = ()
     # Robustness options (notebook 01 §5 compares them on validation; off by default because the
     # validation rule — mean Recall@1 on val and held-out-val photos — did not pick them there)
     augment: tuple[str, ...] = ()  # any of photometric, geometric, background (see ovkit.augment)
@@ -60,6 +64,24 @@ class AlignConfig:
     @classmethod
     def from_overrides(cls, overrides: dict | None) -> AlignConfig:
         return with_overrides(cls, overrides, "ALIGN")
+
+    def validate(self) -> None:
+        if self.wise_alphas and not self.tune_blocks:
+            raise ValueError("ALIGN wise_alphas mixes tuned backbone blocks with pretrained ones: "
+                             "set tune_blocks too (e.g. {'tune_blocks': 1, 'wise_alphas': [0.5, 1.0]})")
+        if any(not 0.0 <= a <= 1.0 for a in self.wise_alphas):
+            raise ValueError(f"ALIGN wise_alphas must lie in [0, 1], got {list(self.wise_alphas)}")
+
+
+# Settings added after heads were cached: keyed only when set away from their default, so heads built
+# before they existed (which used that default) stay valid.
+KEYED_WHEN_SET = {"wise_alphas": ()}
+
+
+def stage_params(cfg: AlignConfig) -> dict:
+    """``cfg`` as a cache key: every field but those of :data:`KEYED_WHEN_SET` left at their default."""
+    return {name: value for name, value in dataclasses.asdict(cfg).items()
+            if name not in KEYED_WHEN_SET or tuple(value) != KEYED_WHEN_SET[name]}
 
 
 # --------------------------------------------------------------------------- model
@@ -348,8 +370,48 @@ def choose_on_validation(catalogue, embeddings: dict, baseline: str, tie: float 
     table = pd.DataFrame({name: {f"{part} R@1": evaluate(catalogue, emb, ids)["recall@1"]
                                  for part, ids in views.items()} for name, emb in embeddings.items()}).T
     table["score"] = table.mean(axis=1)
-    best = table["score"].idxmax()
-    return (best if table.loc[best, "score"] >= table.loc[baseline, "score"] + tie else baseline), table
+    return _pick(table["score"], baseline, tie), table
+
+
+def _pick(scores: pd.Series, baseline, tie: float):
+    """The best-scoring name if it beats ``baseline``'s score by at least ``tie``, else ``baseline``."""
+    best = scores.idxmax()
+    return best if scores[best] >= scores[baseline] + tie else baseline
+
+
+# What notebook 01 records per run, read back from a sweep of it (sweeps/robustness.yaml, trunks.yaml).
+OPTION_KEYS = {"val R@1": "01.val_recall@1.aligned", "heldout_val R@1": "01.heldout_val_recall@1.aligned",
+               "score": "01.validation_score.aligned", "test R@1": "01.recall@1.aligned",
+               "test R@1 frozen": "01.recall@1.frozen", "train s": "01.train_seconds",
+               "retention": "01.heldout_ratio.aligned", **{
+                   f"retention {factor}": f"01.heldout_ratio.{factor}.aligned" for factor in FACTORS}}
+
+
+def options_from_sweep(summary: dict, tie: float = 0.005) -> pd.DataFrame:
+    """Notebook 01's settings compared across a sweep of it: one row per grid cell (its settings,
+    ``today's`` for none), the :data:`OPTION_KEYS` metrics averaged over the cell's finished seeds
+    (each retention with its SKU-resampled interval as ``_ci_low`` / ``_ci_high``), and ``chosen``:
+    the cell notebook 01's rule picks on validation — the best score, if it beats the first cell
+    (the baseline) by at least ``tie``. Test columns are reported, never used to choose."""
+    rows = []
+    for label, entry in summary.get("cells", {}).items():
+        runs = [summary["points"][p]["metrics"] for p in entry.get("points", [])
+                if summary["points"][p].get("status") == "ok"]
+        if not runs:
+            continue
+        setting = ", ".join(f"{k}={v}" for name, values in entry["overrides"].items()
+                            for k, v in (values.items() if isinstance(values, dict) else [(name, values)]))
+        row = {"setting": setting or "today's", "cell": label, "seeds": len(runs)}
+        for column, key in OPTION_KEYS.items():
+            for end in ("", "_ci_low", "_ci_high") if column.startswith("retention") else ("",):
+                values = [run[key + end] for run in runs if run.get(key + end) is not None]
+                row[column + end] = float(np.mean(values)) if values else np.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        scores = table["score"].fillna(-np.inf)
+        table["chosen"] = table.index == _pick(scores, table.index[0], tie)
+    return table
 
 
 def heldout_recall(catalogue, embeddings: dict, family: str = "test") -> pd.DataFrame:
@@ -411,6 +473,7 @@ class Aligned:
     train_seconds: float
     artifact: store.Artifact
     config: AlignConfig
+    wise: pd.DataFrame | None = None  # WiSE-FT: alpha, Recall@1 per validation photo set, score, chosen
 
 
 def aligned(catalogue, maps, maps_artifact, cfg: AlignConfig | None = None, device: str = "cpu") -> Aligned:
@@ -432,12 +495,13 @@ def aligned(catalogue, maps, maps_artifact, cfg: AlignConfig | None = None, devi
     # One training serves every checkpoint rule: the rule only picks among the checked states, so
     # heads that differ in select_on alone share the steps (stage align_train) and each rule's
     # stage align scores its photo sets on the saved checkpoints.
-    train_cfg = dataclasses.replace(cfg, select_on="val")  # training checks val photos, whatever the rule
-    trained = store.cached("align_train", dataclasses.asdict(train_cfg),
+    # (and WiSE-FT's mixing happens after training, on the chosen checkpoint)
+    train_cfg = dataclasses.replace(cfg, select_on="val", wise_alphas=())
+    trained = store.cached("align_train", stage_params(train_cfg),
                            lambda folder: _train(folder, catalogue, maps, train_cfg, device, tuned, extra),
                            upstream=[maps_artifact] + ([extra.artifact] if extra else []),
                            version=STAGE_VERSION)
-    artifact = store.cached("align", dataclasses.asdict(cfg),
+    artifact = store.cached("align", stage_params(cfg),
                             lambda folder: _select(folder, catalogue, maps, cfg, device, tuned, trained),
                             upstream=[trained], version=STAGE_VERSION)
     head = make_head(cfg, maps, tuned)
@@ -445,7 +509,8 @@ def aligned(catalogue, maps, maps_artifact, cfg: AlignConfig | None = None, devi
     return Aligned(head=head.eval(), embeddings=np.load(artifact / "embeddings.npy"),
                    tokens=np.load(artifact / "tokens.npy", mmap_mode="r"),
                    history=pd.read_csv(artifact / "history.csv"),
-                   train_seconds=trained.meta["train_seconds"], artifact=artifact, config=cfg)
+                   train_seconds=trained.meta["train_seconds"], artifact=artifact, config=cfg,
+                   wise=pd.read_csv(artifact / "wise.csv") if cfg.wise_alphas else None)
 
 
 def _train(folder, catalogue, maps, cfg: AlignConfig, device, tuned, extra) -> dict:
@@ -476,13 +541,49 @@ def _select(folder, catalogue, maps, cfg: AlignConfig, device, tuned, trained: s
             history.loc[history["step"] == step, column] = value
     chosen = best_step(history, selection) if selection else max(checkpoints)
     head.load_state_dict(checkpoints[chosen])
+    meta = {"chosen_step": chosen, "config": dataclasses.asdict(cfg)}
+    if cfg.wise_alphas:
+        alpha, table = choose_wise_alpha(catalogue, head, tuned, maps, cfg.wise_alphas)
+        head.load_state_dict(wise_state(head.state_dict(), tuned.state_dict(), alpha))
+        table.to_csv(folder / "wise.csv", index=False)
+        meta["wise_alpha"] = alpha
     emb, tok = embed(head, maps)
     store.release_pages(maps)
     torch.save(head.state_dict(), folder / "head.pt")
     np.save(folder / "embeddings.npy", emb)
     np.save(folder / "tokens.npy", tok)
     history.to_csv(folder / "history.csv", index=False)
-    return {"chosen_step": chosen, "config": dataclasses.asdict(cfg)}
+    return meta
+
+
+def wise_state(tuned_state: dict, pretrained_blocks: dict, alpha: float) -> dict:
+    """WiSE-FT: the head's state (``tuned_state``) with each tuned backbone block tensor
+    (``tuned.<name>``) replaced by ``(1 - alpha)·pretrained + alpha·tuned`` (``pretrained_blocks``:
+    the blocks' state before training). BatchNorm's running statistics mix too; integer counters
+    keep the tuned value. The head's own layers stay as trained."""
+    out = dict(tuned_state)
+    for name, value in pretrained_blocks.items():
+        key = f"tuned.{name}"
+        if value.is_floating_point():
+            out[key] = torch.lerp(value.to(out[key].dtype), out[key], alpha)
+    return out
+
+
+def choose_wise_alpha(catalogue, head: AlignHead, pretrained_blocks: nn.Module, maps, alphas):
+    """The WiSE-FT mixing weight of ``alphas`` with the best validation score (mean Recall@1 over
+    :func:`selection_views` ``"both"``, the notebook 01 rule; the first in ``alphas`` on a tie).
+    ``head`` is left with its trained state. Returns (alpha, table: one row per alpha)."""
+    trained = {k: v.clone() for k, v in head.state_dict().items()}
+    selection = selection_views(catalogue, "both")
+    rows = []
+    for alpha in alphas:
+        head.load_state_dict(wise_state(trained, pretrained_blocks.state_dict(), float(alpha)))
+        scores = selection_recall(catalogue, head, maps, selection)
+        rows.append({"alpha": float(alpha), **scores, "score": _score(scores, selection)})
+    head.load_state_dict(trained)
+    table = pd.DataFrame(rows)
+    table["chosen"] = table.index == int(np.argmax(table["score"].to_numpy()))
+    return float(table.loc[table["chosen"], "alpha"].iloc[0]), table
 
 
 def photo_features(catalogue, align_run: Aligned, pixels, backbone_name: str = "tf_efficientnet_lite0",

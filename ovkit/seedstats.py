@@ -170,6 +170,22 @@ def load(sweep: str | Path) -> dict:
                             "with 'ovkit sweep sweeps/seeds.yaml --profile <profile>' (make seeds)")
 
 
+def load_sweep(sweep: str, stem: str, profile: str | None = None) -> dict | None:
+    """A sweep's summary: ``sweep`` names one under ``runs/``; ``"auto"`` means ``<stem>-<profile>``
+    when it exists (None otherwise); ``""`` means none. A named sweep that is missing is an error."""
+    from .paths import current_profile
+
+    name = f"{stem}-{profile or current_profile()}" if sweep == "auto" else sweep
+    if not name:
+        return None
+    try:
+        return load(name)
+    except FileNotFoundError:
+        if sweep != "auto":
+            raise
+        return None
+
+
 def _cell(summary: dict, cell: str | None) -> dict:
     cells = summary["cells"]
     if cell is None:

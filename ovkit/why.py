@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import diagnose, meta, metrics, pipeline, vrq
+from .seedstats import load_sweep
 
 # Each factor's levels (kit choices): settings overrides merged into the profile's dicts.
 FACTORS = {
@@ -168,23 +169,6 @@ def score_here(params: dict, progress: bool = True):
         row = score_cell(params, cell_settings(**cell))
         rows.append({**cell, "seeds": 1, **{k: v for k, v in row.items() if k in keep}, **missing})
     return pd.DataFrame(rows)
-
-
-def load_sweep(sweep: str, stem: str, profile: str | None = None) -> dict | None:
-    """A sweep's summary: ``sweep`` names one under ``runs/``; ``"auto"`` means ``<stem>-<profile>``
-    when it exists (None otherwise); ``""`` means none. A named sweep that is missing is an error."""
-    from . import seedstats
-    from .paths import current_profile
-
-    name = f"{stem}-{profile or current_profile()}" if sweep == "auto" else sweep
-    if not name:
-        return None
-    try:
-        return seedstats.load(name)
-    except FileNotFoundError:
-        if sweep != "auto":
-            raise
-        return None
 
 
 def _source(summary: dict, what: str) -> str:

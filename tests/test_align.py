@@ -199,10 +199,12 @@ def test_choice_on_validation_needs_more_than_a_tie(built):
 
 
 def test_every_align_setting_is_in_the_cache_key(monkeypatch):
-    """The stage is keyed on its whole settings dataclass: a new field cannot be left out silently."""
+    """The stage is keyed on its whole settings dataclass: a new field cannot be left out silently;
+    one added later (KEYED_WHEN_SET) is keyed when set, so heads cached before it stay valid."""
     seen = {}
 
     def cached(stage, params, build, **kwargs):
+        seen.clear()
         seen.update(params)
         raise LookupError("stop before building")
 
@@ -210,7 +212,50 @@ def test_every_align_setting_is_in_the_cache_key(monkeypatch):
     maps_artifact = store.Artifact("features", "k", None, {"params": {"tune_blocks": 0}})
     with pytest.raises(LookupError):
         align.aligned(None, None, maps_artifact)
-    assert {f.name for f in dataclasses.fields(align.AlignConfig)} <= set(seen)
+    assert {f.name for f in dataclasses.fields(align.AlignConfig)} - set(align.KEYED_WHEN_SET) == set(seen)
+    assert align.stage_params(align.AlignConfig(tune_blocks=1, wise_alphas=(0.5,)))["wise_alphas"] == (0.5,)
+
+
+def test_wise_ft_mixes_the_tuned_blocks_toward_the_pretrained_ones():
+    """WiSE-FT's weights against the formula (1 - α)·pretrained + α·tuned, by hand on small tensors."""
+    pretrained = {"w": torch.tensor([0.0, 2.0]), "bn.num_batches_tracked": torch.tensor(0)}
+    tuned = {"tuned.w": torch.tensor([4.0, 4.0]), "tuned.bn.num_batches_tracked": torch.tensor(7),
+             "out.weight": torch.tensor([1.0])}
+    mixed = align.wise_state(tuned, pretrained, 0.25)
+    assert mixed["tuned.w"].tolist() == [1.0, 2.5]  # 0.75·0 + 0.25·4, 0.75·2 + 0.25·4
+    assert mixed["tuned.bn.num_batches_tracked"].item() == 7 and mixed["out.weight"].tolist() == [1.0]
+    assert align.wise_state(tuned, pretrained, 1.0)["tuned.w"].tolist() == [4.0, 4.0]
+    assert align.wise_state(tuned, pretrained, 0.0)["tuned.w"].tolist() == [0.0, 2.0]
+    assert tuned["tuned.w"].tolist() == [4.0, 4.0]  # the trained state is left as it was
+    with pytest.raises(ValueError, match="set tune_blocks too"):
+        align.AlignConfig.from_overrides({"wise_alphas": [0.5]})
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        align.AlignConfig.from_overrides({"tune_blocks": 1, "wise_alphas": [1.5]})
+
+
+def test_wise_ft_alpha_is_chosen_on_validation_photos(cat):
+    """Stage align with wise_alphas: each α is scored on the validation sets of the notebook 01 rule,
+    the best is kept, and the served head is the one mixed with it (training is shared)."""
+    from ovkit import backbone
+
+    maps, artifact = backbone.cached_maps(cat, tune_blocks=1)
+    cfg = align.AlignConfig(dim=16, n_tokens=2, heads=2, steps=3, eval_every=3, batch_models=2, tune_blocks=1)
+    plain = align.aligned(cat, maps, artifact, cfg)
+    mixed = align.aligned(cat, maps, artifact, dataclasses.replace(cfg, wise_alphas=(1.0, 0.0, 0.5)))
+    assert mixed.artifact.meta["upstream"] == plain.artifact.meta["upstream"]  # one training
+    table = mixed.wise
+    assert table["alpha"].tolist() == [1.0, 0.0, 0.5] and table["chosen"].sum() == 1
+    views = align.selection_views(cat, "both")
+    assert set(views) == {"val", "heldout_val"}
+    scores = table[[f"{name}_recall@1" for name in views]].mean(axis=1)
+    assert table["score"].tolist() == pytest.approx(scores.tolist())
+    best = table.loc[table["chosen"], "alpha"].item()
+    assert best == table["alpha"][int(np.argmax(table["score"]))] == mixed.artifact.meta["wise_alpha"]
+    start = backbone.split(backbone.create(), 1).tuned.state_dict()
+    expected = align.wise_state(plain.head.state_dict(), start, best)
+    for key, value in mixed.head.state_dict().items():
+        assert torch.allclose(value.float(), expected[key].float()), key
+    assert plain.wise is None and align.aligned(cat, maps, artifact, cfg).artifact.key == plain.artifact.key
 
 
 def test_photos_of_the_wrong_size_are_refused():
@@ -266,3 +311,29 @@ def test_heldout_retention_per_condition_is_held_out_over_in_distribution_recall
     assert low <= expected <= high
     for condition in ("all", "background", "camera"):
         assert kept[condition]["hurt"] == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_options_from_a_sweep_are_chosen_on_validation_by_notebook_01s_rule():
+    """One row per sweep cell, metrics averaged over its finished points, chosen on the validation
+    score alone against the first cell (a challenger must gain at least the tie)."""
+    def run(score, test):
+        return {"01.validation_score.aligned": score, "01.val_recall@1.aligned": score + 0.05,
+                "01.recall@1.aligned": test, "01.heldout_ratio.background.aligned": 0.5,
+                "01.heldout_ratio.background.aligned_ci_low": 0.4,
+                "01.heldout_ratio.background.aligned_ci_high": 0.6}
+
+    points = {"a": {"status": "ok", "metrics": run(0.130, 0.17)},
+              "b": {"status": "ok", "metrics": run(0.134, 0.30)},  # best test: never a reason to choose
+              "c": {"status": "ok", "metrics": run(0.140, 0.10)},
+              "d": {"status": "failed", "metrics": run(0.9, 0.9)}}
+    summary = {"points": points, "cells": {
+        "ALIGN=": {"overrides": {"ALIGN": {}}, "points": ["a"]},
+        "ALIGN.augment=r": {"overrides": {"ALIGN": {"augment": ["randomised"]}}, "points": ["b"]},
+        "BACKBONE=x": {"overrides": {"BACKBONE": "x"}, "points": ["c", "d"]}}}
+    table = align.options_from_sweep(summary)
+    assert table["setting"].tolist() == ["today's", "augment=['randomised']", "BACKBONE=x"]
+    assert table["seeds"].tolist() == [1, 1, 1]  # the failed point is left out
+    assert table["chosen"].tolist() == [False, False, True]  # +0.010 over the baseline; +0.004 is a tie
+    assert table.loc[0, "retention background_ci_low"] == 0.4 and np.isnan(table.loc[0, "retention camera"])
+    del summary["cells"]["BACKBONE=x"]
+    assert align.options_from_sweep(summary)["chosen"].tolist() == [True, False]  # the tie keeps today's

@@ -35,6 +35,40 @@ def test_augmented_photos_are_seeded_and_new(cat):
     assert not np.array_equal(a, other)
 
 
+def test_randomised_copies_draw_no_loaded_background(cat, monkeypatch):
+    """Domain randomisation: seeded copies whose backgrounds are drawn, never loaded — so no held-out
+    (validation or test) texture can reach training through them — and usable rows for the sampler."""
+    from ovkit.data import render
+
+    def loaded(*args):
+        raise AssertionError("a randomised copy loaded a texture")
+
+    monkeypatch.setattr(render, "background_patch", loaded)
+    table = augment.plan(cat, copies=1)
+    rows = table.iloc[np.r_[0:3, np.flatnonzero(table["composite"])[:3]]]
+    images = augment.AugmentedImages(cat, rows, (augment.RANDOMISED,), ("brick",), seed=0)
+    a = images[0 : len(rows)]
+    assert a.shape == (6, 32, 32, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, images[0 : len(rows)])
+    assert not np.array_equal(a, augment.AugmentedImages(cat, rows, (augment.RANDOMISED,), (), seed=1)[0:6])
+    assert augment.usable(table, (augment.RANDOMISED,)).all()
+    texture = augment.procedural_texture(64, np.random.default_rng(3))
+    assert texture.shape == (64, 64, 3) and texture.dtype == np.float32
+    assert 0.0 <= texture.min() and texture.max() <= 1.0
+    np.testing.assert_array_equal(texture, augment.procedural_texture(64, np.random.default_rng(3)))
+
+
+def test_randomised_cut_outs_keep_the_product_and_change_the_white():
+    image = np.full((64, 64, 3), 255, np.uint8)
+    image[16:48, 16:48] = (200, 0, 0)
+    kept = [augment.randomise(image, True, np.random.default_rng(seed)) for seed in range(8)]
+    for out in kept:
+        assert out.shape == image.shape and out.dtype == np.uint8
+    # the background is no longer shop white, and the red product is still there in most copies
+    assert np.mean([(out[:4, :4] < 235).any() for out in kept]) > 0.5
+    assert np.mean([(out[..., 0].astype(int) - out[..., 1] > 80).mean() > 0.05 for out in kept]) > 0.5
+
+
 def test_cut_out_replaces_only_the_white_around_the_product():
     image = np.full((20, 20, 3), 255, np.uint8)
     image[5:15, 5:15] = (200, 0, 0)
