@@ -25,7 +25,7 @@ from .config import with_overrides
 from .data.render import FACTORS
 from .recall import l2_normalise, rank_items
 
-STAGE_VERSION = 6  # bump when the stage's build code changes what it writes (see CONTRIBUTING.md); 6: subnormals flushed
+STAGE_VERSION = 6  # bump when the build code changes what it writes (CONTRIBUTING.md); 6: subnormals flushed
 
 
 @dataclass(frozen=True)
