@@ -390,12 +390,13 @@ def _pick(scores: pd.Series, baseline, tie: float):
     return best if scores[best] >= scores[baseline] + tie else baseline
 
 
-# What notebook 01 records per run, read back from a sweep of it (sweeps/robustness.yaml, trunks.yaml).
-OPTION_KEYS = {"val R@1": "01.val_recall@1.aligned", "heldout_val R@1": "01.heldout_val_recall@1.aligned",
-               "score": "01.validation_score.aligned", "test R@1": "01.recall@1.aligned",
-               "test R@1 frozen": "01.recall@1.frozen", "train s": "01.train_seconds",
-               "retention": "01.heldout_ratio.aligned", **{
-                   f"retention {factor}": f"01.heldout_ratio.{factor}.aligned" for factor in FACTORS}}
+# What notebook 01 records per run, read back from a sweep of it (sweeps/robustness.yaml, trunks.yaml):
+# the validation side of the rule (columns of choose_on_validation's table), then what is only reported.
+VALIDATION_KEYS = {"val R@1": "01.val_recall@1.aligned", "heldout_val R@1": "01.heldout_val_recall@1.aligned",
+                   "score": "01.validation_score.aligned"}
+OPTION_KEYS = {**VALIDATION_KEYS, "test R@1": "01.recall@1.aligned", "test R@1 frozen": "01.recall@1.frozen",
+               "train s": "01.train_seconds", "retention": "01.heldout_ratio.aligned",
+               **{f"retention {factor}": f"01.heldout_ratio.{factor}.aligned" for factor in FACTORS}}
 
 
 def options_from_sweep(summary: dict, tie: float = 0.005) -> pd.DataFrame:
@@ -585,10 +586,10 @@ def choose_wise_alpha(catalogue, head: AlignHead, pretrained_blocks: nn.Module, 
     :func:`selection_views` ``"both"``, the notebook 01 rule; the first in ``alphas`` on a tie).
     ``head`` is left with its trained state. Returns (alpha, table: one row per alpha)."""
     trained = {k: v.clone() for k, v in head.state_dict().items()}
-    selection = selection_views(catalogue, "both")
+    pretrained, selection = pretrained_blocks.state_dict(), selection_views(catalogue, "both")
     rows = []
     for alpha in alphas:
-        head.load_state_dict(wise_state(trained, pretrained_blocks.state_dict(), float(alpha)))
+        head.load_state_dict(wise_state(trained, pretrained, float(alpha)))
         scores = selection_recall(catalogue, head, maps, selection)
         rows.append({"alpha": float(alpha), **scores, "score": _score(scores, selection)})
     head.load_state_dict(trained)
