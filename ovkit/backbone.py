@@ -155,6 +155,7 @@ def feature_maps(trunk: Trunk, model: nn.Module, images, batch_size: int = 64,
                  device: str = "cpu", path: Path | None = None) -> np.ndarray:
     """Frozen-part feature maps of all images, float16 (N,C,h,w).
 
+    ``images`` are uint8 photos (N,H,W,3), or float maps (N,C,h,w) from an earlier cut of the trunk.
     With ``path`` the maps are written batch by batch into that ``.npy`` file (memory-mapped; the
     file equals ``np.save`` of the array), so they never sit in memory whole: 2.1 GB at the default
     profile.
@@ -165,7 +166,9 @@ def feature_maps(trunk: Trunk, model: nn.Module, images, batch_size: int = 64,
     out = None
     starts = progress(range(0, len(images), batch_size), desc="feature maps", unit="batch")
     for batch, start in enumerate(starts):
-        x = preprocess(np.asarray(images[start : start + batch_size]), model).to(device)
+        batch_in = np.asarray(images[start : start + batch_size])
+        x = (preprocess(batch_in, model) if batch_in.dtype == np.uint8
+             else torch.from_numpy(batch_in.astype(np.float32))).to(device)
         maps = trunk.frozen(x.contiguous(memory_format=torch.channels_last)).half().contiguous().cpu().numpy()
         if out is None:
             shape = (len(images), *maps.shape[1:])
@@ -189,22 +192,37 @@ def check_image_size(model: nn.Module, size: int) -> None:
 
 
 def cached_maps(catalogue, name: str = "tf_efficientnet_lite0", weights: str = "offline",
-                tune_blocks: int = 0, batch_size: int = 64, device: str = "cpu"):
+                tune_blocks: int = 0, batch_size: int = 64, device: str = "cpu", via: int = 0):
     """Stage ``features``: the frozen-part feature maps of every view of a catalogue.
+
+    ``via=N`` (with ``tune_blocks=0``): the whole trunk's maps computed by running the last N block
+    stages, frozen, on the cached ``tune_blocks=N`` maps, so a run that needs both (a head on tuned
+    blocks, baselines on the frozen trunk) passes the images through the trunk once. Those maps are
+    stored in float16 at the cut, so entries differ from a direct pass by ~1e-4: a stage of its own.
 
     Returns ``(maps, artifact)`` where ``maps`` is a memory-mapped float16 array (N,C,h,w) indexed
     by ``view_id``.
     """
+    if via and tune_blocks:
+        raise BackboneError(f"via={via} derives the whole trunk's maps: it needs tune_blocks=0, "
+                            f"got {tune_blocks}")
     model = create(name, weights)
     check_image_size(model, catalogue.pixels.shape[1])
-    trunk = split(model, tune_blocks)
+    trunk = split(model, via or tune_blocks)
+    upstream = catalogue.artifact
+    images = catalogue.pixels
+    if via:  # the cut's maps are the images; the stages after the cut run frozen on them
+        images, upstream = cached_maps(catalogue, name, weights, via, batch_size, device)
+        trunk = Trunk(trunk.tuned, nn.Identity(), trunk.out_channels)
+
+    batch = 512 if via else batch_size  # maps at the cut are small (6 KB per view for lite0)
 
     def build(folder):
-        maps = feature_maps(trunk, model, catalogue.pixels, batch_size, device, path=folder / "maps.npy")
+        maps = feature_maps(trunk, model, images, batch, device, path=folder / "maps.npy")
         shape = list(maps.shape)
         del maps  # unmap before the store hashes the file
         return {"shape": shape}
 
-    params = {"backbone": name, "weights": weights, "tune_blocks": tune_blocks}
-    artifact = store.cached("features", params, build, upstream=[catalogue.artifact], version=STAGE_VERSION)
+    params = {"backbone": name, "weights": weights, "tune_blocks": tune_blocks, **({"via": via} if via else {})}
+    artifact = store.cached("features", params, build, upstream=[upstream], version=STAGE_VERSION)
     return np.load(artifact / "maps.npy", mmap_mode="r"), artifact

@@ -142,6 +142,22 @@ def test_tuned_blocks_train_with_the_head(cat):
         align.aligned(cat, maps, artifact, {"steps": 3})  # settings are parsed once, where they enter
 
 
+def test_frozen_maps_derived_from_the_tuned_blocks_cut(cat):
+    """via=1: the whole trunk's maps from the cached cut (one trunk pass for both); the oracle is the
+    direct pass, equal up to the float16 rounding at the cut; the two are cached apart."""
+    from ovkit import backbone
+
+    direct, direct_artifact = backbone.cached_maps(cat)
+    derived, derived_artifact = backbone.cached_maps(cat, via=1)
+    assert derived.shape == direct.shape and derived.dtype == np.float16
+    np.testing.assert_allclose(derived.astype(np.float32), direct.astype(np.float32), atol=0.05, rtol=0.01)
+    assert derived_artifact.key != direct_artifact.key
+    cut = backbone.cached_maps(cat, tune_blocks=1)[1]
+    assert derived_artifact.meta["upstream"] == {"features": cut.key}  # built from the cut, not the photos
+    with pytest.raises(backbone.BackboneError, match="needs tune_blocks=0"):
+        backbone.cached_maps(cat, tune_blocks=1, via=1)
+
+
 def test_stage_version_bump_rebuilds_the_head(cat, monkeypatch):
     """A change to align's build code must come with a STAGE_VERSION bump, which rebuilds the head."""
     from ovkit import backbone
