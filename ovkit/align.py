@@ -401,7 +401,7 @@ OPTION_KEYS = {**VALIDATION_KEYS, "test R@1": "01.recall@1.aligned", "test R@1 f
 
 def options_from_sweep(summary: dict, tie: float = 0.005) -> pd.DataFrame:
     """Notebook 01's settings compared across a sweep of it: one row per grid cell (its settings,
-    ``today's`` for none), the :data:`OPTION_KEYS` metrics averaged over the cell's finished seeds
+    ``profile as is`` for none), the :data:`OPTION_KEYS` metrics averaged over the cell's finished seeds
     (each retention with its SKU-resampled interval as ``_ci_low`` / ``_ci_high``), and ``chosen``:
     the cell notebook 01's rule picks on validation — the best score, if it beats the first cell
     (the baseline) by at least ``tie``. Test columns are reported, never used to choose."""
@@ -413,7 +413,7 @@ def options_from_sweep(summary: dict, tie: float = 0.005) -> pd.DataFrame:
             continue
         setting = ", ".join(f"{k}={v}" for name, values in entry["overrides"].items()
                             for k, v in (values.items() if isinstance(values, dict) else [(name, values)]))
-        row = {"setting": setting or "today's", "cell": label, "seeds": len(runs)}
+        row = {"setting": setting or "profile as is", "cell": label, "seeds": len(runs)}
         for column, key in OPTION_KEYS.items():
             for end in ("", "_ci_low", "_ci_high") if column.startswith("retention") else ("",):
                 values = [run[key + end] for run in runs if run.get(key + end) is not None]
