@@ -462,6 +462,14 @@ def heldout_retention(catalogue, embeddings: dict, indist_views, family: str = "
     return out
 
 
+def retention_table(kept: dict) -> pd.DataFrame:
+    """:func:`heldout_retention`'s result as a table: a row per condition, a column per system (and
+    the difference), each cell ``"ratio [low, high]"``."""
+    return pd.DataFrame({condition: {name: "{:.2f} [{:.2f}, {:.2f}]".format(*interval)
+                                     for name, interval in row.items()}
+                         for condition, row in kept.items()}).T
+
+
 def gather(maps, extra, ids: np.ndarray) -> np.ndarray:
     """Maps of ``ids``: catalogue views first, then ``extra`` rows numbered after them."""
     ids = np.asarray(ids)

@@ -227,3 +227,17 @@ def cached_maps(catalogue, name: str = "tf_efficientnet_lite0", weights: str = "
     params.update({"via": via} if via else {})  # keyed only when set: earlier caches stay valid
     artifact = store.cached("features", params, build, upstream=[upstream], version=STAGE_VERSION)
     return np.load(artifact / "maps.npy", mmap_mode="r"), artifact
+
+
+def trunk_maps(catalogue, name: str = "tf_efficientnet_lite0", weights: str = "offline",
+               tune_blocks: int = 0, device: str = "cpu"):
+    """What notebook 01 and :func:`ovkit.pipeline.load` read: the maps a head with ``tune_blocks``
+    trains on, and the whole frozen trunk's maps (the baselines), from one pass of the trunk — with
+    a cut, the frozen maps are derived from it (``via``); without one, both are the same.
+
+    Returns ``((maps, artifact) at the cut, (maps, artifact) of the frozen trunk)``.
+    """
+    cut = cached_maps(catalogue, name, weights, tune_blocks, device=device)
+    if not tune_blocks:
+        return cut, cut
+    return cut, cached_maps(catalogue, name, weights, device=device, via=tune_blocks)

@@ -142,12 +142,9 @@ def load(params, upto: str = "gen") -> Pipeline:
     built = Pipeline(p, device, cfg["GEN"], cat)
     if reach < STAGES.index("align"):
         return built
-    tuned = cfg["ALIGN"].tune_blocks  # the head trains on the maps at the cut and the blocks after it
-    built.maps, artifact = backbone.cached_maps(cat, p["BACKBONE"], p["WEIGHTS"], tune_blocks=tuned,
-                                                device=device)
-    # the frozen trunk's maps (baselines), from the cut when there is one, as notebook 01 builds them
-    built.frozen_maps = built.maps if not tuned else backbone.cached_maps(
-        cat, p["BACKBONE"], p["WEIGHTS"], device=device, via=tuned)[0]
+    # the head trains on the maps at the cut (and the blocks after it); baselines on the frozen trunk's
+    (built.maps, artifact), (built.frozen_maps, _) = backbone.trunk_maps(
+        cat, p["BACKBONE"], p["WEIGHTS"], cfg["ALIGN"].tune_blocks, device)
     built.align_run = align.aligned(cat, built.maps, artifact, cfg["ALIGN"], device)
     if reach < STAGES.index("vrq"):
         return built

@@ -156,6 +156,20 @@ def test_frozen_maps_derived_from_the_tuned_blocks_cut(cat):
     assert derived_artifact.meta["upstream"] == {"features": cut.key}  # built from the cut, not the photos
     with pytest.raises(backbone.BackboneError, match="needs tune_blocks=0"):
         backbone.cached_maps(cat, tune_blocks=1, via=1)
+    # what notebook 01 and pipeline.load read: the cut and the maps derived from it, or one pass twice
+    (_, at_cut), (_, frozen) = backbone.trunk_maps(cat, tune_blocks=1)
+    assert (at_cut.key, frozen.key) == (cut.key, derived_artifact.key)
+    (_, at_cut), (_, frozen) = backbone.trunk_maps(cat)
+    assert at_cut.key == frozen.key == direct_artifact.key
+
+
+def test_retention_table_shows_each_interval():
+    kept = {"all": {"aligned": (0.125, 0.1, 0.15), "aligned − frozen": (-0.014, -0.056, 0.027)},
+            "camera": {"aligned": (0.5, 0.46, 0.58), "aligned − frozen": (0.1, -0.004, 0.2)}}
+    table = align.retention_table(kept)
+    assert table.index.tolist() == ["all", "camera"]
+    assert table.loc["all", "aligned"] == "0.12 [0.10, 0.15]"  # 0.125 rounds half to even
+    assert table.loc["camera", "aligned − frozen"] == "0.10 [-0.00, 0.20]"
 
 
 def test_stage_version_bump_rebuilds_the_head(cat, monkeypatch):
